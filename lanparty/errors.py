@@ -1,0 +1,32 @@
+"""The project's exception hierarchy: every error has a clear owner.
+
+- ``ProtocolError``: the peer broke the wire protocol (PROTOCOL.md).
+- ``ConfigError``: the user gave us something we cannot use.
+- ``TransportError``: the QUIC/UDP layer failed; library exceptions are
+  mapped to it at the transport edge and never leak upward.
+- ``HostNetworkError``: the operating system refused a network change.
+
+Messages are sentences a user can act on.
+"""
+
+from __future__ import annotations
+
+
+class LanpartyError(Exception):
+    """Base of every error lanparty raises on purpose."""
+
+
+class ProtocolError(LanpartyError):
+    """The peer sent something the wire protocol does not allow."""
+
+
+class ConfigError(LanpartyError):
+    """A setting, file or argument given by the user cannot be used."""
+
+
+class TransportError(LanpartyError):
+    """The QUIC connection or its UDP socket failed."""
+
+
+class HostNetworkError(LanpartyError):
+    """The operating system refused a change to the host's network state."""
