@@ -1,0 +1,147 @@
+"""The two QUIC libraries behind one small surface.
+
+qh3 and aioquic share the sans-I/O ``QuicConnection`` API (same module paths,
+same methods), so the driver is written once. What differs, and is handled
+only here (docs/TRANSPORT.md has the measurements behind each point):
+
+- how the server's certificate is loaded (qh3 wants PEM bytes, aioquic takes
+  ``cryptography`` objects);
+- how the peer's certificate chain is read after the handshake;
+- the back-pressure signal: qh3 sends DATAGRAM frames with no congestion
+  control at all, aioquic queues them without bound behind its window; the
+  driver asks ``send_budget_bytes`` before handing frames over;
+- the peer's ``max_datagram_frame_size`` (private attribute in both).
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from lanparty.errors import ConfigError
+
+
+class QuicBackend(enum.StrEnum):
+    """Which QUIC library drives the connection."""
+
+    QH3 = "qh3"
+    AIOQUIC = "aioquic"
+
+
+# aioquic keeps a deque of DATAGRAM frames that its pacer releases; more than
+# this many waiting there means the path is full, so frames stay in our queue.
+_AIOQUIC_PENDING_LIMIT = 32
+_AIOQUIC_FRAME_BUDGET_BYTES = 1500
+
+
+@attrs.frozen
+class QuicLibrary:
+    """One QUIC library's entry points, loaded lazily by ``load_library``."""
+
+    backend: QuicBackend
+    configuration_class: Any
+    connection_class: Any
+    events: Any
+    connection_error: type[Exception]
+    pull_quic_header: Callable[..., Any]
+    buffer_class: Any
+    initial_packet_type: Any
+    _peer_chain_der: Callable[[Any], list[bytes]]
+    _send_budget_bytes: Callable[[Any], int]
+    _load_identity: Callable[[Any, bytes, bytes], None]
+
+    def peer_chain_der(self, connection: Any) -> list[bytes]:
+        """The peer's certificate chain as DER, leaf first (empty if none)."""
+        return self._peer_chain_der(connection)
+
+    def send_budget_bytes(self, connection: Any) -> int:
+        """How many bytes of DATAGRAM frames the library should take now."""
+        return self._send_budget_bytes(connection)
+
+    def load_identity(self, configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
+        self._load_identity(configuration, cert_pem, key_pem)
+
+    @staticmethod
+    def peer_max_datagram_frame_size(connection: Any) -> int | None:
+        value = connection._remote_max_datagram_frame_size
+        return None if value is None else int(value)
+
+
+def _qh3_peer_chain(connection: Any) -> list[bytes]:
+    leaf = connection.get_peercert()
+    if leaf is None:
+        return []
+    return [leaf.public_bytes()] + [c.public_bytes() for c in connection.get_issuercerts()]
+
+
+def _qh3_budget(connection: Any) -> int:
+    # qh3 would put every frame on the wire at once; its congestion window,
+    # which still counts DATAGRAM bytes, is the budget we give it.
+    core = connection._core
+    if core is None:
+        return 0
+    return int(core.congestion_window - core.bytes_in_flight)
+
+
+def _qh3_load_identity(configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
+    configuration.load_cert_chain(cert_pem, key_pem)
+
+
+def _aioquic_peer_chain(connection: Any) -> list[bytes]:
+    tls = connection.tls
+    leaf = None if tls is None else tls._peer_certificate
+    if leaf is None:
+        return []
+    chain = [leaf, *tls._peer_certificate_chain]
+    return [c.public_bytes(serialization.Encoding.DER) for c in chain]
+
+
+def _aioquic_budget(connection: Any) -> int:
+    free = _AIOQUIC_PENDING_LIMIT - len(connection._datagrams_pending)
+    return free * _AIOQUIC_FRAME_BUDGET_BYTES
+
+
+def _aioquic_load_identity(configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
+    certificates = x509.load_pem_x509_certificates(cert_pem)
+    configuration.certificate = certificates[0]
+    configuration.certificate_chain = certificates[1:]
+    configuration.private_key = serialization.load_pem_private_key(key_pem, password=None)
+
+
+def load_library(backend: QuicBackend) -> QuicLibrary:
+    """Import the chosen library; a missing one is a clear ``ConfigError``."""
+    name = backend.value
+    try:
+        configuration = importlib.import_module(f"{name}.quic.configuration")
+        connection = importlib.import_module(f"{name}.quic.connection")
+        events = importlib.import_module(f"{name}.quic.events")
+        packet = importlib.import_module(f"{name}.quic.packet")
+        buffer_module = importlib.import_module(
+            "qh3._hazmat" if backend is QuicBackend.QH3 else "aioquic.buffer"
+        )
+    except ImportError as exc:
+        extra = " (pip install 'lanparty[aioquic]')" if backend is QuicBackend.AIOQUIC else ""
+        raise ConfigError(f"the QUIC library {name} is not installed{extra}") from exc
+    if backend is QuicBackend.QH3:
+        chain, budget, identity = _qh3_peer_chain, _qh3_budget, _qh3_load_identity
+    else:
+        chain, budget, identity = _aioquic_peer_chain, _aioquic_budget, _aioquic_load_identity
+    return QuicLibrary(
+        backend=backend,
+        configuration_class=configuration.QuicConfiguration,
+        connection_class=connection.QuicConnection,
+        events=events,
+        connection_error=connection.QuicConnectionError,
+        pull_quic_header=packet.pull_quic_header,
+        buffer_class=buffer_module.Buffer,
+        initial_packet_type=packet.QuicPacketType.INITIAL,
+        peer_chain_der=chain,
+        send_budget_bytes=budget,
+        load_identity=identity,
+    )

@@ -1,0 +1,414 @@
+"""One QUIC connection: the library's sans-I/O object plus our own rules.
+
+The endpoint's pump feeds it UDP datagrams, fires its timer and sends what
+``transmit`` returns; user tasks send and receive frames and control
+messages. The rules the libraries do not keep for us live here:
+
+- DATAGRAM frames are sent only after the handshake, and only when they fit
+  one QUIC packet and the peer's limit (either library wedges otherwise);
+- frames wait in a bounded queue until the library has room; when the queue
+  is full the oldest frame is dropped and counted, never silently;
+- received frames wait in a bounded list for the user task;
+- a PING goes out whenever the connection has sent nothing for the
+  keep-alive interval, so NAT bindings stay open;
+- library exceptions never escape: the connection closes and the reason is
+  recorded in ``close_info``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import trio
+
+from lanparty.ctrl import ControlDecoder, Message, Received, Side, encode_message
+from lanparty.errors import ProtocolError, TransportError
+from lanparty.obs.counters import DropReason, TrafficCounters
+from lanparty.transport.backend import QuicLibrary
+from lanparty.transport.settings import TransportSettings
+from lanparty.transport.udp import Address, Datagram
+
+CONTROL_STREAM_ID = 0
+# QUIC error codes of the application (PROTOCOL.md section 2).
+CLOSE_NORMAL = 0
+CLOSE_REFUSED = 1
+CLOSE_PROTOCOL_ERROR = 2
+
+# Bytes of a 1-RTT packet that are not DATAGRAM payload: short header
+# (1 flag byte, a destination connection ID of up to 20 bytes, up to 4 bytes
+# of packet number), the 16-byte AEAD tag, then the frame's type byte and
+# 2-byte length.
+_PACKET_OVERHEAD_BYTES = 1 + 20 + 4 + 16
+_DATAGRAM_FRAME_OVERHEAD_BYTES = 1 + 2
+
+
+@attrs.frozen
+class CloseInfo:
+    """Why a connection ended."""
+
+    error_code: int
+    reason: str
+    by_peer: bool
+    idle_timeout: bool = False
+
+    def describe(self) -> str:
+        who = "the peer" if self.by_peer else "this side"
+        if self.idle_timeout:
+            return "the connection timed out (nothing heard from the peer)"
+        detail = f": {self.reason}" if self.reason else ""
+        return f"closed by {who} with code {self.error_code}{detail}"
+
+
+class ConnectionClosedError(TransportError):
+    """The connection is closed; ``info`` says how."""
+
+    def __init__(self, info: CloseInfo) -> None:
+        super().__init__(info.describe())
+        self.info = info
+
+
+def max_payload_for(max_udp_payload_bytes: int, peer_max_frame_bytes: int | None) -> int:
+    """Largest DATAGRAM payload that fits one packet and the peer's limit."""
+    local = max_udp_payload_bytes - _PACKET_OVERHEAD_BYTES - _DATAGRAM_FRAME_OVERHEAD_BYTES
+    if peer_max_frame_bytes is None:
+        return 0
+    return max(0, min(local, peer_max_frame_bytes - _DATAGRAM_FRAME_OVERHEAD_BYTES))
+
+
+class Connection:
+    """A QUIC connection to one peer, driven by an endpoint's pump."""
+
+    def __init__(
+        self,
+        library: QuicLibrary,
+        quic: Any,
+        settings: TransportSettings,
+        peer_address: Address,
+        request_flush: Callable[[Connection], None],
+        *,
+        is_client: bool,
+    ) -> None:
+        self.peer_address = peer_address
+        self.local_address: Address = ()
+        self.settings = settings
+        self.counters = TrafficCounters()
+        self.close_info: CloseInfo | None = None
+        self.max_datagram_payload = 0
+        self._library = library
+        self._quic = quic
+        self._request_flush = request_flush
+        self._handshake_done = False
+        # The endpoint opens stream 0; the relay can answer only once it has.
+        self._control_stream_open = is_client
+        self._send_queue: collections.deque[bytes] = collections.deque()
+        self._received: list[bytes] = []
+        self._received_event = trio.Event()
+        self._control_messages: collections.deque[Received] = collections.deque()
+        self._control_error: ProtocolError | None = None
+        self._control_event = trio.Event()
+        # An endpoint reads what the relay sends, and the relay what endpoints send.
+        self._control_decoder = ControlDecoder(Side.ENDPOINT if is_client else Side.RELAY)
+        self._established = trio.Event()
+        self._closed = trio.Event()
+        self._last_send_at = -math.inf
+        self._ping_uid = 0
+        # Set when the library is done with the connection: the endpoint forgets it.
+        self.terminated = False
+        self.issued_connection_ids: list[bytes] = []
+        self.retired_connection_ids: list[bytes] = []
+        events = library.events
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            events.DatagramFrameReceived: self._on_datagram,
+            events.StreamDataReceived: self._on_stream_data,
+            events.HandshakeCompleted: self._on_handshake_completed,
+            events.ConnectionTerminated: self._on_terminated,
+            events.ConnectionIdIssued: self._on_connection_id_issued,
+            events.ConnectionIdRetired: self._on_connection_id_retired,
+        }
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def backend(self) -> str:
+        return self._library.backend.value
+
+    @property
+    def is_established(self) -> bool:
+        return self._handshake_done and self.close_info is None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.close_info is not None
+
+    @property
+    def send_queue_length(self) -> int:
+        return len(self._send_queue)
+
+    @property
+    def host_connection_id(self) -> bytes:
+        return bytes(self._quic.host_cid)
+
+    def peer_certificate_chain(self) -> list[bytes]:
+        """The peer's certificate chain as DER, leaf first."""
+        return self._library.peer_chain_der(self._quic)
+
+    async def wait_established(self) -> None:
+        """Wait for the handshake; raise ``ConnectionClosedError`` if it failed."""
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+
+                async def watch_close() -> None:
+                    await self._closed.wait()
+                    scope.cancel()
+
+                nursery.start_soon(watch_close)
+                await self._established.wait()
+                nursery.cancel_scope.cancel()
+        self._raise_if_closed()
+
+    async def wait_closed(self) -> CloseInfo:
+        await self._closed.wait()
+        assert self.close_info is not None
+        return self.close_info
+
+    # ----------------------------------------------------- frames (hot path)
+
+    def queue_datagram(self, payload: bytes) -> bool:
+        """Queue one frame for the next flush; False if it was refused (counted)."""
+        if not self._handshake_done or self.close_info is not None:
+            self.counters.count_drop(DropReason.NOT_ESTABLISHED)
+            return False
+        if len(payload) > self.max_datagram_payload:
+            self.counters.count_drop(DropReason.OVERSIZE)
+            return False
+        queue = self._send_queue
+        if len(queue) >= self.settings.send_queue_frames:
+            queue.popleft()
+            self.counters.count_drop(DropReason.SEND_QUEUE_FULL)
+        queue.append(payload)
+        return True
+
+    def send_datagram(self, payload: bytes) -> bool:
+        """Queue one frame and send at once."""
+        queued = self.queue_datagram(payload)
+        if queued:
+            self._request_flush(self)
+        return queued
+
+    def send_datagrams(self, payloads: Iterable[bytes]) -> int:
+        """Queue many frames and send them with one flush; return how many were queued."""
+        queued = 0
+        for payload in payloads:
+            queued += self.queue_datagram(payload)
+        if queued:
+            self._request_flush(self)
+        return queued
+
+    def flush(self) -> None:
+        """Send what ``queue_datagram`` queued."""
+        self._request_flush(self)
+
+    async def receive_datagrams(self) -> list[bytes]:
+        """Every frame received since the last call; waits for at least one."""
+        while not self._received:
+            self._raise_if_closed()
+            await self._received_event.wait()
+            self._received_event = trio.Event()
+        batch, self._received = self._received, []
+        return batch
+
+    # -------------------------------------------------------- control stream
+
+    def send_control(self, message: Message) -> None:
+        """Send a control message on stream 0."""
+        self._raise_if_closed()
+        if not self._handshake_done:
+            raise TransportError("control messages need a completed handshake")
+        if not self._control_stream_open:
+            raise TransportError("the peer has not opened the control stream yet")
+        self._call(self._quic.send_stream_data, CONTROL_STREAM_ID, encode_message(message))
+        self._request_flush(self)
+        self._raise_if_closed()
+
+    async def receive_control(self) -> Received:
+        """The next control message from the peer.
+
+        An unknown message type after the first message comes as
+        ``UnknownMessage`` (to be logged and ignored). Raises the decoder's
+        ``ProtocolError`` for a malformed control frame (the connection stays
+        open: the caller chooses how to close it), and ``ConnectionClosedError``
+        once the connection is closed.
+        """
+        while not self._control_messages:
+            if self._control_error is not None:
+                raise self._control_error
+            self._raise_if_closed()
+            await self._control_event.wait()
+            self._control_event = trio.Event()
+        return self._control_messages.popleft()
+
+    # ------------------------------------------------------------- closing
+
+    def close(self, error_code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Close the connection (the peer is told); idempotent."""
+        if self.close_info is not None:
+            return
+        self._set_closed(CloseInfo(error_code=error_code, reason=reason, by_peer=False))
+        try:
+            self._quic.close(error_code=error_code, reason_phrase=reason)
+        except Exception:
+            return
+        self._request_flush(self)
+
+    # ------------------------------------------------- driven by the endpoint
+
+    def receive_udp(self, data: bytes, address: Address, now: float) -> None:
+        self._call(self._quic.receive_datagram, data, address, now)
+
+    def handle_timer(self, now: float) -> None:
+        if self._handshake_done and now - self._last_send_at >= self.settings.keepalive_interval_s:
+            self._ping_uid += 1
+            self._call(self._quic.send_ping, self._ping_uid)
+        self._call(self._quic.handle_timer, now)
+
+    def timer_at(self) -> float | None:
+        timer: float | None = self._quic.get_timer()
+        if self._handshake_done and self.close_info is None:
+            keepalive_at = self._last_send_at + self.settings.keepalive_interval_s
+            return keepalive_at if timer is None else min(timer, keepalive_at)
+        return timer
+
+    def process_events(self) -> None:
+        """Handle every event the library has queued."""
+        next_event = self._quic.next_event
+        dispatch = self._dispatch
+        while (event := next_event()) is not None:
+            handler = dispatch.get(type(event))
+            if handler is not None:
+                handler(event)
+
+    def transmit(self, now: float) -> list[Datagram]:
+        """Hand queued frames to the library as it has room; return UDP datagrams."""
+        queue = self._send_queue
+        if queue and self.close_info is None:
+            self._feed_library(queue)
+        try:
+            datagrams: list[Datagram] = self._quic.datagrams_to_send(now)
+        except Exception as exc:
+            self._fail(exc)
+            if self.terminated:
+                return []
+            return self.transmit(now)
+        if datagrams:
+            self._last_send_at = now
+        return datagrams
+
+    def _feed_library(self, queue: collections.deque[bytes]) -> None:
+        budget = self._library.send_budget_bytes(self._quic)
+        send = self._quic.send_datagram_frame
+        counters = self.counters
+        try:
+            while queue and budget > 0:
+                payload = queue.popleft()
+                send(payload)
+                budget -= len(payload) + _PACKET_OVERHEAD_BYTES
+                counters.tx_frames += 1
+                counters.tx_bytes += len(payload)
+        except Exception as exc:
+            self._fail(exc)
+
+    # ----------------------------------------------------------- event handlers
+
+    def _on_datagram(self, event: Any) -> None:
+        data: bytes = event.data
+        counters = self.counters
+        if len(self._received) >= self.settings.receive_queue_frames:
+            counters.count_drop(DropReason.RECEIVE_QUEUE_FULL)
+            return
+        counters.rx_frames += 1
+        counters.rx_bytes += len(data)
+        self._received.append(data)
+        self._received_event.set()
+
+    def _on_stream_data(self, event: Any) -> None:
+        if event.stream_id != CONTROL_STREAM_ID or self._control_error is not None:
+            return
+        self._control_stream_open = True
+        try:
+            messages = self._control_decoder.feed(event.data)
+        except ProtocolError as exc:
+            self._control_error = exc
+        else:
+            self._control_messages.extend(messages)
+        if event.end_stream and self._control_error is None:
+            self._control_error = ProtocolError("the peer closed the control stream")
+        self._control_event.set()
+
+    def _on_handshake_completed(self, event: Any) -> None:
+        if event.alpn_protocol != self.settings.alpn:
+            self.close(CLOSE_REFUSED, f"ALPN {event.alpn_protocol!r} is not {self.settings.alpn}")
+            return
+        peer_limit = self._library.peer_max_datagram_frame_size(self._quic)
+        self.max_datagram_payload = max_payload_for(self.settings.max_udp_payload_bytes, peer_limit)
+        if self.max_datagram_payload == 0:
+            self.close(CLOSE_REFUSED, "the peer does not accept QUIC DATAGRAM frames")
+            return
+        self._handshake_done = True
+        self._established.set()
+
+    def _on_terminated(self, event: Any) -> None:
+        if self.close_info is None:
+            reason = str(event.reason_phrase or "")
+            idle = "idle" in reason.lower()
+            self._set_closed(
+                CloseInfo(
+                    error_code=int(event.error_code),
+                    reason=reason,
+                    by_peer=not idle,
+                    idle_timeout=idle,
+                )
+            )
+        self.terminated = True
+
+    def _on_connection_id_issued(self, event: Any) -> None:
+        self.issued_connection_ids.append(bytes(event.connection_id))
+
+    def _on_connection_id_retired(self, event: Any) -> None:
+        self.retired_connection_ids.append(bytes(event.connection_id))
+
+    # ---------------------------------------------------------------- helpers
+
+    def _call(self, operation: Callable[..., Any], *args: Any) -> None:
+        """Call into the library; an exception closes the connection (see ``_fail``)."""
+        try:
+            operation(*args)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """The library raised: record it and close; a second failure ends it."""
+        if self.close_info is not None:
+            self.terminated = True
+            return
+        reason = f"QUIC library error ({type(exc).__name__}: {exc})"
+        self._set_closed(CloseInfo(error_code=CLOSE_REFUSED, reason=reason, by_peer=False))
+        try:
+            # The next transmit carries the close to the peer.
+            self._quic.close(error_code=CLOSE_REFUSED, reason_phrase="internal error")
+        except Exception:
+            self.terminated = True
+
+    def _set_closed(self, info: CloseInfo) -> None:
+        self.close_info = info
+        self._send_queue.clear()
+        self._closed.set()
+        self._received_event.set()
+        self._control_event.set()
+
+    def _raise_if_closed(self) -> None:
+        if self.close_info is not None:
+            raise ConnectionClosedError(self.close_info)
