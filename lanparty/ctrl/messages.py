@@ -1,0 +1,160 @@
+"""Control-stream messages (PROTOCOL.md section 2) as frozen values.
+
+Every message is keyword-only and immutable. MAC fields are normalised to
+lower-case ``aa:bb:cc:dd:ee:ff`` on construction, so a message never holds
+two spellings of one address. Semantic checks of received messages live in
+``lanparty.ctrl.validation``; these classes only fix the shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+
+from lanparty import PROTOCOL_VERSION
+from lanparty.proto.mac import normalize_mac
+
+
+class MessageType(StrEnum):
+    HELLO = "hello"
+    WELCOME = "welcome"
+    REJECT = "reject"
+    PEER_JOINED = "peer_joined"
+    PEER_LEFT = "peer_left"
+    STATS = "stats"
+    DISCONNECT = "disconnect"
+
+
+class Role(StrEnum):
+    CLIENT = "client"
+    GATEWAY = "gateway"
+
+
+class RejectCode(StrEnum):
+    UNSUPPORTED_PROTOCOL = "unsupported_protocol"
+    MALFORMED = "malformed"
+    INVALID_ROLE = "invalid_role"
+    INVALID_ROOM = "invalid_room"
+    INVALID_MAC = "invalid_mac"
+    ROOM_FULL = "room_full"
+    RELAY_FULL = "relay_full"
+    GATEWAY_PRESENT = "gateway_present"
+    DUPLICATE_MAC = "duplicate_mac"
+    MTU_TOO_SMALL = "mtu_too_small"
+    HELLO_TIMEOUT = "hello_timeout"
+
+
+class PeerLeftReason(StrEnum):
+    DISCONNECT = "disconnect"
+    CLOSED = "closed"
+    TIMEOUT = "timeout"
+    MALFORMED = "malformed"
+    RELAY_SHUTDOWN = "relay_shutdown"
+
+
+DropCounts: TypeAlias = tuple[tuple[str, int], ...]
+
+
+def to_drop_counts(drops: Mapping[Any, int] | Iterable[tuple[str, int]]) -> DropCounts:
+    """Normalise drop counters to ``(reason, count)`` pairs sorted by reason.
+
+    Reasons may be ``str`` or ``StrEnum`` keys (``Mapping`` is invariant in its
+    key type, hence ``Any``). Sorting makes two equal mappings compare and hash
+    equal whatever their order.
+    """
+    pairs = drops.items() if isinstance(drops, Mapping) else drops
+    counts = dict(pairs)
+    for reason in counts:
+        if not isinstance(reason, str):
+            raise TypeError(f"a drop reason is a string, not {reason!r}")
+    return tuple(sorted((str(reason), count) for reason, count in counts.items()))
+
+
+@attrs.frozen(kw_only=True)
+class Hello:
+    TYPE: ClassVar[MessageType] = MessageType.HELLO
+
+    protocol: int = PROTOCOL_VERSION
+    role: Role
+    room: str
+    mac: str = attrs.field(converter=normalize_mac)
+    max_datagram: int
+    software: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PeerInfo:
+    """A member already in the room, as listed in ``welcome``."""
+
+    peer_id: int
+    role: Role
+    mac: str = attrs.field(converter=normalize_mac)
+
+
+@attrs.frozen(kw_only=True)
+class Welcome:
+    TYPE: ClassVar[MessageType] = MessageType.WELCOME
+
+    protocol: int = PROTOCOL_VERSION
+    peer_id: int
+    room: str
+    mtu: int
+    max_frame: int
+    peers: tuple[PeerInfo, ...] = ()
+    software: str
+
+
+@attrs.frozen(kw_only=True)
+class Reject:
+    TYPE: ClassVar[MessageType] = MessageType.REJECT
+
+    code: RejectCode
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class PeerJoined:
+    TYPE: ClassVar[MessageType] = MessageType.PEER_JOINED
+
+    peer_id: int
+    role: Role
+    mac: str = attrs.field(converter=normalize_mac)
+
+
+@attrs.frozen(kw_only=True)
+class PeerLeft:
+    TYPE: ClassVar[MessageType] = MessageType.PEER_LEFT
+
+    peer_id: int
+    reason: PeerLeftReason
+
+
+@attrs.frozen(kw_only=True)
+class Stats:
+    """The relay's counters for the receiving peer; ``drops`` is a JSON object on the wire."""
+
+    TYPE: ClassVar[MessageType] = MessageType.STATS
+
+    rx_frames: int
+    rx_bytes: int
+    tx_frames: int
+    tx_bytes: int
+    drops: DropCounts = attrs.field(default=(), converter=to_drop_counts)
+
+    def drops_by_reason(self) -> dict[str, int]:
+        return dict(self.drops)
+
+
+@attrs.frozen(kw_only=True)
+class Disconnect:
+    TYPE: ClassVar[MessageType] = MessageType.DISCONNECT
+
+    reason: str
+
+
+Message: TypeAlias = Hello | Welcome | Reject | PeerJoined | PeerLeft | Stats | Disconnect
+# what the relay sends an endpoint; ``disconnect`` travels both ways
+RelayMessage: TypeAlias = Welcome | Reject | PeerJoined | PeerLeft | Stats | Disconnect
