@@ -8,12 +8,13 @@ until interrupted. Datagrams are echoed (``--mode echo``) or only counted
 message holding the connection's counters.
 
     python examples/echo_server.py --listen 127.0.0.1:0 --state-dir /tmp/echo
+
+Ctrl+C or SIGTERM stops it with exit code 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import trio
 
 from lanparty.ctrl import Stats
+from lanparty.signals import cancel_on_termination
 from lanparty.transport import (
     Connection,
     ConnectionClosedError,
@@ -79,6 +81,7 @@ async def main() -> None:
         await handle(connection, echo)
 
     async with trio.open_nursery() as nursery:
+        await nursery.start(cancel_on_termination, nursery.cancel_scope)
         server: QuicServer = await nursery.start(
             serve, host.strip("[]"), int(port), identity, handler, settings
         )
@@ -88,5 +91,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(main)
+    trio.run(main)

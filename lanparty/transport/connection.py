@@ -107,6 +107,7 @@ class Connection:
         self._send_queue: collections.deque[bytes] = collections.deque()
         self._received: list[bytes] = []
         self._received_event = trio.Event()
+        self._send_room_event: trio.Event | None = None
         self._control_messages: collections.deque[Received] = collections.deque()
         self._control_error: ProtocolError | None = None
         self._control_event = trio.Event()
@@ -212,6 +213,19 @@ class Connection:
         """Send what ``queue_datagram`` queued."""
         self._request_flush(self)
 
+    async def wait_send_room(self) -> None:
+        """Wait until the send queue is at most half full (or the connection closed).
+
+        For a sender that would rather wait than have its oldest frames
+        dropped, e.g. one that can leave frames in a kernel queue meanwhile.
+        """
+        while len(self._send_queue) > self.settings.send_queue_frames // 2:
+            self._raise_if_closed()
+            if self._send_room_event is None:
+                self._send_room_event = trio.Event()
+            await self._send_room_event.wait()
+        self._raise_if_closed()
+
     async def receive_datagrams(self) -> list[bytes]:
         """Every frame received since the last call; waits for at least one."""
         while not self._received:
@@ -296,6 +310,12 @@ class Connection:
         queue = self._send_queue
         if queue and self.close_info is None:
             self._feed_library(queue)
+            if (
+                self._send_room_event is not None
+                and len(queue) <= self.settings.send_queue_frames // 2
+            ):
+                self._send_room_event.set()
+                self._send_room_event = None
         try:
             datagrams: list[Datagram] = self._quic.datagrams_to_send(now)
         except Exception as exc:
@@ -405,6 +425,8 @@ class Connection:
     def _set_closed(self, info: CloseInfo) -> None:
         self.close_info = info
         self._send_queue.clear()
+        if self._send_room_event is not None:
+            self._send_room_event.set()
         self._closed.set()
         self._received_event.set()
         self._control_event.set()

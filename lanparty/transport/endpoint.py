@@ -18,13 +18,14 @@ from typing import Any
 import structlog
 import trio
 
+from lanparty.obs import events
 from lanparty.transport.backend import QuicLibrary, load_library
 from lanparty.transport.certs import ServerIdentity
 from lanparty.transport.connection import Connection
 from lanparty.transport.settings import TransportSettings
 from lanparty.transport.udp import Address, UdpSocket
 
-log = structlog.get_logger("lanparty.transport")
+log = structlog.get_logger(component="transport")
 
 CONNECTION_ID_BYTES = 8
 # RFC 9000 14.1: a server drops a client Initial in a datagram under 1200 bytes.
@@ -172,13 +173,14 @@ class Endpoint:
             self._forget(connection)
             return
         self._schedule(connection)
-        if (
-            not was_established
-            and connection.is_established
-            and self._on_new_connection is not None
-            and self._identity is not None
-        ):
-            self._on_new_connection(connection)
+        if not was_established and connection.is_established:
+            log.debug(
+                events.CONNECTION_OPENED,
+                peer=connection.peer_address,
+                max_datagram_payload=connection.max_datagram_payload,
+            )
+            if self._on_new_connection is not None:
+                self._on_new_connection(connection)
 
     def flush(self, connection: Connection) -> None:
         """Send a connection's pending output now (called by its user tasks too)."""
@@ -245,7 +247,13 @@ class Endpoint:
         self._scheduled.pop(connection, None)
         for connection_id in [k for k, c in self._by_connection_id.items() if c is connection]:
             del self._by_connection_id[connection_id]
-        log.debug("connection_forgotten", peer=str(connection.peer_address))
+        info = connection.close_info
+        log.debug(
+            events.CONNECTION_CLOSED,
+            peer=connection.peer_address,
+            reason=info.describe() if info else "terminated",
+            **connection.counters.snapshot().log_fields(),
+        )
 
     def close(self) -> None:
         self.udp.close()

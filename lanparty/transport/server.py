@@ -15,7 +15,7 @@ from lanparty.transport.endpoint import Endpoint
 from lanparty.transport.settings import TransportSettings
 from lanparty.transport.udp import Address, UdpSocket
 
-log = structlog.get_logger("lanparty.transport")
+log = structlog.get_logger(component="transport")
 
 ConnectionHandler = Callable[[Connection], Awaitable[None]]
 
@@ -39,11 +39,11 @@ async def _run_handler(handler: ConnectionHandler, connection: Connection) -> No
     try:
         await handler(connection)
     except LanpartyError as exc:
-        log.info("connection_handler_ended", peer=str(connection.peer_address), error=str(exc))
+        log.info("connection_handler_failed", peer=connection.peer_address, error=str(exc))
         connection.close(CLOSE_REFUSED, str(exc)[:200])
     except Exception:
         # One peer's failure must not take the server down with it.
-        log.exception("connection_handler_crashed", peer=str(connection.peer_address))
+        log.exception("connection_handler_crashed", peer=connection.peer_address)
         connection.close(CLOSE_REFUSED, "internal error")
     finally:
         connection.close(CLOSE_NORMAL)

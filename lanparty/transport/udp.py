@@ -42,14 +42,27 @@ def _load_batch_state() -> Any:
         return None
 
 
+def _set_buffer(sock: socket.socket, forced_option: str, option: int) -> None:
+    """Ask for big socket buffers; past net.core.rmem_max only root gets them."""
+    forced = getattr(socket, forced_option, None)
+    if forced is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, SOCKET_BUFFER_BYTES)
+        except OSError:
+            pass
+        else:
+            return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+
+
 class UdpSocket:
     """A bound, non-blocking UDP socket with batched receive and send."""
 
     def __init__(self, sock: socket.socket, *, batch_io: bool = True) -> None:
         sock.setblocking(False)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+        _set_buffer(sock, "SO_RCVBUFFORCE", socket.SO_RCVBUF)
+        _set_buffer(sock, "SO_SNDBUFFORCE", socket.SO_SNDBUF)
         self._sock = sock
         state_class = _load_batch_state() if batch_io else None
         self._batch: Any = state_class(sock.fileno()) if state_class is not None else None

@@ -372,7 +372,7 @@ async def test_a_library_exception_closes_only_that_connection(
         connect(server, pin, settings) as survivor,
     ):
         await round_trip(doomed)
-        (victim,) = (c for c in server.connections if c.peer_address == doomed.local_address)
+        (victim,) = (c for c in server.connections if c.peer_address[1] == doomed.local_address[1])
 
         def explode(*_args: object) -> None:
             raise RuntimeError("simulated library failure")
@@ -385,3 +385,21 @@ async def test_a_library_exception_closes_only_that_connection(
         assert victim.close_info is not None
         assert "simulated library failure" in victim.close_info.reason
         await round_trip(survivor)
+
+
+async def test_a_sender_can_wait_for_room_instead_of_dropping(
+    dev_identity: ServerIdentity, backend: QuicBackend
+) -> None:
+    bound = 32
+    settings = TransportSettings(backend=backend, send_queue_frames=bound)
+    async with (
+        running_server(dev_identity, wait_handler, settings) as server,
+        connect(server, SpkiPin.parse(dev_identity.spki_pin), settings) as connection,
+    ):
+        frame = b"w" * 1200
+        for _ in range(2000):
+            await connection.wait_send_room()
+            assert connection.queue_datagram(frame)
+            connection.flush()
+        assert connection.counters.drops[DropReason.SEND_QUEUE_FULL] == 0
+        assert connection.counters.tx_frames + connection.send_queue_length == 2000
