@@ -51,6 +51,8 @@ class Endpoint:
         self._on_new_connection = on_new_connection
         self._by_connection_id: dict[bytes, Connection] = {}
         self._connections: set[Connection] = set()
+        # Server connections still in their handshake, oldest first.
+        self._handshaking: dict[Connection, None] = {}
         self._timers: list[tuple[float, int, Connection]] = []
         self._scheduled: dict[Connection, float] = {}
         self._sequence = itertools.count()
@@ -119,8 +121,14 @@ class Endpoint:
             configuration=configuration,
             original_destination_connection_id=header.destination_cid,
         )
+        if len(self._handshaking) >= self.settings.max_pending_handshakes:
+            # Oldest out: a flood of Initials cannot lock newcomers out for good.
+            oldest = next(iter(self._handshaking))
+            oldest.terminated = True
+            self._forget(oldest)
         connection = Connection(library, quic, self.settings, address, self.flush, is_client=False)
         connection.local_address = self.udp.local_address()
+        self._handshaking[connection] = None
         self._connections.add(connection)
         self._by_connection_id[bytes(header.destination_cid)] = connection
         self._by_connection_id[connection.host_connection_id] = connection
@@ -174,6 +182,7 @@ class Endpoint:
             return
         self._schedule(connection)
         if not was_established and connection.is_established:
+            self._handshaking.pop(connection, None)
             log.debug(
                 events.CONNECTION_OPENED,
                 peer=connection.peer_address,
@@ -244,6 +253,7 @@ class Endpoint:
 
     def _forget(self, connection: Connection) -> None:
         self._connections.discard(connection)
+        self._handshaking.pop(connection, None)
         self._scheduled.pop(connection, None)
         for connection_id in [k for k, c in self._by_connection_id.items() if c is connection]:
             del self._by_connection_id[connection_id]

@@ -21,6 +21,9 @@ class TransportSettings:
     handshake_timeout_s: float = 10.0
     max_udp_payload_bytes: int = attrs.field(default=DEFAULT_MAX_UDP_PAYLOAD_BYTES)
     send_queue_frames: int = 256
+    # Server side: connections still in their handshake, beyond which new
+    # Initials are ignored (a flood of them must not grow memory without bound).
+    max_pending_handshakes: int = 1024
     receive_queue_frames: int = 4096
     alpn: str = ALPN
     batch_io: bool = True

@@ -22,11 +22,13 @@ import datetime
 import ipaddress
 import re
 import ssl
+import warnings
 from pathlib import Path
 
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from lanparty.errors import ConfigError, TransportError
@@ -77,11 +79,14 @@ class SystemTrust:
         if self.ca_file is not None:
             return load_certificate_file(self.ca_file)
         roots = []
-        for der in _ca_certs_der(ssl.create_default_context()):
-            try:
-                roots.append(x509.load_der_x509_certificate(der))
-            except ValueError:
-                continue  # one broken store entry must not hide the others
+        with warnings.catch_warnings():
+            # Old store entries (negative serials) warn; they are the OS's, not ours.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            for der in _ca_certs_der(ssl.create_default_context()):
+                try:
+                    roots.append(x509.load_der_x509_certificate(der))
+                except ValueError:
+                    continue  # one broken store entry must not hide the others
         return roots
 
     def describe(self) -> str:

@@ -403,3 +403,24 @@ async def test_a_sender_can_wait_for_room_instead_of_dropping(
             connection.flush()
         assert connection.counters.drops[DropReason.SEND_QUEUE_FULL] == 0
         assert connection.counters.tx_frames + connection.send_queue_length == 2000
+
+
+async def test_a_flood_of_initials_stays_bounded_and_a_real_client_still_connects(
+    dev_identity: ServerIdentity, backend: QuicBackend
+) -> None:
+    settings = TransportSettings(backend=backend, max_pending_handshakes=8)
+    async with running_server(dev_identity, echo_handler, settings) as server:
+        # Real client Initials from sockets that never answer: 40 of them.
+        for _ in range(40):
+            endpoint = Endpoint(UdpSocket.bind("127.0.0.1", 0), settings)
+            try:
+                endpoint.connect(server.address, "lanparty-relay.local")
+            finally:
+                endpoint.close()
+        with trio.fail_after(10):
+            while len(server.connections) < 8:
+                await trio.sleep(0.01)
+        await trio.sleep(0.2)
+        assert len(server.connections) == 8
+        async with connect(server, SpkiPin.parse(dev_identity.spki_pin), settings) as connection:
+            await round_trip(connection)
