@@ -34,6 +34,7 @@ from benchmarks._common import (
     stop_child,
 )
 from lanparty.ctrl import Disconnect, Stats
+from lanparty.obs import configure_logging
 from lanparty.transport import Connection, QuicBackend, SpkiPin, TransportSettings, open_connection
 
 FRAME_BYTES = 1200
@@ -200,6 +201,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per backend")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
     args = parser.parse_args()
+    configure_logging("warning")
     pin_to_cpu(1)
     results = trio.run(run, args.seconds, args.rounds)
     if args.json:

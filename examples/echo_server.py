@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 
 from lanparty.ctrl import Stats
+from lanparty.obs import add_log_level_argument, configure_logging
 from lanparty.signals import cancel_on_termination
 from lanparty.transport import (
     Connection,
@@ -69,7 +70,9 @@ async def main() -> None:
     parser.add_argument("--backend", choices=[b.value for b in QuicBackend], default="qh3")
     parser.add_argument("--mode", choices=["echo", "sink"], default="echo")
     parser.add_argument("--send-queue-frames", type=int, default=256)
+    add_log_level_argument(parser, default="warning")
     args = parser.parse_args()
+    configure_logging(args.log_level)
     host, _, port = args.listen.rpartition(":")
     identity = load_or_create_dev_identity(args.state_dir)
     settings = TransportSettings(
