@@ -159,16 +159,8 @@ class Connection:
 
     async def wait_established(self) -> None:
         """Wait for the handshake; raise ``ConnectionClosedError`` if it failed."""
-        with trio.CancelScope() as scope:
-            async with trio.open_nursery() as nursery:
-
-                async def watch_close() -> None:
-                    await self._closed.wait()
-                    scope.cancel()
-
-                nursery.start_soon(watch_close)
-                await self._established.wait()
-                nursery.cancel_scope.cancel()
+        # Closing sets _established too, so this wakes up either way.
+        await self._established.wait()
         self._raise_if_closed()
 
     async def wait_closed(self) -> CloseInfo:
@@ -428,6 +420,7 @@ class Connection:
         if self._send_room_event is not None:
             self._send_room_event.set()
         self._closed.set()
+        self._established.set()
         self._received_event.set()
         self._control_event.set()
 
