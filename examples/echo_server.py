@@ -35,22 +35,11 @@ from lanparty.transport import (
 )
 
 
-def stats_of(connection: Connection) -> Stats:
-    counters = connection.counters
-    return Stats(
-        rx_frames=counters.rx_frames,
-        rx_bytes=counters.rx_bytes,
-        tx_frames=counters.tx_frames,
-        tx_bytes=counters.tx_bytes,
-        drops={str(reason): count for reason, count in counters.drops.items()},
-    )
-
-
 async def handle(connection: Connection, echo: bool) -> None:
     async def answer_control() -> None:
         while True:
             await connection.receive_control()
-            connection.send_control(stats_of(connection))
+            connection.send_control(Stats(**connection.counters.snapshot().log_fields()))
 
     try:
         async with trio.open_nursery() as nursery:

@@ -58,23 +58,13 @@ Handler = Callable[[Connection], Awaitable[None]]
 CONTROL_LOG: list[Received] = []
 
 
-def stats_of(connection: Connection) -> Stats:
-    counters = connection.counters
-    return Stats(
-        rx_frames=counters.rx_frames,
-        rx_bytes=counters.rx_bytes,
-        tx_frames=counters.tx_frames,
-        tx_bytes=counters.tx_bytes,
-    )
-
-
 async def echo_handler(connection: Connection) -> None:
     """Echo datagrams; log each control message and answer it with ``stats``."""
 
     async def echo_control() -> None:
         while True:
             CONTROL_LOG.append(await connection.receive_control())
-            connection.send_control(stats_of(connection))
+            connection.send_control(Stats(**connection.counters.snapshot().log_fields()))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(echo_control)
