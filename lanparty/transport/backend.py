@@ -55,6 +55,7 @@ class QuicLibrary:
     _peer_chain_der: Callable[[Any], list[bytes]]
     _send_budget_bytes: Callable[[Any], int]
     _load_identity: Callable[[Any, bytes, bytes], None]
+    _control_delivered: Callable[[Any, float], bool]
 
     def peer_chain_der(self, connection: Any) -> list[bytes]:
         """The peer's certificate chain as DER, leaf first (empty if none)."""
@@ -66,6 +67,10 @@ class QuicLibrary:
 
     def load_identity(self, configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
         self._load_identity(configuration, cert_pem, key_pem)
+
+    def control_delivered(self, connection: Any, now: float) -> bool:
+        """True once everything sent on the control stream has been acknowledged."""
+        return self._control_delivered(connection, now)
 
     @staticmethod
     def peer_max_datagram_frame_size(connection: Any) -> int | None:
@@ -93,6 +98,12 @@ def _qh3_load_identity(configuration: Any, cert_pem: bytes, key_pem: bytes) -> N
     configuration.load_cert_chain(cert_pem, key_pem)
 
 
+def _qh3_control_delivered(connection: Any, now: float) -> bool:
+    # Queued bytes are counted by get_send_buffer_size; sent ones are in
+    # flight until the peer acknowledges them.
+    return connection.get_send_buffer_size(0) == 0 and not connection.should_wait_for_ack(now)
+
+
 def _aioquic_peer_chain(connection: Any) -> list[bytes]:
     tls = connection.tls
     leaf = None if tls is None else tls._peer_certificate
@@ -105,6 +116,15 @@ def _aioquic_peer_chain(connection: Any) -> list[bytes]:
 def _aioquic_budget(connection: Any) -> int:
     free = _AIOQUIC_PENDING_LIMIT - len(connection._datagrams_pending)
     return free * _AIOQUIC_FRAME_BUDGET_BYTES
+
+
+def _aioquic_control_delivered(connection: Any, now: float) -> bool:
+    stream = connection._streams.get(0)
+    if stream is None:
+        return True
+    sender = stream.sender
+    # Acknowledged data leaves the front of the sender's buffer.
+    return bool(sender._buffer_start == sender._buffer_stop)
 
 
 def _aioquic_load_identity(configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
@@ -130,8 +150,10 @@ def load_library(backend: QuicBackend) -> QuicLibrary:
         raise ConfigError(f"the QUIC library {name} is not installed{extra}") from exc
     if backend is QuicBackend.QH3:
         chain, budget, identity = _qh3_peer_chain, _qh3_budget, _qh3_load_identity
+        delivered = _qh3_control_delivered
     else:
         chain, budget, identity = _aioquic_peer_chain, _aioquic_budget, _aioquic_load_identity
+        delivered = _aioquic_control_delivered
     return QuicLibrary(
         backend=backend,
         configuration_class=configuration.QuicConfiguration,
@@ -144,4 +166,5 @@ def load_library(backend: QuicBackend) -> QuicLibrary:
         peer_chain_der=chain,
         send_budget_bytes=budget,
         load_identity=identity,
+        control_delivered=delivered,
     )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+import structlog
 import trio
 
 from lanparty.ctrl import ControlDecoder, Message, Received, Side, encode_message
@@ -31,6 +32,8 @@ from lanparty.obs.counters import DropReason, TrafficCounters
 from lanparty.transport.backend import QuicLibrary
 from lanparty.transport.settings import TransportSettings
 from lanparty.transport.udp import Address, Datagram
+
+log = structlog.get_logger(component="transport")
 
 CONTROL_STREAM_ID = 0
 # QUIC error codes of the application (PROTOCOL.md section 2).
@@ -107,6 +110,10 @@ class Connection:
         self._send_queue: collections.deque[bytes] = collections.deque()
         self._received: list[bytes] = []
         self._received_event = trio.Event()
+        # When set, the pump hands each batch of received frames here at once
+        # (synchronously, no task switch) instead of keeping them for
+        # receive_datagrams. It must not block; an exception closes the connection.
+        self.datagram_handler: Callable[[list[bytes]], None] | None = None
         self._send_room_event: trio.Event | None = None
         self._control_messages: collections.deque[Received] = collections.deque()
         self._control_error: ProtocolError | None = None
@@ -218,6 +225,24 @@ class Connection:
             await self._send_room_event.wait()
         self._raise_if_closed()
 
+    def discard_received(self) -> int:
+        """Drop the frames waiting to be received; return how many there were."""
+        count = len(self._received)
+        self._received = []
+        return count
+
+    def deliver_datagrams(self) -> None:
+        """Give received frames to ``datagram_handler`` (called by the pump only)."""
+        handler = self.datagram_handler
+        if handler is None or not self._received:
+            return
+        batch, self._received = self._received, []
+        try:
+            handler(batch)
+        except Exception:
+            log.exception("datagram_handler_failed", peer=self.peer_address)
+            self.close(CLOSE_REFUSED, "internal error")
+
     async def receive_datagrams(self) -> list[bytes]:
         """Every frame received since the last call; waits for at least one."""
         while not self._received:
@@ -240,6 +265,12 @@ class Connection:
         self._request_flush(self)
         self._raise_if_closed()
 
+    def send_raw_control(self, data: bytes) -> None:
+        """Write raw bytes on the control stream (tests and diagnostics: no framing)."""
+        self._raise_if_closed()
+        self._call(self._quic.send_stream_data, CONTROL_STREAM_ID, data)
+        self._request_flush(self)
+
     async def receive_control(self) -> Received:
         """The next control message from the peer.
 
@@ -256,6 +287,19 @@ class Connection:
             await self._control_event.wait()
             self._control_event = trio.Event()
         return self._control_messages.popleft()
+
+    async def wait_control_delivered(self, timeout_s: float = 1.0) -> bool:
+        """Wait until the peer acknowledged all control data sent, at most ``timeout_s``.
+
+        For a ``reject`` or ``disconnect`` that must reach the peer before
+        the connection is closed. Returns whether delivery was seen.
+        """
+        with trio.move_on_after(timeout_s):
+            while self.close_info is None:
+                if self._library.control_delivered(self._quic, trio.current_time()):
+                    return True
+                await trio.sleep(0.005)
+        return False
 
     # ------------------------------------------------------------- closing
 
@@ -373,6 +417,7 @@ class Connection:
         self._established.set()
 
     def _on_terminated(self, event: Any) -> None:
+        """The library's ConnectionTerminated (or the close it has pending)."""
         if self.close_info is None:
             reason = str(event.reason_phrase or "")
             idle = "idle" in reason.lower()
@@ -403,6 +448,12 @@ class Connection:
 
     def _fail(self, exc: Exception) -> None:
         """The library raised: record it and close; a second failure ends it."""
+        # A peer's close may stand behind the exception ("connection is
+        # closed"): then that close is the real story, not a library failure.
+        self.process_events()
+        pending_close = getattr(self._quic, "_close_event", None)
+        if self.close_info is None and pending_close is not None:
+            self._on_terminated(pending_close)
         if self.close_info is not None:
             self.terminated = True
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ from lanparty.transport.settings import TransportSettings
 from lanparty.transport.udp import Address, UdpSocket
 
 log = structlog.get_logger(component="transport")
+# The libraries log every peer close as a warning; our own events say it better.
+logging.getLogger("quic").setLevel(logging.ERROR)
 
 CONNECTION_ID_BYTES = 8
 # RFC 9000 14.1: a server drops a client Initial in a datagram under 1200 bytes.
@@ -173,6 +176,7 @@ class Endpoint:
     def _service(self, connection: Connection, now: float) -> None:
         was_established = connection.is_established
         connection.process_events()
+        connection.deliver_datagrams()
         self._send(connection, now)
         connection.process_events()
         if connection.issued_connection_ids or connection.retired_connection_ids:
