@@ -1,0 +1,1 @@
+"""The relay: rooms, admission, the switch, safety filters and rate limits."""

@@ -1,0 +1,280 @@
+"""``lanparty-relay`` / ``python -m lanparty.relay``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+import trio
+
+from lanparty import __version__
+from lanparty.errors import ConfigError, LanpartyError
+from lanparty.obs import add_log_level_argument, configure_logging, events
+from lanparty.relay.metrics import start_metrics_server
+from lanparty.relay.service import Relay, RelayConfig
+from lanparty.relay.switch import RelayLimits
+from lanparty.signals import wait_for_termination
+from lanparty.transport import (
+    QuicBackend,
+    ServerIdentity,
+    TransportSettings,
+    load_or_create_dev_identity,
+    load_server_identity,
+)
+
+log = structlog.get_logger(component="relay")
+
+DEFAULT_PORT = 4433
+_PORT_SHORTHAND = re.compile(r"(\d{1,5})(?:/udp)?")
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bit/s|bps|bit)?")
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``0.0.0.0:443``, ``[::]:443``, ``relay.example.net:443`` or ``443/udp`` (all addresses)."""
+    text = text.strip()
+    shorthand = _PORT_SHORTHAND.fullmatch(text)
+    if shorthand:
+        return "::", _port(shorthand.group(1), text)
+    if text.startswith("["):
+        host, separator, port = text[1:].partition("]:")
+    else:
+        host, separator, port = text.rpartition(":")
+        if ":" in host:
+            raise ConfigError(
+                f"write an IPv6 listen address in brackets, like [::]:443, not {text!r}"
+            )
+    if not separator or not host:
+        raise ConfigError(f"--listen wants HOST:PORT, [IPv6]:PORT or PORT/udp, not {text!r}")
+    return host, _port(port, text)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigError(f"{whole!r} has no valid UDP port (0 to 65535)")
+    return int(text)
+
+
+def parse_rate_bps(text: str) -> float:
+    """``100M``, ``100Mbit``, ``2.5G``, ``800k`` or a plain number of bits per second."""
+    match = _RATE.fullmatch(text.strip())
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(f"{text!r} is not a rate like 100M or 800k (bits per second)")
+    return float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "lanparty" / "relay"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = RelayLimits()
+    parser = argparse.ArgumentParser(
+        prog="lanparty-relay",
+        description="The lanparty relay: rooms where a LAN party gateway and remote players meet.",
+    )
+    parser.add_argument("--version", action="version", version=f"lanparty {__version__}")
+    parser.add_argument(
+        "--listen",
+        default=f"{DEFAULT_PORT}/udp",
+        type=_config(parse_listen),
+        help=f"UDP address: HOST:PORT, [::]:PORT or PORT/udp for all (default {DEFAULT_PORT}/udp)",
+    )
+    cert = parser.add_argument_group("certificate (default: a development certificate, kept)")
+    cert.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default_state_dir(),
+        help="where the development certificate's key is kept (default %(default)s)",
+    )
+    cert.add_argument(
+        "--dev-cert-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a DNS name or IP address to the development certificate",
+    )
+    cert.add_argument(
+        "--dev-cert-der-out",
+        type=Path,
+        metavar="FILE",
+        help="write the certificate (DER) for endpoints to pin with --relay-ca-cert",
+    )
+    cert.add_argument("--cert", type=Path, help="operator's PEM certificate chain")
+    cert.add_argument("--key", type=Path, help="operator's PEM private key (unencrypted)")
+    rooms = parser.add_argument_group("rooms")
+    rooms.add_argument(
+        "--mtu",
+        type=int,
+        default=defaults.relay_mtu,
+        help="room IP MTU ceiling (default %(default)s)",
+    )
+    rooms.add_argument("--max-rooms", type=int, default=defaults.max_rooms)
+    rooms.add_argument("--max-clients-per-room", type=int, default=defaults.max_clients_per_room)
+    rooms.add_argument("--max-peers", type=int, default=defaults.max_peers)
+    rooms.add_argument(
+        "--lan-mac-ageing-s",
+        type=float,
+        default=defaults.lan_mac_ageing_s,
+        help="forget a MAC learned behind a gateway after this long unseen (default %(default)s)",
+    )
+    rooms.add_argument(
+        "--malformed-limit",
+        type=int,
+        default=defaults.malformed_limit,
+        help="malformed datagrams per 10 s before a peer is disconnected",
+    )
+    limits = parser.add_argument_group("client rate limits")
+    limits.add_argument("--client-broadcast-pps", type=float, default=defaults.client_broadcast_pps)
+    limits.add_argument(
+        "--client-broadcast-burst", type=float, default=defaults.client_broadcast_burst
+    )
+    limits.add_argument(
+        "--client-unknown-unicast-pps", type=float, default=defaults.client_unknown_unicast_pps
+    )
+    limits.add_argument(
+        "--client-unknown-unicast-burst", type=float, default=defaults.client_unknown_unicast_burst
+    )
+    limits.add_argument(
+        "--client-bps",
+        type=_config(parse_rate_bps),
+        default=defaults.client_bps,
+        help="total rate per client, e.g. 100M (default 100M)",
+    )
+    limits.add_argument("--client-burst-bytes", type=float, default=defaults.client_burst_bytes)
+    limits.add_argument(
+        "--gateway-bps",
+        type=_config(parse_rate_bps),
+        default=None,
+        help="limit gateways too (default: unlimited)",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=_config(parse_listen),
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics",
+    )
+    parser.add_argument(
+        "--quic-backend", choices=[b.value for b in QuicBackend], default=QuicBackend.QH3.value
+    )
+    add_log_level_argument(parser)
+    return parser
+
+
+def _config(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """Turn a parser's ConfigError into argparse's clean usage error."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    return convert
+
+
+def load_identity(args: argparse.Namespace) -> tuple[ServerIdentity, str]:
+    if (args.cert is None) != (args.key is None):
+        raise ConfigError("--cert and --key go together")
+    if args.cert is not None:
+        return load_server_identity(args.cert, args.key), f"operator certificate {args.cert}"
+    identity = load_or_create_dev_identity(args.state_dir, args.dev_cert_name)
+    return identity, f"development certificate (key kept in {args.state_dir})"
+
+
+def build_config(args: argparse.Namespace, identity: ServerIdentity) -> RelayConfig:
+    limits = RelayLimits(
+        relay_mtu=args.mtu,
+        max_rooms=args.max_rooms,
+        max_clients_per_room=args.max_clients_per_room,
+        max_peers=args.max_peers,
+        malformed_limit=args.malformed_limit,
+        lan_mac_ageing_s=args.lan_mac_ageing_s,
+        client_broadcast_pps=args.client_broadcast_pps,
+        client_broadcast_burst=args.client_broadcast_burst,
+        client_unknown_unicast_pps=args.client_unknown_unicast_pps,
+        client_unknown_unicast_burst=args.client_unknown_unicast_burst,
+        client_bps=args.client_bps,
+        client_burst_bytes=args.client_burst_bytes,
+        gateway_bps=args.gateway_bps,
+    )
+    host, port = args.listen
+    return RelayConfig(
+        host=host,
+        port=port,
+        identity=identity,
+        limits=limits,
+        settings=TransportSettings(backend=QuicBackend(args.quic_backend)),
+        log_decisions=args.log_level == "debug",
+    )
+
+
+async def run(config: RelayConfig, args: argparse.Namespace, certificate: str) -> None:
+    relay = Relay(config)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(relay.serve)
+        host, port = server.address[:2]
+        shown_host = f"[{host}]" if ":" in host else host
+        print(
+            f"lanparty relay listening on {shown_host}:{port} (UDP), QUIC library "
+            f"{config.settings.backend}"
+        )
+        print(f"certificate: {certificate}")
+        print(f"pin: {config.identity.spki_pin}")
+        print(f"endpoints use: --relay HOST:{port} --relay-pin {config.identity.spki_pin}")
+        if args.metrics is not None:
+            metrics_host, metrics_port = start_metrics_server(relay.switch, *args.metrics)
+            print(f"metrics: http://{metrics_host}:{metrics_port}/metrics")
+        sys.stdout.flush()
+        log.info(
+            events.RELAY_LISTENING, address=f"{shown_host}:{port}", pin=config.identity.spki_pin
+        )
+        signal_number = await wait_for_termination()
+        log.info(events.RELAY_STOPPED, signal=signal_number, peers=relay.switch.peer_count)
+        await relay.disconnect_all()
+        nursery.cancel_scope.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        configure_logging(args.log_level)
+        identity, certificate = load_identity(args)
+        if args.dev_cert_der_out is not None:
+            args.dev_cert_der_out.write_bytes(identity.certificate_der())
+        config = build_config(args, identity)
+    except (ConfigError, OSError) as exc:
+        print(f"lanparty-relay: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(run, config, args, certificate)
+    except (OSError, LanpartyError, BaseExceptionGroup) as exc:
+        error = _user_error(exc)
+        if error is None:
+            raise
+        if isinstance(error, OSError):
+            host, port = args.listen
+            print(f"lanparty-relay: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+        else:
+            print(f"lanparty-relay: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _user_error(exc: BaseException) -> OSError | LanpartyError | None:
+    """The error to show a user, found inside nursery exception groups."""
+    if isinstance(exc, OSError | LanpartyError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _user_error(inner)
+            if found is not None:
+                return found
+    return None

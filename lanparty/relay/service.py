@@ -1,0 +1,324 @@
+"""The relay's Trio shell: one task tree per connection around the switch.
+
+Everything decided about a frame or a hello is decided in ``switch.py``;
+this module moves bytes and messages and keeps time:
+
+- admission: the first control message must be a valid ``hello`` within
+  10 s; the switch admits or refuses it, the refusal goes out as ``reject``
+  and is delivered (acknowledged, or 1 s) before the connection closes;
+- per member: its frames are forwarded as the pump hands them over
+  (``_forward_batch``: a batch per wake-up, no task switch, one flush per
+  target); a control loop (``disconnect``, a second ``hello``, broken
+  frames); ``stats`` every 5 s; a watch for the malformed threshold;
+- leaving: the switch forgets the member and the room hears ``peer_left``;
+- shutdown: every peer is told ``disconnect`` before the relay exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable
+
+import attrs
+import structlog
+import trio
+
+from lanparty.ctrl import (
+    ControlProtocolError,
+    Disconnect,
+    Hello,
+    HelloRejectedError,
+    PeerJoined,
+    PeerLeft,
+    PeerLeftReason,
+    Reject,
+    RejectCode,
+    Stats,
+    UnknownMessage,
+)
+from lanparty.errors import TransportError
+from lanparty.obs import DropReason, events
+from lanparty.proto import format_mac
+from lanparty.relay.switch import Member, RelayLimits, Switch
+from lanparty.transport import (
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_REFUSED,
+    Connection,
+    ConnectionClosedError,
+    QuicServer,
+    ServerIdentity,
+    TransportSettings,
+    serve,
+)
+
+log = structlog.get_logger(component="relay")
+
+HELLO_TIMEOUT_S = 10.0
+STATS_INTERVAL_S = 5.0
+DELIVERY_WAIT_S = 1.0
+
+
+@attrs.frozen
+class RelayConfig:
+    host: str
+    port: int
+    identity: ServerIdentity
+    limits: RelayLimits = attrs.field(factory=RelayLimits)
+    settings: TransportSettings = attrs.field(factory=TransportSettings)
+    hello_timeout_s: float = HELLO_TIMEOUT_S
+    stats_interval_s: float = STATS_INTERVAL_S
+    # Log every forwarding decision (debug level); costs per frame, so off unless asked.
+    log_decisions: bool = False
+
+
+MemberLoop = Callable[[Member], Awaitable[PeerLeftReason]]
+
+
+class Relay:
+    """Rooms of members on one QUIC server."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.switch = Switch(config.limits)
+        self.server: QuicServer | None = None
+        self._shutting_down = False
+        self._malformed: dict[Member, trio.Event] = {}
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[QuicServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen and serve until cancelled; reports the ``QuicServer`` once listening."""
+        config = self.config
+        async with trio.open_nursery() as nursery:
+            self.server = await nursery.start(
+                serve, config.host, config.port, config.identity, self._handle, config.settings
+            )
+            task_status.started(self.server)
+
+    # ----------------------------------------------------------- admission
+
+    async def _handle(self, connection: Connection) -> None:
+        member = await self._admit(connection)
+        if member is None:
+            return
+        # The first of the member's loops to end decides why it left.
+        reasons: list[PeerLeftReason] = []
+        self._malformed[member] = trio.Event()
+        # Frames sent before the welcome are not forwarded (PROTOCOL.md 3).
+        self.switch.drops[DropReason.NOT_ESTABLISHED] += connection.discard_received()
+        connection.datagram_handler = functools.partial(self._forward_batch, member)
+        try:
+            async with trio.open_nursery() as nursery:
+                for loop in (self._malformed_watch, self._control_loop, self._stats_loop):
+                    nursery.start_soon(_run_until_leaving, loop, member, reasons, nursery)
+        finally:
+            connection.datagram_handler = None
+            del self._malformed[member]
+            self._leave(member, reasons[0] if reasons else PeerLeftReason.CLOSED)
+
+    async def _admit(self, connection: Connection) -> Member | None:
+        with trio.move_on_after(self.config.hello_timeout_s):
+            try:
+                message = await connection.receive_control()
+            except ControlProtocolError as exc:
+                await self._refuse(connection, exc.reject_code, str(exc))
+                return None
+            except ConnectionClosedError:
+                return None
+            if not isinstance(message, Hello):
+                await self._refuse(
+                    connection, RejectCode.MALFORMED, "the first control message must be hello"
+                )
+                return None
+            try:
+                member, welcome, others = self.switch.admit(
+                    message, connection, trio.current_time()
+                )
+            except HelloRejectedError as exc:
+                await self._refuse(connection, exc.reject_code, str(exc), hello=message)
+                return None
+            connection.send_control(welcome)
+            joined = PeerJoined(peer_id=member.peer_id, role=member.role, mac=member.mac_text)
+            for other in others:
+                _send_control(other, joined)
+            log.info(
+                events.PEER_JOINED,
+                room=message.room,
+                peer_id=member.peer_id,
+                role=str(member.role),
+                mac=member.mac_text,
+                address=connection.peer_address,
+                software=message.software,
+            )
+            return member
+        await self._refuse(
+            connection,
+            RejectCode.HELLO_TIMEOUT,
+            f"no hello arrived within {self.config.hello_timeout_s:g} s of the handshake",
+        )
+        return None
+
+    async def _refuse(
+        self, connection: Connection, code: RejectCode, message: str, hello: Hello | None = None
+    ) -> None:
+        log.info(
+            events.PEER_REJECTED,
+            code=str(code),
+            reason=message,
+            address=connection.peer_address,
+            room=hello.room if hello else None,
+            mac=hello.mac if hello else None,
+        )
+        try:
+            connection.send_control(Reject(code=code, message=message))
+        except TransportError:
+            pass  # no control stream to answer on: closing is all we can do
+        else:
+            await connection.wait_control_delivered(DELIVERY_WAIT_S)
+        connection.close(CLOSE_REFUSED, str(code))
+
+    # ------------------------------------------------------ member tasks
+
+    def _forward_batch(self, member: Member, datagrams: list[bytes]) -> None:
+        """Forward one batch from ``member``: the pump calls this as frames arrive."""
+        forward = self.switch.forward
+        now = trio.current_time()
+        outgoing: dict[Member, list[bytes]] = {}
+        for datagram in datagrams:
+            decision = forward(member, datagram, now)
+            if type(decision) is tuple:
+                for target in decision:
+                    batch = outgoing.get(target)
+                    if batch is None:
+                        outgoing[target] = [datagram]
+                    else:
+                        batch.append(datagram)
+            if self.config.log_decisions:
+                _log_decision(member, datagram, decision)
+        for target, batch in outgoing.items():
+            target.handle.send_datagrams(batch)
+        if member.should_disconnect:
+            member.handle.datagram_handler = None
+            self._malformed[member].set()
+
+    async def _malformed_watch(self, member: Member) -> PeerLeftReason:
+        """Disconnect a member once it passed the malformed threshold."""
+        await self._malformed[member].wait()
+        await self._disconnect(member, "malformed datagrams", CLOSE_REFUSED)
+        return PeerLeftReason.MALFORMED
+
+    async def _control_loop(self, member: Member) -> PeerLeftReason:
+        connection: Connection = member.handle
+        while True:
+            try:
+                message = await connection.receive_control()
+            except ControlProtocolError as exc:
+                log.info(events.CONTROL_PROTOCOL_ERROR, peer_id=member.peer_id, error=str(exc))
+                connection.close(CLOSE_PROTOCOL_ERROR, "malformed control frame")
+                return PeerLeftReason.CLOSED
+            if isinstance(message, Disconnect):
+                log.info("peer_disconnecting", peer_id=member.peer_id, reason=message.reason)
+                connection.close(CLOSE_NORMAL, "bye")
+                return PeerLeftReason.DISCONNECT
+            if isinstance(message, Hello):
+                log.info(
+                    events.CONTROL_PROTOCOL_ERROR, peer_id=member.peer_id, error="second hello"
+                )
+                connection.close(CLOSE_PROTOCOL_ERROR, "second hello")
+                return PeerLeftReason.CLOSED
+            if isinstance(message, UnknownMessage):
+                log.debug(events.CONTROL_MESSAGE_IGNORED, peer_id=member.peer_id, type=message.type)
+
+    async def _stats_loop(self, member: Member) -> PeerLeftReason:
+        while True:
+            await trio.sleep(self.config.stats_interval_s)
+            _send_control(member, self.stats_for(member))
+
+    def stats_for(self, member: Member) -> Stats:
+        """The relay's view of ``member``: what it sent us, what we sent it, what we dropped."""
+        received = member.counters
+        sent = member.handle.counters
+        return Stats(
+            rx_frames=received.rx_frames,
+            rx_bytes=received.rx_bytes,
+            tx_frames=sent.tx_frames,
+            tx_bytes=sent.tx_bytes,
+            drops={str(reason): count for reason, count in received.drops.items() if count},
+        )
+
+    # ----------------------------------------------------------- leaving
+
+    def _leave(self, member: Member, reason: PeerLeftReason) -> None:
+        others = self.switch.leave(member, trio.current_time())
+        if self._shutting_down:
+            reason = PeerLeftReason.RELAY_SHUTDOWN
+        else:
+            left = PeerLeft(peer_id=member.peer_id, reason=reason)
+            for other in others:
+                _send_control(other, left)
+        member.handle.close(CLOSE_NORMAL)
+        log.info(
+            events.PEER_LEFT,
+            room=member.room.name,
+            peer_id=member.peer_id,
+            reason=str(reason),
+            **member.counters.snapshot().log_fields(),
+        )
+
+    async def _disconnect(self, member: Member, reason: str, code: int) -> None:
+        connection: Connection = member.handle
+        if connection.is_closed:
+            return
+        _send_control(member, Disconnect(reason=reason))
+        await connection.wait_control_delivered(DELIVERY_WAIT_S)
+        connection.close(code, reason)
+
+    async def disconnect_all(self, reason: str = "relay shutting down") -> None:
+        """Tell every member ``disconnect`` and close once delivered (at most 1 s)."""
+        self._shutting_down = True
+        members = [m for room in self.switch.rooms.values() for m in room.members.values()]
+        async with trio.open_nursery() as nursery:
+            for member in members:
+                nursery.start_soon(self._disconnect, member, reason, CLOSE_NORMAL)
+        if self.server is not None:
+            for connection in self.server.connections:
+                connection.close(CLOSE_NORMAL, reason)
+
+
+def _send_control(member: Member, message: PeerJoined | PeerLeft | Stats | Disconnect) -> None:
+    """Send to a member whose connection may have closed meanwhile."""
+    # A closed member's own tasks notice the close and clean up.
+    with contextlib.suppress(TransportError):
+        member.handle.send_control(message)
+
+
+async def _run_until_leaving(
+    loop: MemberLoop, member: Member, reasons: list[PeerLeftReason], nursery: trio.Nursery
+) -> None:
+    """Run one of a member's loops; when it ends, record why and end its siblings."""
+    try:
+        reason = await loop(member)
+    except ConnectionClosedError as exc:
+        reason = PeerLeftReason.TIMEOUT if exc.info.idle_timeout else PeerLeftReason.CLOSED
+    reasons.append(reason)
+    nursery.cancel_scope.cancel()
+
+
+def _log_decision(
+    member: Member, datagram: bytes, decision: tuple[Member, ...] | DropReason
+) -> None:
+    frame = datagram[1:]
+    dropped = isinstance(decision, DropReason)
+    log.debug(
+        events.FRAME_DROPPED if dropped else events.FRAME_FORWARDED,
+        room=member.room.name,
+        peer_id=member.peer_id,
+        src=format_mac(frame[6:12]) if len(frame) >= 12 else None,
+        dst=format_mac(frame[0:6]) if len(frame) >= 6 else None,
+        ethertype=f"0x{int.from_bytes(frame[12:14], 'big'):04x}" if len(frame) >= 14 else None,
+        action="drop" if dropped else "forward",
+        reason=str(decision) if dropped else None,
+        targets=0 if dropped else len(decision),
+    )

@@ -1,0 +1,230 @@
+"""The endpoint session: what a gateway or client does with a relay.
+
+Connect with the user's trust mode, say ``hello``, and turn the answer into
+a ``Session`` (``welcome``) or a ``RejectedError`` (``reject``). A session
+then carries Ethernet frames both ways and reports peer events.
+
+    async with open_session(relay, role=Role.CLIENT, room="party", mac=mac) as session:
+        session.send_frames(frames)
+        frames = await session.receive_frames()
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import attrs
+import structlog
+import trio
+
+from lanparty import __version__
+from lanparty.ctrl import (
+    ControlProtocolError,
+    Disconnect,
+    Hello,
+    PeerInfo,
+    PeerJoined,
+    PeerLeft,
+    Reject,
+    RejectCode,
+    Role,
+    Stats,
+    UnknownMessage,
+    Welcome,
+)
+from lanparty.errors import LanpartyError, ProtocolError, TransportError
+from lanparty.obs import DropReason, TrafficCounters, events
+from lanparty.proto import MIN_FRAME_BYTES, OVERLAY_ETHERNET, format_mac
+from lanparty.transport import (
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    Connection,
+    TransportSettings,
+    Trust,
+    open_connection,
+)
+
+log = structlog.get_logger(component="session")
+
+WELCOME_TIMEOUT_S = 10.0
+SOFTWARE = f"lanparty/{__version__}"
+_OVERLAY_HEADER = bytes([OVERLAY_ETHERNET])
+
+# Refusals that a retry cannot fix: the user has to change something.
+PERMANENT_REJECTS = frozenset(
+    {
+        RejectCode.UNSUPPORTED_PROTOCOL,
+        RejectCode.MALFORMED,
+        RejectCode.INVALID_ROLE,
+        RejectCode.INVALID_ROOM,
+        RejectCode.INVALID_MAC,
+        RejectCode.GATEWAY_PRESENT,
+        RejectCode.MTU_TOO_SMALL,
+    }
+)
+
+RelayEvent = PeerJoined | PeerLeft | Stats | Disconnect
+
+
+class RejectedError(LanpartyError):
+    """The relay refused the hello; ``code`` and ``message`` are its words."""
+
+    def __init__(self, code: RejectCode, message: str) -> None:
+        super().__init__(f"the relay refused to let us in ({code}): {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def permanent(self) -> bool:
+        """True when trying again without changing anything cannot help."""
+        return self.code in PERMANENT_REJECTS
+
+
+@attrs.frozen
+class RelayEndpoint:
+    """Where the relay is and how to trust it."""
+
+    host: str
+    port: int
+    trust: Trust
+    server_name: str | None = None
+
+
+class Session:
+    """An admitted member of a room: frames both ways, peer events."""
+
+    def __init__(self, connection: Connection, welcome: Welcome, mac: str) -> None:
+        self.connection = connection
+        self.peer_id = welcome.peer_id
+        self.room = welcome.room
+        self.mtu = welcome.mtu
+        self.max_frame = welcome.max_frame
+        self.mac = mac
+        self.relay_software = welcome.software
+        self.peers: dict[int, PeerInfo] = {peer.peer_id: peer for peer in welcome.peers}
+        # Frames the relay sent us that we could not use, and ours too big to send.
+        self.counters = TrafficCounters()
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Send one Ethernet frame; False (and counted) if it was not sent."""
+        if len(frame) > self.max_frame:
+            self.counters.count_drop(DropReason.JUMBO)
+            return False
+        return self.connection.send_datagram(_OVERLAY_HEADER + frame)
+
+    def send_frames(self, frames: Iterable[bytes]) -> int:
+        """Send Ethernet frames with one flush; return how many were queued."""
+        max_frame = self.max_frame
+        counters = self.counters
+        datagrams = []
+        for frame in frames:
+            if len(frame) > max_frame:
+                counters.count_drop(DropReason.JUMBO)
+            else:
+                datagrams.append(_OVERLAY_HEADER + frame)
+        return self.connection.send_datagrams(datagrams)
+
+    async def receive_frames(self) -> list[bytes]:
+        """The Ethernet frames received since the last call; waits for one at least."""
+        while True:
+            frames = []
+            for datagram in await self.connection.receive_datagrams():
+                if len(datagram) > MIN_FRAME_BYTES and datagram[0] == OVERLAY_ETHERNET:
+                    frames.append(datagram[1:])
+                else:
+                    self.counters.count_drop(DropReason.MALFORMED)
+            if frames:
+                return frames
+
+    async def next_event(self) -> RelayEvent:
+        """The next peer event, stats report or disconnect from the relay.
+
+        Keeps ``peers`` up to date. Unknown message types are logged and
+        skipped; a malformed control frame closes the connection (code 2)
+        and raises the ``ProtocolError``.
+        """
+        while True:
+            try:
+                message = await self.connection.receive_control()
+            except ControlProtocolError as exc:
+                self.connection.close(CLOSE_PROTOCOL_ERROR, "malformed control frame")
+                raise ProtocolError(f"the relay sent a malformed control frame: {exc}") from exc
+            if isinstance(message, PeerJoined):
+                self.peers[message.peer_id] = PeerInfo(
+                    peer_id=message.peer_id, role=message.role, mac=message.mac
+                )
+                return message
+            if isinstance(message, PeerLeft):
+                self.peers.pop(message.peer_id, None)
+                return message
+            if isinstance(message, Stats | Disconnect):
+                return message
+            if isinstance(message, UnknownMessage):
+                log.debug(events.CONTROL_MESSAGE_IGNORED, type=message.type)
+                continue
+            log.debug(events.CONTROL_MESSAGE_IGNORED, type=type(message).__name__)
+
+
+async def _await_welcome(connection: Connection) -> Welcome:
+    with trio.move_on_after(WELCOME_TIMEOUT_S):
+        try:
+            answer = await connection.receive_control()
+        except ControlProtocolError as exc:
+            connection.close(CLOSE_PROTOCOL_ERROR, "malformed control frame")
+            raise ProtocolError(f"the relay answered hello with garbage: {exc}") from exc
+        if isinstance(answer, Welcome):
+            return answer
+        if isinstance(answer, Reject):
+            raise RejectedError(answer.code, answer.message)
+        connection.close(CLOSE_PROTOCOL_ERROR, "expected welcome or reject")
+        raise ProtocolError(f"the relay answered hello with {type(answer).__name__}")
+    raise TransportError(f"the relay did not answer hello within {WELCOME_TIMEOUT_S:g} s")
+
+
+@asynccontextmanager
+async def open_session(
+    relay: RelayEndpoint,
+    *,
+    role: Role,
+    room: str,
+    mac: bytes,
+    settings: TransportSettings | None = None,
+    software: str = SOFTWARE,
+) -> AsyncIterator[Session]:
+    """Connect, say hello and yield the admitted ``Session``; leave on exit.
+
+    Raises ``RejectedError`` for a ``reject``, ``TrustError`` for a relay
+    certificate that is not the trusted one, ``TransportError`` when the
+    relay cannot be reached, ``ProtocolError`` for a relay that breaks the
+    protocol.
+    """
+    async with open_connection(
+        relay.host, relay.port, relay.trust, server_name=relay.server_name, settings=settings
+    ) as connection:
+        mac_text = format_mac(mac)
+        connection.send_control(
+            Hello(
+                role=role,
+                room=room,
+                mac=mac_text,
+                max_datagram=connection.max_datagram_payload,
+                software=software,
+            )
+        )
+        session = Session(connection, await _await_welcome(connection), mac_text)
+        log.info(
+            events.SESSION_STARTED,
+            room=session.room,
+            peer_id=session.peer_id,
+            mtu=session.mtu,
+            peers=len(session.peers),
+        )
+        try:
+            yield session
+        finally:
+            if not connection.is_closed:
+                connection.send_control(Disconnect(reason="leaving"))
+                with trio.CancelScope(shield=True):
+                    await connection.wait_control_delivered(1.0)
+                connection.close(CLOSE_NORMAL, "leaving")

@@ -1,0 +1,138 @@
+"""A real relay process on loopback, and small helpers to talk through it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import attrs
+import trio
+
+from lanparty.ctrl import Role
+from lanparty.proto import parse_mac
+from lanparty.session import RelayEndpoint, Session, open_session
+from lanparty.transport import SpkiPin, TransportSettings
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_ETHERTYPE = 0x88B5  # IEEE local experimental
+BROADCAST = b"\xff" * 6
+
+
+@attrs.frozen
+class RelayProcess:
+    process: subprocess.Popen[str]
+    host: str
+    port: int
+    pin: str
+    metrics_url: str | None
+    output: list[str]
+
+    @property
+    def endpoint(self) -> RelayEndpoint:
+        return RelayEndpoint(self.host, self.port, SpkiPin.parse(self.pin))
+
+    def metrics(self) -> dict[str, float]:
+        """The relay's Prometheus samples, ``name{labels}`` -> value."""
+        assert self.metrics_url is not None
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
+
+    def drops(self, reason: str) -> float:
+        return self.metrics().get(f'lanparty_dropped_frames_total{{reason="{reason}"}}', 0.0)
+
+    def stop(self, signal_number: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signal_number)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+@contextmanager
+def relay_process(state_dir: Path, *args: str) -> Iterator[RelayProcess]:
+    """Start ``python -m lanparty.relay`` on 127.0.0.1 with a metrics port, and stop it after."""
+    command = [
+        sys.executable, "-m", "lanparty.relay",
+        "--listen", "127.0.0.1:0", "--state-dir", str(state_dir),
+        "--metrics", "127.0.0.1:0", "--log-level", "warning", *args,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        while not output or not output[-1].startswith("metrics:"):
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the relay exited early: {output}")
+            output.append(line.rstrip("\n"))
+        text = "\n".join(output)
+        listening = re.search(r"listening on ([\d.]+):(\d+)", text)
+        pin = re.search(r"^pin: (sha256:[0-9a-f]{64})$", text, re.MULTILINE)
+        metrics = re.search(r"^metrics: (\S+)$", text, re.MULTILINE)
+        assert listening, text
+        assert pin, text
+        assert metrics, text
+        yield RelayProcess(
+            process, listening.group(1), int(listening.group(2)), pin.group(1),
+            metrics.group(1), output,
+        )  # fmt: skip
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def frame(
+    dst: bytes, src: bytes, payload: bytes = b"hello", ethertype: int = TEST_ETHERTYPE
+) -> bytes:
+    """An Ethernet frame, padded to the 60-byte minimum."""
+    raw = dst + src + ethertype.to_bytes(2, "big") + payload
+    return raw.ljust(60, b"\x00")
+
+
+def mac(text: str) -> bytes:
+    return parse_mac(text)
+
+
+@asynccontextmanager
+async def member(
+    relay: RelayProcess,
+    mac_text: str,
+    *,
+    role: Role = Role.CLIENT,
+    room: str = "party",
+    settings: TransportSettings | None = None,
+) -> AsyncIterator[Session]:
+    async with open_session(
+        relay.endpoint, role=role, room=room, mac=parse_mac(mac_text), settings=settings
+    ) as session:
+        yield session
+
+
+async def receive_until(session: Session, marker: bytes, timeout_s: float = 10) -> list[bytes]:
+    """Frames received up to and including ``marker`` (which must come)."""
+    received: list[bytes] = []
+    with trio.fail_after(timeout_s):
+        while marker not in received:
+            received.extend(await session.receive_frames())
+    return received[: received.index(marker) + 1]

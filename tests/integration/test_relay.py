@@ -1,0 +1,364 @@
+"""The relay as a process on loopback, driven through endpoint sessions."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from lanparty.ctrl import (
+    Disconnect,
+    Hello,
+    PeerJoined,
+    PeerLeft,
+    PeerLeftReason,
+    RejectCode,
+    Role,
+    Stats,
+    encode_message,
+)
+from lanparty.session import RejectedError
+from lanparty.transport import (
+    CLOSE_REFUSED,
+    ConnectionClosedError,
+    TransportSettings,
+    open_connection,
+)
+from tests.integration.relay_harness import (
+    BROADCAST,
+    RelayProcess,
+    frame,
+    mac,
+    member,
+    receive_until,
+    relay_process,
+)
+
+CLIENT_A, CLIENT_B, CLIENT_C = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
+GATEWAY = "00:16:3e:00:00:01"
+LAN_HOST = "00:16:3e:00:00:99"
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> RelayProcess:  # type: ignore[misc]
+    with relay_process(tmp_path, "--lan-mac-ageing-s", "2") as process:
+        yield process
+
+
+async def test_admission_welcome_and_peer_events(relay: RelayProcess) -> None:
+    async with member(relay, GATEWAY, role=Role.GATEWAY) as gateway:
+        assert gateway.peers == {}
+        assert gateway.mtu == 1389
+        assert gateway.max_frame == 1389 + 18
+        async with member(relay, CLIENT_A) as client:
+            assert [p.mac for p in client.peers.values()] == [GATEWAY]
+            joined = await gateway.next_event()
+            assert isinstance(joined, PeerJoined)
+            assert (joined.peer_id, joined.mac, joined.role) == (
+                client.peer_id,
+                CLIENT_A,
+                Role.CLIENT,
+            )
+        left = await gateway.next_event()
+        assert left == PeerLeft(peer_id=client.peer_id, reason=PeerLeftReason.DISCONNECT)
+        assert gateway.peers == {}
+
+
+@pytest.mark.parametrize(
+    ("hello_fields", "code"),
+    [
+        ({"protocol": 2}, RejectCode.UNSUPPORTED_PROTOCOL),
+        ({"role": "router"}, RejectCode.INVALID_ROLE),
+        ({"room": "no spaces!"}, RejectCode.INVALID_ROOM),
+        ({"mac": "00:11:22:33:44:55"}, RejectCode.INVALID_MAC),  # client MAC must be local
+        ({"mac": "03:00:00:00:00:01"}, RejectCode.INVALID_MAC),  # multicast
+        ({"max_datagram": 500}, RejectCode.MTU_TOO_SMALL),
+        ({"max_datagram": True}, RejectCode.MALFORMED),
+    ],
+)
+async def test_each_invalid_hello_gets_its_reject(
+    relay: RelayProcess, hello_fields: dict[str, object], code: RejectCode
+) -> None:
+    hello = {"type": "hello", "protocol": 1, "role": "client", "room": "party",
+             "mac": CLIENT_A, "max_datagram": 1408, **hello_fields}  # fmt: skip
+    body = json.dumps(hello).encode()
+    reject = await _raw_hello(relay, len(body).to_bytes(4, "big") + body)
+    assert reject["code"] == code
+    assert reject["message"]
+
+
+async def _raw_hello(relay: RelayProcess, raw: bytes) -> dict[str, object]:
+    """Send raw control bytes; return the relay's reject as JSON."""
+    async with open_connection(relay.host, relay.port, relay.endpoint.trust) as connection:
+        connection.send_raw_control(raw)
+        with trio.fail_after(15):
+            answer = await connection.receive_control()
+            info = await connection.wait_closed()
+        assert info.error_code == CLOSE_REFUSED
+        return json.loads(encode_message(answer)[4:])  # type: ignore[no-any-return]
+
+
+async def test_broken_first_frames_are_rejected_as_malformed(relay: RelayProcess) -> None:
+    huge_prefix = (2**32 - 1).to_bytes(4, "big")
+    not_json = b"\x00\x00\x00\x05{nope"
+    not_utf8 = b"\x00\x00\x00\x02\xff\xfe"
+    for raw in (huge_prefix, not_json, not_utf8, b"\x00\x00\x00\x00"):
+        reject = await _raw_hello(relay, raw)
+        assert reject["code"] == RejectCode.MALFORMED
+    # Still serving everyone else.
+    async with member(relay, CLIENT_A) as client:
+        assert client.peer_id > 0
+
+
+async def expect_reject(
+    relay: RelayProcess, mac_text: str, code: RejectCode, **kw: object
+) -> RejectedError:
+    with pytest.raises(RejectedError) as caught:
+        async with member(relay, mac_text, **kw):  # type: ignore[arg-type]
+            pytest.fail(f"{mac_text} was admitted")
+    assert caught.value.code == code
+    assert caught.value.message
+    return caught.value
+
+
+async def test_room_state_refusals(tmp_path: Path) -> None:
+    local_gateway = "06:16:3e:00:00:01"  # a gateway MAC a client could also claim
+    learned = "02:16:3e:00:00:42"
+    with relay_process(tmp_path, "--max-clients-per-room", "2", "--max-peers", "4") as relay:
+        async with member(relay, local_gateway, role=Role.GATEWAY) as gateway:
+            refusal = await expect_reject(
+                relay, "00:16:3e:00:00:02", RejectCode.GATEWAY_PRESENT, role=Role.GATEWAY
+            )
+            assert refusal.permanent
+            await expect_reject(relay, local_gateway, RejectCode.DUPLICATE_MAC)
+            async with member(relay, CLIENT_A) as a:
+                await expect_reject(relay, CLIENT_A, RejectCode.DUPLICATE_MAC)
+                # A LAN MAC learned behind the gateway is taken too.
+                announce = frame(BROADCAST, mac(learned), b"lan host")
+                gateway.send_frame(announce)
+                await receive_until(a, announce)
+                await expect_reject(relay, learned, RejectCode.DUPLICATE_MAC)
+                # The same MAC in another room is fine.
+                async with member(relay, CLIENT_A, room="other"):
+                    pass
+                async with member(relay, CLIENT_B):
+                    refusal = await expect_reject(relay, CLIENT_C, RejectCode.ROOM_FULL)
+                    assert not refusal.permanent
+                    async with member(relay, CLIENT_C, room="third"):
+                        await expect_reject(
+                            relay, "02:00:00:00:00:0d", RejectCode.RELAY_FULL, room="fourth"
+                        )
+
+
+async def test_a_member_below_the_room_mtu_is_told_what_it_needs(relay: RelayProcess) -> None:
+    small = TransportSettings(max_udp_payload_bytes=1300)
+    async with member(relay, CLIENT_A):
+        with pytest.raises(RejectedError) as caught:
+            async with member(relay, CLIENT_B, settings=small):
+                pass
+    assert caught.value.code == RejectCode.MTU_TOO_SMALL
+    assert "1408" in caught.value.message
+
+
+async def test_hello_timeout(relay: RelayProcess) -> None:
+    """A partial hello gets reject(hello_timeout); no stream at all gets a plain close."""
+
+    async def partial() -> None:
+        reject = await _raw_hello(relay, b"\x00\x00\x00\x40{")
+        assert reject["code"] == RejectCode.HELLO_TIMEOUT
+
+    async def silent() -> None:
+        async with open_connection(relay.host, relay.port, relay.endpoint.trust) as connection:
+            with trio.fail_after(15):
+                info = await connection.wait_closed()
+            assert info.by_peer
+            assert info.error_code == CLOSE_REFUSED
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial)
+        nursery.start_soon(silent)
+
+
+async def test_forwarding_between_clients_and_gateway(relay: RelayProcess) -> None:
+    async with (
+        member(relay, GATEWAY, role=Role.GATEWAY) as gateway,
+        member(relay, CLIENT_A) as a,
+        member(relay, CLIENT_B) as b,
+    ):
+        # Broadcast and multicast from a client reach everyone else.
+        hello_all = frame(BROADCAST, mac(CLIENT_A), b"broadcast")
+        group = frame(mac("01:00:5e:00:00:fb"), mac(CLIENT_A), b"multicast")
+        a.send_frames([hello_all, group])
+        for other in (gateway, b):
+            assert await receive_until(other, group) == [hello_all, group]
+        # A known client MAC goes to that client only.
+        to_b = frame(mac(CLIENT_B), mac(CLIENT_A), b"to b")
+        marker = frame(BROADCAST, mac(CLIENT_A), b"marker 1")
+        a.send_frames([to_b, marker])
+        assert await receive_until(b, marker) == [to_b, marker]
+        assert await receive_until(gateway, marker) == [marker]
+        # The gateway's LAN host is learned; a client's frame to it goes to the gateway only.
+        from_lan = frame(BROADCAST, mac(LAN_HOST), b"from lan")
+        gateway.send_frame(from_lan)
+        for client in (a, b):
+            assert await receive_until(client, from_lan) == [from_lan]
+        to_lan = frame(mac(LAN_HOST), mac(CLIENT_A), b"to lan host")
+        marker = frame(BROADCAST, mac(CLIENT_A), b"marker 2")
+        a.send_frames([to_lan, marker])
+        assert await receive_until(gateway, marker) == [to_lan, marker]
+        assert await receive_until(b, marker) == [marker]
+        # Unknown unicast floods to every other member.
+        unknown = frame(mac("02:99:99:99:99:99"), mac(CLIENT_A), b"who?")
+        a.send_frame(unknown)
+        for other in (gateway, b):
+            assert await receive_until(other, unknown) == [unknown]
+
+
+async def test_learned_lan_macs_age_out(relay: RelayProcess) -> None:
+    """With --lan-mac-ageing-s 2, an unseen LAN MAC becomes unknown unicast again."""
+    async with (
+        member(relay, GATEWAY, role=Role.GATEWAY) as gateway,
+        member(relay, CLIENT_A) as a,
+        member(relay, CLIENT_B) as b,
+    ):
+        learned = frame(BROADCAST, mac(LAN_HOST), b"i am here")
+        gateway.send_frame(learned)
+        await receive_until(b, learned)
+        to_lan = frame(mac(LAN_HOST), mac(CLIENT_A), b"known")
+        a.send_frame(to_lan)
+        await receive_until(gateway, to_lan)
+        await trio.sleep(2.5)
+        aged = frame(mac(LAN_HOST), mac(CLIENT_A), b"aged out: flooded")
+        a.send_frame(aged)
+        assert await receive_until(b, aged) == [aged]
+
+
+async def test_no_reflection_and_spoofed_sources_are_dropped(relay: RelayProcess) -> None:
+    async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
+        to_self = frame(mac(CLIENT_A), mac(CLIENT_A), b"to myself")
+        spoofed = frame(BROADCAST, mac(CLIENT_B), b"pretending to be b")
+        marker = frame(BROADCAST, mac(CLIENT_A), b"marker")
+        a.send_frames([to_self, spoofed, marker])
+        assert await receive_until(b, marker) == [marker]
+        assert relay.drops("reflection") == 1
+        assert relay.drops("spoofed_source") == 1
+
+
+async def test_safety_filters_drop_a_clients_dhcp_server_reply(relay: RelayProcess) -> None:
+    async with member(relay, GATEWAY, role=Role.GATEWAY) as gateway, member(relay, CLIENT_A) as a:
+        ip = (
+            bytes.fromhex("45000030000000004011")
+            + b"\x00\x00"
+            + bytes([198, 18, 0, 2])
+            + b"\xff" * 4
+        )
+        udp = (
+            (67).to_bytes(2, "big")
+            + (68).to_bytes(2, "big")
+            + (28).to_bytes(2, "big")
+            + b"\x00\x00"
+        )
+        dhcp_offer = frame(BROADCAST, mac(CLIENT_A), ip + udp + bytes(20), ethertype=0x0800)
+        stp = frame(mac("01:80:c2:00:00:00"), mac(CLIENT_A), b"bpdu")
+        marker = frame(BROADCAST, mac(CLIENT_A), b"marker")
+        a.send_frames([dhcp_offer, stp, marker])
+        assert await receive_until(gateway, marker) == [marker]
+        assert relay.drops("dhcp_server") == 1
+        assert relay.drops("switch_control") == 1
+
+
+async def test_client_broadcast_rate_limit(tmp_path: Path) -> None:
+    with relay_process(
+        tmp_path, "--client-broadcast-pps", "10", "--client-broadcast-burst", "20"
+    ) as relay:
+        async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
+            burst = [frame(BROADCAST, mac(CLIENT_A), n.to_bytes(4, "big")) for n in range(200)]
+            a.send_frames(burst)
+            marker = frame(mac(CLIENT_B), mac(CLIENT_A), b"unicast still passes")
+            a.send_frame(marker)
+            received = await receive_until(b, marker)
+            broadcasts = [f for f in received if f != marker]
+            # At least the burst allowance passes; the rest of the 200 (all but what
+            # refilled while the burst was in flight) is dropped and counted.
+            assert 20 <= len(broadcasts) < 200
+            assert relay.drops("rate_limited_broadcast") == 200 - len(broadcasts)
+
+
+async def test_malformed_threshold_disconnects_only_the_offender(tmp_path: Path) -> None:
+    with relay_process(tmp_path, "--malformed-limit", "20") as relay:
+        async with member(relay, CLIENT_A) as good, member(relay, CLIENT_B) as bad:
+            joined = await good.next_event()
+            assert isinstance(joined, PeerJoined)
+            bad.connection.send_datagrams([b"\x99garbage" for _ in range(30)])
+            with trio.fail_after(10):
+                assert await bad.next_event() == Disconnect(reason="malformed datagrams")
+                info = await bad.connection.wait_closed()
+            assert info.error_code == CLOSE_REFUSED
+            with trio.fail_after(10):
+                left = await good.next_event()
+            assert left == PeerLeft(peer_id=bad.peer_id, reason=PeerLeftReason.MALFORMED)
+            async with member(relay, CLIENT_C) as c:
+                hello = frame(BROADCAST, mac(CLIENT_C), b"still working")
+                c.send_frame(hello)
+                assert await receive_until(good, hello) == [hello]
+
+
+async def test_gateway_leaving_forgets_its_lan_macs(relay: RelayProcess) -> None:
+    learned = "02:16:3e:00:00:77"
+    async with member(relay, CLIENT_A) as a:
+        async with member(relay, GATEWAY, role=Role.GATEWAY) as gateway:
+            announce = frame(BROADCAST, mac(learned), b"lan host")
+            gateway.send_frame(announce)
+            await receive_until(a, announce)
+        left = [await a.next_event(), await a.next_event()]
+        assert isinstance(left[-1], PeerLeft)
+        # The learned MAC went with the gateway: a client may now use it.
+        async with member(relay, learned) as newcomer:
+            assert newcomer.peer_id > 0
+
+
+async def test_stats_arrive_every_five_seconds(relay: RelayProcess) -> None:
+    async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B):
+        a.send_frames([frame(BROADCAST, mac(CLIENT_A), b"x")] * 3)
+        with trio.fail_after(12):
+            while not isinstance(event := await a.next_event(), Stats):
+                pass
+        assert event.rx_frames == 3
+        assert event.rx_bytes == 3 * 61
+
+
+async def test_garbage_udp_does_not_disturb_the_relay(relay: RelayProcess) -> None:
+    async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+            for payload in (b"", b"\x00" * 1300, b"\xc3" + bytes(1299), b"\x41" * 40):
+                await junk.sendto(payload, (relay.host, relay.port))
+        hello = frame(BROADCAST, mac(CLIENT_A), b"still here")
+        a.send_frame(hello)
+        assert await receive_until(b, hello) == [hello]
+
+
+async def test_second_hello_closes_with_protocol_error(relay: RelayProcess) -> None:
+    async with member(relay, CLIENT_A) as a:
+        a.connection.send_control(
+            Hello(role=Role.CLIENT, room="party", mac=CLIENT_A, max_datagram=1408)
+        )
+        with trio.fail_after(10):
+            info = await a.connection.wait_closed()
+        assert info.error_code == 2
+
+
+async def test_shutdown_tells_every_peer_and_exits_zero(relay: RelayProcess) -> None:
+    async with member(relay, CLIENT_A) as a, member(relay, GATEWAY, role=Role.GATEWAY) as g:
+        await trio.to_thread.run_sync(relay.process.send_signal, signal.SIGTERM)
+        for session in (a, g):
+            with trio.fail_after(10):
+                while not isinstance(event := await session.next_event(), Disconnect):
+                    pass
+            assert event.reason == "relay shutting down"
+            with pytest.raises(ConnectionClosedError):
+                await session.next_event()
+        assert await trio.to_thread.run_sync(relay.process.wait, 15) == 0

@@ -1,0 +1,907 @@
+"""The relay's switch on a fake clock: admission, leaving, forwarding, limits.
+
+Sections 2 (room-state rules of hello), 4 (room MTU), 5 (forwarding), 6
+(filters, as the switch applies them), 7 (rate limits), 8 (malformed
+threshold) and 9 (leaving) of PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lanparty.ctrl import Hello, HelloRejectedError, PeerInfo, RejectCode, Role
+from lanparty.errors import ConfigError
+from lanparty.obs.counters import DropReason
+from lanparty.relay.switch import Member, RelayLimits, Switch
+
+ROOM = "party"
+GATEWAY_MAC = "02:00:00:00:00:aa"  # locally administered so that a client could claim it
+LAN_HOST = bytes.fromhex("001122334455")
+OTHER_LAN_HOST = bytes.fromhex("001122334466")
+BROADCAST = b"\xff" * 6
+IPV4_MULTICAST = bytes.fromhex("01005e000001")
+IPV6_MULTICAST = bytes.fromhex("333300000001")
+ARP = 0x0806
+# The max_datagram that carries an IP MTU of exactly 1400 (1400 + 19).
+MAX_DATAGRAM_1400 = 1419
+
+
+def client_mac(number: int) -> str:
+    return f"02:00:00:00:01:{number:02x}"
+
+
+def raw(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def hello(
+    mac: str,
+    role: Role = Role.CLIENT,
+    room: str = ROOM,
+    max_datagram: int = MAX_DATAGRAM_1400,
+) -> Hello:
+    return Hello(role=role, room=room, mac=mac, max_datagram=max_datagram)
+
+
+def datagram(
+    destination: bytes, source: bytes, ethertype: int = ARP, payload: bytes = bytes(28)
+) -> bytes:
+    return b"\x10" + destination + source + struct.pack("!H", ethertype) + payload
+
+
+def dhcp_reply() -> bytes:
+    udp = struct.pack("!HHHH", 67, 68, 12, 0) + b"DHCP"
+    return (
+        struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, bytes(4), bytes(4))
+        + udp
+    )
+
+
+def router_advertisement() -> bytes:
+    icmpv6 = bytes([134, 0, 0, 0]) + bytes(12)
+    return struct.pack("!IHBB16s16s", 6 << 28, len(icmpv6), 58, 255, bytes(16), bytes(16)) + icmpv6
+
+
+class Party:
+    """A switch with one room: a gateway and three clients (peer ids 1 to 4)."""
+
+    def __init__(self, limits: RelayLimits | None = None) -> None:
+        self.switch = Switch(limits or RelayLimits())
+        self.gateway = self.join(GATEWAY_MAC, Role.GATEWAY)
+        self.alice = self.join(client_mac(1))
+        self.bob = self.join(client_mac(2))
+        self.carol = self.join(client_mac(3))
+
+    def join(
+        self, mac: str, role: Role = Role.CLIENT, room: str = ROOM, now: float = 0.0
+    ) -> Member:
+        member, _, _ = self.switch.admit(hello(mac, role, room), object(), now)
+        return member
+
+    def forward(
+        self, sender: Member, data: bytes, now: float = 0.0
+    ) -> tuple[Member, ...] | DropReason:
+        return self.switch.forward(sender, data, now)
+
+    def learn(self, mac: bytes, now: float = 0.0) -> None:
+        """Let the gateway send a broadcast from a LAN host, which teaches the room its MAC."""
+        assert self.forward(self.gateway, datagram(BROADCAST, mac), now) == (
+            self.alice,
+            self.bob,
+            self.carol,
+        )
+
+
+def rejection(switch: Switch, request: Hello, now: float = 0.0) -> HelloRejectedError:
+    with pytest.raises(HelloRejectedError) as caught:
+        switch.admit(request, object(), now)
+    return caught.value
+
+
+# ------------------------------------------------------------------ limits
+
+
+def test_default_limits_are_the_contract_defaults() -> None:
+    limits = RelayLimits()
+    assert limits.relay_mtu == 1400
+    assert (limits.max_rooms, limits.max_clients_per_room, limits.max_peers) == (1000, 64, 4096)
+    assert (limits.malformed_limit, limits.malformed_window_s) == (100, 10.0)
+    assert limits.lan_mac_ageing_s == 300.0
+    assert (limits.client_broadcast_pps, limits.client_broadcast_burst) == (200, 400)
+    assert (limits.client_unknown_unicast_pps, limits.client_unknown_unicast_burst) == (200, 400)
+    assert (limits.client_bps, limits.client_burst_bytes) == (100e6, 256 * 1024)
+    assert limits.gateway_bps is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "option"),
+    [
+        ({"relay_mtu": 575}, "--mtu"),
+        ({"relay_mtu": 70000}, "--mtu"),
+        ({"max_rooms": 0}, "--max-rooms"),
+        ({"max_clients_per_room": 0}, "--max-clients-per-room"),
+        ({"max_peers": -1}, "--max-peers"),
+        ({"max_learned_macs_per_room": 0}, "--max-learned-macs-per-room"),
+        ({"malformed_limit": -1}, "--malformed-limit"),
+        ({"malformed_window_s": 0}, "--malformed-window-s"),
+        ({"lan_mac_ageing_s": -5}, "--lan-mac-ageing-s"),
+        ({"lan_mac_ageing_s": math.nan}, "--lan-mac-ageing-s"),
+        ({"client_broadcast_pps": 0}, "--client-broadcast-pps"),
+        ({"client_unknown_unicast_pps": math.inf}, "--client-unknown-unicast-pps"),
+        ({"client_broadcast_burst": 0.5}, "--client-broadcast-burst"),
+        ({"client_unknown_unicast_burst": 0}, "--client-unknown-unicast-burst"),
+        ({"client_bps": 0}, "--client-bps"),
+        ({"gateway_bps": -1.0}, "--gateway-bps"),
+        ({"client_burst_bytes": 1000}, "--client-burst-bytes"),
+        ({"gateway_bps": 1e6, "gateway_burst_bytes": 1417}, "--gateway-burst-bytes"),
+        ({"relay_mtu": 9000, "client_burst_bytes": 9000}, "--client-burst-bytes"),
+    ],
+)
+def test_impossible_limits_are_config_errors(changes: dict[str, float], option: str) -> None:
+    with pytest.raises(ConfigError, match=option):
+        RelayLimits(**changes)  # type: ignore[arg-type]
+
+
+def test_limits_at_their_bounds_are_accepted() -> None:
+    RelayLimits(
+        relay_mtu=576,
+        max_rooms=1,
+        max_clients_per_room=1,
+        max_peers=1,
+        malformed_limit=0,
+        client_broadcast_burst=1,
+        client_burst_bytes=576 + 18,
+        gateway_bps=1.0,
+        gateway_burst_bytes=576 + 18,
+    )
+
+
+# --------------------------------------------------------------- admission
+
+
+def test_first_member_creates_the_room_with_its_mtu() -> None:
+    switch = Switch(RelayLimits())
+    member, welcome, others = switch.admit(hello(client_mac(1), max_datagram=1408), "conn", 5.0)
+    assert others == []
+    assert member.handle == "conn"
+    assert member.peer_id == 1
+    assert member.role is Role.CLIENT
+    assert not member.is_gateway
+    assert member.mac == raw(client_mac(1))
+    assert member.mac_text == client_mac(1)
+    assert member.max_datagram == 1408
+    assert welcome.peer_id == 1
+    assert welcome.protocol == 1
+    assert welcome.room == ROOM
+    assert welcome.mtu == 1389  # 1408 - 19
+    assert welcome.max_frame == 1389 + 18
+    assert welcome.peers == ()
+    assert welcome.software == "lanparty-relay"
+    room = switch.get_room(ROOM)
+    assert room is not None
+    assert member.room is room
+    assert (room.name, room.mtu, room.max_frame) == (ROOM, 1389, 1407)
+    assert room.members == {1: member}
+    assert room.clients == {member.mac: member}
+    assert room.gateway is None
+    assert (switch.room_count, switch.peer_count) == (1, 1)
+    assert dict(switch.rooms) == {ROOM: room}
+
+
+def test_room_mtu_is_capped_by_the_relay_mtu() -> None:
+    switch = Switch(RelayLimits(relay_mtu=1280), software="relay 1.2")
+    _, welcome, _ = switch.admit(hello(client_mac(1), max_datagram=9000), None, 0.0)
+    assert (welcome.mtu, welcome.max_frame, welcome.software) == (1280, 1298, "relay 1.2")
+
+
+def test_room_mtu_stays_fixed_until_the_room_ends() -> None:
+    switch = Switch(RelayLimits())
+    small, _, _ = switch.admit(hello(client_mac(1), max_datagram=1019), None, 0.0)
+    big, welcome, _ = switch.admit(hello(client_mac(2), max_datagram=1500), None, 0.0)
+    assert welcome.mtu == 1000
+    switch.leave(small, 1.0)
+    _, welcome, _ = switch.admit(hello(client_mac(3), max_datagram=1500), None, 2.0)
+    assert welcome.mtu == 1000  # the room never ended: big stayed
+    switch.leave(big, 3.0)
+    switch.leave(switch.get_room(ROOM).members[3], 3.0)  # type: ignore[union-attr]
+    assert switch.get_room(ROOM) is None
+    _, welcome, _ = switch.admit(hello(client_mac(4), max_datagram=1500), None, 4.0)
+    assert welcome.mtu == 1400
+
+
+def test_welcome_lists_the_others_and_they_are_told() -> None:
+    party = Party()
+    member, welcome, others = party.switch.admit(hello(client_mac(9)), None, 0.0)
+    assert member.peer_id == 5
+    assert welcome.peers == (
+        PeerInfo(peer_id=1, role=Role.GATEWAY, mac=GATEWAY_MAC),
+        PeerInfo(peer_id=2, role=Role.CLIENT, mac=client_mac(1)),
+        PeerInfo(peer_id=3, role=Role.CLIENT, mac=client_mac(2)),
+        PeerInfo(peer_id=4, role=Role.CLIENT, mac=client_mac(3)),
+    )
+    assert others == [party.gateway, party.alice, party.bob, party.carol]
+    assert party.gateway.peer_info() == PeerInfo(peer_id=1, role=Role.GATEWAY, mac=GATEWAY_MAC)
+    assert party.gateway.is_gateway
+    assert party.switch.get_room(ROOM).gateway is party.gateway  # type: ignore[union-attr]
+
+
+def test_peer_ids_are_unique_over_the_relay_life() -> None:
+    switch = Switch(RelayLimits())
+    seen = []
+    for round_number in range(3):
+        for room in ("a", "b"):
+            member, welcome, _ = switch.admit(hello(client_mac(1), room=room), None, 0.0)
+            assert welcome.peer_id == member.peer_id
+            seen.append(member.peer_id)
+            switch.leave(member, 0.0) if round_number < 2 else None
+    assert seen == [1, 2, 3, 4, 5, 6]
+
+
+def test_mtu_too_small_names_the_max_datagram_needed() -> None:
+    party = Party()  # room MTU 1400
+    error = rejection(party.switch, hello(client_mac(9), max_datagram=1418))
+    assert error.reject_code is RejectCode.MTU_TOO_SMALL
+    assert "1419" in str(error)
+    assert "1400" in str(error)
+    assert party.switch.peer_count == 4
+    party.switch.admit(hello(client_mac(9), max_datagram=1419), None, 0.0)
+
+
+def test_below_576_is_mtu_too_small_even_for_a_new_room() -> None:
+    switch = Switch(RelayLimits())
+    error = rejection(switch, hello(client_mac(1), max_datagram=594))
+    assert error.reject_code is RejectCode.MTU_TOO_SMALL
+    assert "595" in str(error)
+    assert switch.room_count == 0
+
+
+def test_gateway_present() -> None:
+    party = Party()
+    error = rejection(party.switch, hello("00:11:22:33:44:99", Role.GATEWAY))
+    assert error.reject_code is RejectCode.GATEWAY_PRESENT
+    assert ROOM in str(error)
+    # another room is another matter
+    party.join("00:11:22:33:44:99", Role.GATEWAY, room="other")
+
+
+@pytest.mark.parametrize(
+    ("mac", "role"),
+    [
+        (client_mac(1), Role.CLIENT),  # a client's
+        (client_mac(2), Role.GATEWAY),  # a gateway joining with a client's
+        (GATEWAY_MAC, Role.CLIENT),  # the gateway's
+    ],
+)
+def test_duplicate_mac(mac: str, role: Role) -> None:
+    switch = Switch(RelayLimits())
+    switch.admit(hello(GATEWAY_MAC, Role.GATEWAY), None, 0.0) if role is Role.CLIENT else None
+    for number in (1, 2):
+        switch.admit(hello(client_mac(number)), None, 0.0)
+    error = rejection(switch, hello(mac, role))
+    assert error.reject_code is RejectCode.DUPLICATE_MAC
+    assert mac in str(error)
+    # the same MAC in another room is fine
+    switch.admit(hello(mac, role, room="other"), None, 0.0)
+
+
+def test_duplicate_mac_of_a_learned_lan_host_until_it_ages_out() -> None:
+    party = Party()
+    lan_host = "02:00:00:00:77:01"
+    party.learn(raw(lan_host), now=10.0)
+    error = rejection(party.switch, hello(lan_host), now=309.9)
+    assert error.reject_code is RejectCode.DUPLICATE_MAC
+    newcomer = party.switch.admit(hello(lan_host), None, 310.0)[0]
+    assert party.switch.get_room(ROOM).clients[raw(lan_host)] is newcomer  # type: ignore[union-attr]
+    # the LAN host is now a client's address: the gateway may not use it
+    assert party.forward(party.gateway, datagram(BROADCAST, raw(lan_host)), 311.0) is (
+        DropReason.SOURCE_CONFLICT
+    )
+    # and frames to it go to the client, not the gateway
+    assert party.forward(party.alice, datagram(raw(lan_host), party.alice.mac), 311.0) == (
+        newcomer,
+    )
+
+
+def test_room_full_counts_clients_not_the_gateway() -> None:
+    switch = Switch(RelayLimits(max_clients_per_room=2))
+    for number in (1, 2):
+        switch.admit(hello(client_mac(number)), None, 0.0)
+    error = rejection(switch, hello(client_mac(3)))
+    assert error.reject_code is RejectCode.ROOM_FULL
+    assert ROOM in str(error)
+    switch.admit(hello(GATEWAY_MAC, Role.GATEWAY), None, 0.0)
+    assert switch.peer_count == 3
+    switch.admit(hello(client_mac(3), room="other"), None, 0.0)
+
+
+def test_relay_full_by_peers() -> None:
+    switch = Switch(RelayLimits(max_peers=2))
+    switch.admit(hello(client_mac(1)), None, 0.0)
+    switch.admit(hello(GATEWAY_MAC, Role.GATEWAY, room="other"), None, 0.0)
+    for request in (hello(client_mac(2)), hello(client_mac(2), room="third")):
+        error = rejection(switch, request)
+        assert error.reject_code is RejectCode.RELAY_FULL
+        assert "2" in str(error)
+    assert (switch.peer_count, switch.room_count) == (2, 2)
+
+
+def test_relay_full_by_rooms() -> None:
+    switch = Switch(RelayLimits(max_rooms=1))
+    switch.admit(hello(client_mac(1)), None, 0.0)
+    error = rejection(switch, hello(client_mac(2), room="other"))
+    assert error.reject_code is RejectCode.RELAY_FULL
+    assert "rooms" in str(error)
+    switch.admit(hello(client_mac(2)), None, 0.0)  # the existing room still takes members
+    assert switch.room_count == 1
+
+
+def test_the_first_broken_rule_is_reported() -> None:
+    switch = Switch(RelayLimits(max_clients_per_room=1, max_peers=2))
+    switch.admit(hello(GATEWAY_MAC, Role.GATEWAY), None, 0.0)
+    switch.admit(hello(client_mac(1)), None, 0.0)
+    cases = [
+        # too small, and a second gateway
+        (hello("00:11:22:33:44:99", Role.GATEWAY, max_datagram=1418), RejectCode.MTU_TOO_SMALL),
+        # a second gateway, with the client's MAC
+        (hello(client_mac(1), Role.GATEWAY), RejectCode.GATEWAY_PRESENT),
+        # the client's MAC, in a full room of a full relay
+        (hello(client_mac(1)), RejectCode.DUPLICATE_MAC),
+        # a full room of a full relay
+        (hello(client_mac(2)), RejectCode.ROOM_FULL),
+    ]
+    for request, code in cases:
+        assert rejection(switch, request).reject_code is code
+
+
+# ----------------------------------------------------------------- leaving
+
+
+def test_leave_returns_who_to_tell_and_frees_the_mac() -> None:
+    party = Party()
+    others = party.switch.leave(party.bob, 1.0)
+    assert others == [party.gateway, party.alice, party.carol]
+    room = party.switch.get_room(ROOM)
+    assert room is not None
+    assert party.bob.peer_id not in room.members
+    assert party.bob.mac not in room.clients
+    assert party.switch.peer_count == 3
+    # broadcast no longer reaches bob, and his MAC is unknown unicast
+    assert party.forward(party.alice, datagram(BROADCAST, party.alice.mac)) == (
+        party.gateway,
+        party.carol,
+    )
+    assert party.forward(party.alice, datagram(party.bob.mac, party.alice.mac)) == (
+        party.gateway,
+        party.carol,
+    )
+    # someone else may take his MAC now
+    newcomer = party.join(client_mac(2))
+    assert party.forward(party.alice, datagram(party.bob.mac, party.alice.mac)) == (newcomer,)
+    assert party.bob.room is room  # still names its room for the shell's log
+
+
+def test_leave_is_idempotent() -> None:
+    party = Party()
+    party.switch.leave(party.bob, 1.0)
+    assert party.switch.leave(party.bob, 2.0) == []
+    assert party.switch.peer_count == 3
+
+
+def test_gateway_leaving_forgets_the_lan() -> None:
+    party = Party()
+    party.learn(LAN_HOST)
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac)) == (party.gateway,)
+    assert party.switch.leave(party.gateway, 1.0) == [party.alice, party.bob, party.carol]
+    room = party.switch.get_room(ROOM)
+    assert room is not None
+    assert room.gateway is None
+    assert room.learned_macs == {}
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac)) == (
+        party.bob,
+        party.carol,
+    )
+    assert party.forward(party.alice, datagram(raw(GATEWAY_MAC), party.alice.mac)) == (
+        party.bob,
+        party.carol,
+    )
+    # a new gateway may come, and its LAN MACs with it
+    party.join("00:11:22:33:44:99", Role.GATEWAY)
+
+
+def test_the_last_member_ends_the_room() -> None:
+    party = Party()
+    for member in (party.alice, party.gateway, party.bob):
+        assert party.switch.leave(member, 1.0)
+    assert party.switch.leave(party.carol, 1.0) == []
+    assert party.switch.get_room(ROOM) is None
+    assert party.switch.rooms == {}
+    assert (party.switch.room_count, party.switch.peer_count) == (0, 0)
+
+
+def test_frames_of_a_member_that_left_are_ignored() -> None:
+    party = Party()
+    party.switch.leave(party.gateway, 1.0)
+    assert party.forward(party.gateway, datagram(BROADCAST, LAN_HOST), 2.0) == ()
+    assert party.forward(party.gateway, b"junk", 2.0) == ()
+    assert party.gateway.counters.rx_frames == 0
+    assert party.switch.get_room(ROOM).learned_macs == {}  # type: ignore[union-attr]
+    assert not party.gateway.should_disconnect
+
+
+# -------------------------------------------------------------- forwarding
+
+
+@pytest.mark.parametrize("destination", [BROADCAST, IPV4_MULTICAST, IPV6_MULTICAST])
+def test_broadcast_and_multicast_go_to_every_other_member(destination: bytes) -> None:
+    party = Party()
+    assert party.forward(party.alice, datagram(destination, party.alice.mac)) == (
+        party.gateway,
+        party.bob,
+        party.carol,
+    )
+    assert party.forward(party.gateway, datagram(destination, LAN_HOST)) == (
+        party.alice,
+        party.bob,
+        party.carol,
+    )
+
+
+def test_unicast_to_a_client_goes_to_that_client() -> None:
+    party = Party()
+    result = party.forward(party.alice, datagram(party.bob.mac, party.alice.mac))
+    assert type(result) is tuple
+    assert result == (party.bob,)
+    assert party.forward(party.gateway, datagram(party.carol.mac, LAN_HOST)) == (party.carol,)
+
+
+def test_unicast_to_the_lan_goes_to_the_gateway() -> None:
+    party = Party()
+    assert party.forward(party.alice, datagram(raw(GATEWAY_MAC), party.alice.mac)) == (
+        party.gateway,
+    )
+    party.learn(LAN_HOST)
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac)) == (party.gateway,)
+
+
+def test_unknown_unicast_goes_to_every_other_member() -> None:
+    party = Party()
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac)) == (
+        party.gateway,
+        party.bob,
+        party.carol,
+    )
+    assert party.forward(party.gateway, datagram(bytes.fromhex("020000000999"), LAN_HOST)) == (
+        party.alice,
+        party.bob,
+        party.carol,
+    )
+
+
+def test_learned_lan_macs_age_out_after_300_s_without_traffic() -> None:
+    party = Party()
+    everyone_else = (party.gateway, party.bob, party.carol)
+    party.learn(LAN_HOST, now=100.0)
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac), 399.9) == (
+        party.gateway,
+    )
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac), 400.0) == everyone_else
+    # traffic from it refreshes it
+    party.learn(LAN_HOST, now=500.0)
+    party.learn(LAN_HOST, now=700.0)
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac), 999.0) == (
+        party.gateway,
+    )
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac), 1000.0) == everyone_else
+
+
+def test_the_gateway_learns_even_from_frames_the_filters_drop() -> None:
+    """Learning follows the source check (section 5 step 2), before the filters."""
+    party = Party()
+    stp = datagram(bytes.fromhex("0180c2000000"), LAN_HOST, 0x0027, bytes(40))
+    assert party.forward(party.gateway, stp) is DropReason.SWITCH_CONTROL
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac)) == (party.gateway,)
+
+
+def test_the_gateway_does_not_learn_its_own_mac_or_refused_sources() -> None:
+    party = Party()
+    party.forward(party.gateway, datagram(BROADCAST, raw(GATEWAY_MAC)))
+    party.forward(party.gateway, datagram(BROADCAST, party.alice.mac))
+    party.forward(party.gateway, datagram(BROADCAST, IPV4_MULTICAST))
+    assert party.switch.get_room(ROOM).learned_macs == {}  # type: ignore[union-attr]
+
+
+def test_learned_macs_are_bounded_per_room() -> None:
+    party = Party(RelayLimits(max_learned_macs_per_room=2))
+    hosts = [bytes.fromhex(f"00112233440{n}") for n in range(4)]
+    party.learn(hosts[0], now=0.0)
+    party.learn(hosts[1], now=1.0)
+    party.learn(hosts[2], now=2.0)  # full: not learned, but forwarded
+    room = party.switch.get_room(ROOM)
+    assert room is not None
+    assert list(room.learned_macs) == hosts[:2]
+    assert party.forward(party.alice, datagram(hosts[2], party.alice.mac), 3.0) == (
+        party.gateway,
+        party.bob,
+        party.carol,
+    )
+    # once the oldest has aged out there is room again
+    party.learn(hosts[1], now=250.0)
+    party.learn(hosts[3], now=300.0)
+    assert list(room.learned_macs) == [hosts[1], hosts[3]]
+    assert party.switch.expire_learned_macs(549.0) == 0
+    assert party.switch.expire_learned_macs(550.0) == 1
+    assert list(room.learned_macs) == [hosts[3]]
+
+
+def test_alone_in_a_room_is_not_a_drop() -> None:
+    switch = Switch(RelayLimits())
+    member, _, _ = switch.admit(hello(client_mac(1)), None, 0.0)
+    assert switch.forward(member, datagram(BROADCAST, member.mac), 0.0) == ()
+    assert switch.forward(member, datagram(LAN_HOST, member.mac), 0.0) == ()
+    assert member.counters.drops == {}
+    assert switch.drops == {}
+
+
+def test_never_back_to_the_sender() -> None:
+    party = Party()
+    party.learn(LAN_HOST)
+    assert (
+        party.forward(party.alice, datagram(party.alice.mac, party.alice.mac))
+        is DropReason.REFLECTION
+    )
+    assert party.forward(party.gateway, datagram(LAN_HOST, OTHER_LAN_HOST)) is DropReason.REFLECTION
+    assert (
+        party.forward(party.gateway, datagram(raw(GATEWAY_MAC), LAN_HOST)) is DropReason.REFLECTION
+    )
+    assert party.alice.counters.drops == {DropReason.REFLECTION: 1}
+    assert party.gateway.counters.drops == {DropReason.REFLECTION: 2}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [client_mac(2), GATEWAY_MAC, "00:11:22:33:44:55", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01"],
+)
+def test_a_client_must_send_from_its_own_mac(source: str) -> None:
+    party = Party()
+    assert party.forward(party.alice, datagram(BROADCAST, raw(source))) is DropReason.SPOOFED_SOURCE
+    assert party.alice.counters.drops == {DropReason.SPOOFED_SOURCE: 1}
+
+
+@pytest.mark.parametrize(
+    "source", [client_mac(1), "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "33:33:00:00:00:01"]
+)
+def test_the_gateway_must_not_send_from_a_client_or_group_mac(source: str) -> None:
+    party = Party()
+    assert (
+        party.forward(party.gateway, datagram(BROADCAST, raw(source))) is DropReason.SOURCE_CONFLICT
+    )
+    assert party.gateway.counters.drops == {DropReason.SOURCE_CONFLICT: 1}
+
+
+def test_a_client_mac_in_another_room_is_no_conflict() -> None:
+    party = Party()
+    elsewhere = party.join(client_mac(9), room="other")
+    assert party.forward(party.gateway, datagram(BROADCAST, elsewhere.mac)) == (
+        party.alice,
+        party.bob,
+        party.carol,
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x10",
+        b"\x10" + bytes(13),  # a 13-byte frame
+        b"\x00" + bytes(14),
+        b"\x11" + bytes(14),  # unknown kind
+        b"\x20" + bytes(14),  # unknown version
+        b"\x01" + bytes(60),
+    ],
+)
+def test_malformed(data: bytes) -> None:
+    party = Party()
+    assert party.forward(party.alice, data) is DropReason.MALFORMED
+    assert party.forward(party.gateway, data) is DropReason.MALFORMED
+    assert party.alice.counters.drops == {DropReason.MALFORMED: 1}
+    assert party.switch.drops == {DropReason.MALFORMED: 2}
+
+
+def test_a_14_byte_frame_is_not_malformed() -> None:
+    party = Party()
+    assert party.forward(party.alice, b"\x10" + BROADCAST + party.alice.mac + b"\x08\x06") == (
+        party.gateway,
+        party.bob,
+        party.carol,
+    )
+
+
+# ---------------------------------------------------- filters in the switch
+
+
+def test_filters_apply_to_client_frames() -> None:
+    party = Party()
+    alice = party.alice.mac
+    cases = [
+        (datagram(BROADCAST, alice, payload=bytes(1400 + 18 - 14 + 1)), DropReason.JUMBO),
+        (datagram(bytes.fromhex("0180c200000e"), alice, 0x88CC), DropReason.SWITCH_CONTROL),
+        (datagram(BROADCAST, alice, 0x0800, dhcp_reply()), DropReason.DHCP_SERVER),
+        (datagram(IPV6_MULTICAST, alice, 0x86DD, router_advertisement()), DropReason.IPV6_RA),
+        (datagram(BROADCAST, alice, 0x0800, dhcp_reply()[:-6]), DropReason.SUSPICIOUS),
+    ]
+    for data, reason in cases:
+        assert party.forward(party.alice, data) is reason
+        assert party.alice.counters.drops[reason] == 1
+        assert party.switch.drops[reason] == 1
+    assert party.forward(
+        party.alice, datagram(BROADCAST, alice, payload=bytes(1400 + 18 - 14))
+    ) == (
+        party.gateway,
+        party.bob,
+        party.carol,
+    )
+
+
+def test_the_lan_may_send_dhcp_and_router_advertisements() -> None:
+    party = Party()
+    everyone = (party.alice, party.bob, party.carol)
+    assert (
+        party.forward(party.gateway, datagram(BROADCAST, LAN_HOST, 0x0800, dhcp_reply()))
+        == everyone
+    )
+    ra = datagram(IPV6_MULTICAST, LAN_HOST, 0x86DD, router_advertisement())
+    assert party.forward(party.gateway, ra) == everyone
+    truncated = datagram(BROADCAST, LAN_HOST, 0x0800, dhcp_reply()[:-6])
+    assert party.forward(party.gateway, truncated) == everyone
+    assert party.forward(party.gateway, datagram(BROADCAST, LAN_HOST, payload=bytes(1405))) is (
+        DropReason.JUMBO
+    )
+
+
+def test_a_disguised_dhcp_reply_from_a_client_is_dropped() -> None:
+    party = Party()
+    tagged = b"\x81\x00\x00\x05\x88\xa8\x00\x07"  # not a valid order, but receivers accept it
+    data = b"\x10" + BROADCAST + party.alice.mac + tagged + b"\x08\x00" + dhcp_reply()
+    assert party.forward(party.alice, data) is DropReason.DHCP_SERVER
+
+
+# ------------------------------------------------------------- rate limits
+
+
+def test_broadcast_rate_limit() -> None:
+    party = Party()
+    frame = datagram(BROADCAST, party.alice.mac)
+    results = [party.forward(party.alice, frame, 1.0) for _ in range(401)]
+    assert all(isinstance(result, tuple) for result in results[:400])
+    assert results[400] is DropReason.RATE_LIMITED_BROADCAST
+    # 200 frames/s: 1/256 s earns 0.78 of a token, 1/128 s earns 1.56
+    assert party.forward(party.alice, frame, 1 + 1 / 256) is DropReason.RATE_LIMITED_BROADCAST
+    assert isinstance(party.forward(party.alice, frame, 1 + 1 / 128), tuple)
+    assert party.forward(party.alice, frame, 1 + 1 / 128) is DropReason.RATE_LIMITED_BROADCAST
+    # multicast shares the bucket; unicast to a known client is not counted in it
+    assert party.forward(party.alice, datagram(IPV4_MULTICAST, party.alice.mac), 1 + 1 / 128) is (
+        DropReason.RATE_LIMITED_BROADCAST
+    )
+    assert party.forward(party.alice, datagram(party.bob.mac, party.alice.mac), 1 + 1 / 128) == (
+        party.bob,
+    )
+    # other clients have their own buckets
+    assert isinstance(
+        party.forward(party.bob, datagram(BROADCAST, party.bob.mac), 1 + 1 / 128), tuple
+    )
+    assert party.alice.counters.drops == {DropReason.RATE_LIMITED_BROADCAST: 4}
+
+
+def test_unknown_unicast_rate_limit() -> None:
+    party = Party(RelayLimits(client_unknown_unicast_pps=10, client_unknown_unicast_burst=3))
+    frame = datagram(LAN_HOST, party.alice.mac)
+    assert [isinstance(party.forward(party.alice, frame, 0.0), tuple) for _ in range(3)] == [
+        True
+    ] * 3
+    assert party.forward(party.alice, frame, 0.0) is DropReason.RATE_LIMITED_UNKNOWN_UNICAST
+    assert isinstance(party.forward(party.alice, frame, 0.1), tuple)
+    # once the LAN host is known, frames to it are no longer unknown unicast
+    party.learn(LAN_HOST, now=0.1)
+    assert party.forward(party.alice, frame, 0.1) == (party.gateway,)
+    # broadcast has its own bucket
+    assert isinstance(party.forward(party.alice, datagram(BROADCAST, party.alice.mac), 0.1), tuple)
+
+
+def test_total_rate_limit_counts_ethernet_frame_bytes() -> None:
+    # 1000 bytes/s with a 2000-byte burst
+    party = Party(RelayLimits(client_bps=8000, client_burst_bytes=2000))
+    frame = datagram(party.bob.mac, party.alice.mac, payload=bytes(1000 - 14))
+    assert len(frame) == 1001  # 1000 bytes of Ethernet frame after the overlay byte
+    assert party.forward(party.alice, frame, 0.0) == (party.bob,)
+    assert party.forward(party.alice, frame, 0.0) == (party.bob,)
+    assert party.forward(party.alice, frame, 0.0) is DropReason.RATE_LIMITED_TOTAL
+    assert party.forward(party.alice, frame, 0.999) is DropReason.RATE_LIMITED_TOTAL
+    assert party.forward(party.alice, frame, 1.0) == (party.bob,)
+    assert party.alice.counters.drops == {DropReason.RATE_LIMITED_TOTAL: 2}
+
+
+def test_a_frame_takes_from_all_its_buckets_or_from_none() -> None:
+    party = Party(
+        RelayLimits(
+            client_broadcast_pps=1, client_broadcast_burst=2, client_bps=8, client_burst_bytes=3000
+        )
+    )
+    alice = party.alice
+    big = datagram(BROADCAST, alice.mac, payload=bytes(1400 - 14))  # 1400-byte frame
+    small = datagram(BROADCAST, alice.mac, payload=bytes(100 - 14))  # 100-byte frame
+    assert alice.broadcast_bucket is not None
+    assert alice.byte_bucket is not None
+    assert isinstance(party.forward(alice, big, 0.0), tuple)
+    assert isinstance(party.forward(alice, big, 0.0), tuple)
+    assert alice.byte_bucket.peek(0.0) == 200
+    # refused by the broadcast bucket: the byte bucket keeps its tokens
+    assert party.forward(alice, small, 0.0) is DropReason.RATE_LIMITED_BROADCAST
+    assert alice.byte_bucket.peek(0.0) == 200
+    # one broadcast token later: refused by the byte bucket, the broadcast token stays
+    assert party.forward(alice, big, 1.0) is DropReason.RATE_LIMITED_TOTAL
+    assert alice.broadcast_bucket.peek(1.0) == 1
+    assert alice.byte_bucket.peek(1.0) == 201
+    assert isinstance(party.forward(alice, small, 1.0), tuple)
+    assert alice.broadcast_bucket.peek(1.0) == 0
+    assert alice.byte_bucket.peek(1.0) == 101
+
+
+def test_gateways_are_not_rate_limited_by_default() -> None:
+    party = Party(RelayLimits(client_bps=8000, client_burst_bytes=2000))
+    assert party.gateway.byte_bucket is None
+    frame = datagram(BROADCAST, LAN_HOST, payload=bytes(1400))
+    for _ in range(1000):
+        assert party.forward(party.gateway, frame, 0.0) == (party.alice, party.bob, party.carol)
+    unknown = datagram(bytes.fromhex("020000000999"), LAN_HOST)
+    for _ in range(1000):
+        assert isinstance(party.forward(party.gateway, unknown, 0.0), tuple)
+
+
+def test_gateway_bps_limits_only_the_gateway_total() -> None:
+    party = Party(RelayLimits(gateway_bps=8 * 1000, gateway_burst_bytes=3000))
+    frame = datagram(BROADCAST, LAN_HOST, payload=bytes(1000 - 14))
+    results = [party.forward(party.gateway, frame, 0.0) for _ in range(4)]
+    assert [isinstance(result, tuple) for result in results] == [True, True, True, False]
+    assert results[3] is DropReason.RATE_LIMITED_TOTAL
+    assert isinstance(party.forward(party.gateway, frame, 1.0), tuple)
+    # no frames/s limit for the gateway even now
+    small = datagram(BROADCAST, LAN_HOST, payload=bytes(1))
+    for step in range(1000):
+        assert isinstance(party.forward(party.gateway, small, 2.0 + step * 0.015), tuple)
+
+
+# ------------------------------------------------------ malformed threshold
+
+
+def test_malformed_threshold_within_the_window() -> None:
+    party = Party(RelayLimits(malformed_limit=3))
+    for now in (0.0, 1.0, 2.0):
+        assert party.forward(party.alice, b"\x00junk", now) is DropReason.MALFORMED
+    assert not party.alice.should_disconnect  # exactly the limit is fine
+    assert party.forward(party.alice, b"\x00junk", 9.99) is DropReason.MALFORMED
+    assert party.alice.should_disconnect
+    assert not party.bob.should_disconnect
+
+
+def test_old_malformed_datagrams_slide_out_of_the_window() -> None:
+    party = Party(RelayLimits(malformed_limit=3))
+    for now in (0.0, 5.0, 6.0, 10.0, 15.0, 16.0, 20.0, 25.0):
+        party.forward(party.alice, b"", now)
+        assert not party.alice.should_disconnect, now
+    # 4 within 10 s: 20, 25, 28, 29.9
+    party.forward(party.alice, b"", 28.0)
+    assert not party.alice.should_disconnect
+    party.forward(party.alice, b"", 29.9)
+    assert party.alice.should_disconnect
+
+
+def test_default_malformed_threshold() -> None:
+    party = Party()
+    for index in range(100):
+        party.forward(party.gateway, b"\x10", index * 0.099)
+    assert not party.gateway.should_disconnect
+    party.forward(party.gateway, b"\x10", 9.95)
+    assert party.gateway.should_disconnect
+
+
+def test_other_drops_do_not_count_towards_the_threshold() -> None:
+    party = Party(RelayLimits(malformed_limit=0))
+    for _ in range(10):
+        party.forward(party.alice, datagram(BROADCAST, party.bob.mac))
+        party.forward(party.alice, datagram(BROADCAST, party.alice.mac, payload=bytes(2000)))
+    assert not party.alice.should_disconnect
+    party.forward(party.alice, b"\x10")
+    assert party.alice.should_disconnect
+
+
+# ---------------------------------------------------------------- counters
+
+
+def test_counters() -> None:
+    party = Party()
+    to_bob = datagram(party.bob.mac, party.alice.mac)
+    broadcast = datagram(BROADCAST, party.alice.mac, payload=bytes(50))
+    spoofed = datagram(BROADCAST, party.bob.mac)
+    party.forward(party.alice, to_bob)
+    party.forward(party.alice, broadcast)
+    party.forward(party.alice, spoofed)
+    party.forward(party.alice, b"\x99")
+    counters = party.alice.counters
+    assert counters.rx_frames == 4
+    assert counters.rx_bytes == len(to_bob) + len(broadcast) + len(spoofed) + 1
+    assert counters.tx_frames == counters.tx_bytes == 0  # the shell's to count
+    assert counters.drops == {DropReason.SPOOFED_SOURCE: 1, DropReason.MALFORMED: 1}
+    assert party.switch.forwarded_frames == 1 + 3
+    assert party.switch.forwarded_bytes == len(to_bob) + 3 * len(broadcast)
+    assert party.switch.drops == {DropReason.SPOOFED_SOURCE: 1, DropReason.MALFORMED: 1}
+    assert party.bob.counters.rx_frames == 0
+
+
+# ---------------------------------------------------------------- property
+
+_MACS = [
+    BROADCAST,
+    IPV4_MULTICAST,
+    bytes.fromhex("0180c2000000"),
+    raw(GATEWAY_MAC),
+    raw(client_mac(1)),
+    raw(client_mac(2)),
+    raw(client_mac(3)),
+    LAN_HOST,
+    OTHER_LAN_HOST,
+]
+_structured = st.builds(
+    lambda header, destination, source, type_field, body: (
+        bytes([header]) + destination + source + struct.pack("!H", type_field) + body
+    ),
+    st.sampled_from([0x10, 0x10, 0x10, 0x11, 0x00]),
+    st.sampled_from(_MACS),
+    st.sampled_from(_MACS),
+    st.sampled_from([0x0800, 0x86DD, 0x8100, 0x0806, 0x8137, 40]),
+    st.one_of(
+        st.binary(max_size=64),
+        st.sampled_from([dhcp_reply(), router_advertisement()]),
+        st.integers(1380, 1420).map(bytes),
+    ),
+)
+_datagrams = st.one_of(st.binary(max_size=1500), _structured)
+
+
+@settings(max_examples=300)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 4), _datagrams, st.floats(0, 400), st.booleans()), max_size=40
+    ),
+    gateway_bps=st.none() | st.just(8e4),
+)
+def test_forward_never_raises_and_never_reflects_or_oversizes(
+    steps: list[tuple[int, bytes, float, bool]], gateway_bps: float | None
+) -> None:
+    party = Party(RelayLimits(gateway_bps=gateway_bps, client_bps=8e4, client_burst_bytes=4000))
+    members = [party.gateway, party.alice, party.bob, party.carol]
+    room = party.switch.get_room(ROOM)
+    assert room is not None
+    now = 0.0
+    for index, data, elapsed_s, leaves in steps:
+        now += elapsed_s
+        if index == 4:
+            if leaves and len(members) > 1:
+                party.switch.leave(members.pop(), now)
+            continue
+        sender = members[index % len(members)]
+        result = party.forward(sender, data, now)
+        if isinstance(result, DropReason):
+            continue
+        assert type(result) is tuple
+        assert sender not in result
+        assert all(target in room.members.values() for target in result)
+        if result:
+            assert len(data) - 1 <= room.max_frame
+            assert data[0] == 0x10
+            assert len(data) <= min(target.max_datagram for target in result)
