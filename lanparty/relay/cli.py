@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="forget a MAC learned behind a gateway after this long unseen (default %(default)s)",
     )
     rooms.add_argument(
+        "--max-learned-macs-per-room",
+        type=int,
+        default=defaults.max_learned_macs_per_room,
+        help="MACs learned behind a gateway, per room (default %(default)s)",
+    )
+    rooms.add_argument(
         "--malformed-limit",
         type=int,
         default=defaults.malformed_limit,
@@ -196,6 +202,7 @@ def build_config(args: argparse.Namespace, identity: ServerIdentity) -> RelayCon
         max_peers=args.max_peers,
         malformed_limit=args.malformed_limit,
         lan_mac_ageing_s=args.lan_mac_ageing_s,
+        max_learned_macs_per_room=args.max_learned_macs_per_room,
         client_broadcast_pps=args.client_broadcast_pps,
         client_broadcast_burst=args.client_broadcast_burst,
         client_unknown_unicast_pps=args.client_unknown_unicast_pps,

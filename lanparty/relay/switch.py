@@ -22,6 +22,11 @@ Where the contract is silent:
   aged ones) a new source is not learned, like a switch with a full MAC
   table: its frames still pass and frames to it are flooded as unknown
   unicast.
+- A gateway frame that passes the source check teaches its source MAC even
+  if a later step (a filter, a rate limit) drops it: section 5 learns at
+  step 2. A client may take a learned MAC once it has aged out.
+- The malformed threshold trips when ``malformed_limit + 1`` malformed
+  datagrams arrive less than ``malformed_window_s`` apart (first to last).
 - Section 5's order is kept strictly: a frame dropped as ``reflection`` has
   already passed (and been charged to) the rate limits. When a frame fails
   both of its buckets the frames/s reason is reported.

@@ -56,6 +56,9 @@ class QuicLibrary:
     _send_budget_bytes: Callable[[Any], int]
     _load_identity: Callable[[Any, bytes, bytes], None]
     _control_delivered: Callable[[Any, float], bool]
+    # qh3's QuicConnection has receive_many_datagrams (used after the
+    # handshake); aioquic takes one datagram per call.
+    has_receive_many: bool
 
     def peer_chain_der(self, connection: Any) -> list[bytes]:
         """The peer's certificate chain as DER, leaf first (empty if none)."""
@@ -167,4 +170,5 @@ def load_library(backend: QuicBackend) -> QuicLibrary:
         send_budget_bytes=budget,
         load_identity=identity,
         control_delivered=delivered,
+        has_receive_many=backend is QuicBackend.QH3,
     )

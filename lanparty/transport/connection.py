@@ -316,8 +316,24 @@ class Connection:
 
     # ------------------------------------------------- driven by the endpoint
 
-    def receive_udp(self, data: bytes, address: Address, now: float) -> None:
-        self._call(self._quic.receive_datagram, data, address, now)
+    def receive_udp(self, datagrams: list[Datagram], now: float) -> None:
+        """Feed the library this connection's UDP datagrams from one wake-up."""
+        if not (self._handshake_done and self._library.has_receive_many):
+            for data, address in datagrams:
+                self._call(self._quic.receive_datagram, data, address, now)
+            return
+        receive_many = self._quic.receive_many_datagrams
+        # One library call per run of datagrams from one address (qh3 only):
+        # its per-datagram Python facade costs more than the packet itself.
+        start = 0
+        while start < len(datagrams):
+            address = datagrams[start][1]
+            end = start + 1
+            while end < len(datagrams) and datagrams[end][1] == address:
+                end += 1
+            run = [data for data, _ in datagrams[start:end]]
+            self._call(receive_many, run, address, now)
+            start = end
 
     def handle_timer(self, now: float) -> None:
         if self._handshake_done and now - self._last_send_at >= self.settings.keepalive_interval_s:

@@ -24,7 +24,7 @@ from lanparty.transport.backend import QuicLibrary, load_library
 from lanparty.transport.certs import ServerIdentity
 from lanparty.transport.connection import Connection
 from lanparty.transport.settings import TransportSettings
-from lanparty.transport.udp import Address, UdpSocket
+from lanparty.transport.udp import Address, Datagram, UdpSocket
 
 log = structlog.get_logger(component="transport")
 # The libraries log every peer close as a warning; our own events say it better.
@@ -160,15 +160,21 @@ class Endpoint:
                 await udp.wait_readable()
             self._wait_scope = None
             now = trio.current_time()
-            touched: dict[Connection, None] = {}
-            for data, address in udp.receive_batch():
-                connection = self._route(data, address)
+            incoming: dict[Connection, list[Datagram]] = {}
+            for datagram in udp.receive_batch():
+                connection = self._route(*datagram)
                 if connection is None:
                     self.ignored_datagrams += 1
-                    continue
-                if not connection.terminated:
-                    connection.receive_udp(data, address, now)
-                    touched[connection] = None
+                elif not connection.terminated:
+                    batch = incoming.get(connection)
+                    if batch is None:
+                        incoming[connection] = [datagram]
+                    else:
+                        batch.append(datagram)
+            touched: dict[Connection, None] = {}
+            for connection, batch in incoming.items():
+                connection.receive_udp(batch, now)
+                touched[connection] = None
             self._fire_timers(now, touched)
             for connection in touched:
                 self._service(connection, now)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,11 @@ from lanparty.ctrl import (
     Stats,
     encode_message,
 )
-from lanparty.session import RejectedError
+from lanparty.session import RejectedError, RelayEndpoint, open_session
 from lanparty.transport import (
     CLOSE_REFUSED,
     ConnectionClosedError,
+    PinnedCertificate,
     TransportSettings,
     open_connection,
 )
@@ -351,14 +354,48 @@ async def test_second_hello_closes_with_protocol_error(relay: RelayProcess) -> N
         assert info.error_code == 2
 
 
-async def test_shutdown_tells_every_peer_and_exits_zero(relay: RelayProcess) -> None:
-    async with member(relay, CLIENT_A) as a, member(relay, GATEWAY, role=Role.GATEWAY) as g:
-        await trio.to_thread.run_sync(relay.process.send_signal, signal.SIGTERM)
-        for session in (a, g):
-            with trio.fail_after(10):
-                while not isinstance(event := await session.next_event(), Disconnect):
-                    pass
-            assert event.reason == "relay shutting down"
-            with pytest.raises(ConnectionClosedError):
-                await session.next_event()
-        assert await trio.to_thread.run_sync(relay.process.wait, 15) == 0
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+async def test_shutdown_tells_every_peer_and_exits_zero(tmp_path: Path, signal_number: int) -> None:
+    with relay_process(tmp_path) as relay:
+        async with member(relay, CLIENT_A) as a, member(relay, GATEWAY, role=Role.GATEWAY) as g:
+            assert relay.metrics()["lanparty_peers"] == 2
+            assert relay.metrics()["lanparty_rooms"] == 1
+            await trio.to_thread.run_sync(relay.process.send_signal, signal_number)
+            for session in (a, g):
+                with trio.fail_after(10):
+                    while not isinstance(event := await session.next_event(), Disconnect):
+                        pass
+                assert event.reason == "relay shutting down"
+                with pytest.raises(ConnectionClosedError):
+                    await session.next_event()
+            assert await trio.to_thread.run_sync(relay.process.wait, 15) == 0
+
+
+async def test_endpoints_can_pin_the_certificate_file_the_relay_writes(tmp_path: Path) -> None:
+    der = tmp_path / "relay.der"
+    with relay_process(tmp_path / "state", "--dev-cert-der-out", str(der)) as relay:
+        pinned = RelayEndpoint(relay.host, relay.port, PinnedCertificate.from_file(der))
+        async with open_session(pinned, role=Role.CLIENT, room="party", mac=mac(CLIENT_A)) as s:
+            assert s.peer_id == 1
+    # A restarted relay keeps its key, so the pin printed before still holds.
+    with relay_process(tmp_path / "state") as restarted:
+        assert restarted.pin == relay.pin
+
+
+def test_unusable_settings_and_busy_ports_are_clear_errors(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "lanparty.relay", "--state-dir", str(tmp_path), "--mtu", "100"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "--mtu" in bad.stderr
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [sys.executable, "-m", "lanparty.relay", "--state-dir", str(tmp_path),
+             "--listen", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert busy.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr

@@ -373,6 +373,7 @@ async def test_a_library_exception_closes_only_that_connection(
             raise RuntimeError("simulated library failure")
 
         victim._quic.receive_datagram = explode
+        victim._quic.receive_many_datagrams = explode
         doomed.send_datagram(b"\x10" + bytes(63))
         with trio.fail_after(10):
             info = await doomed.wait_closed()
