@@ -27,8 +27,16 @@ from lanparty.transport.settings import TransportSettings
 from lanparty.transport.udp import Address, Datagram, UdpSocket
 
 log = structlog.get_logger(component="transport")
-# The libraries log every peer close as a warning; our own events say it better.
-logging.getLogger("quic").setLevel(logging.ERROR)
+
+
+class _RoutinePeerCloseFilter(logging.Filter):
+    """qh3 logs every peer close as a warning; our connection_closed event says it better."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Native peer close")
+
+
+logging.getLogger("quic").addFilter(_RoutinePeerCloseFilter())
 
 CONNECTION_ID_BYTES = 8
 # RFC 9000 14.1: a server drops a client Initial in a datagram under 1200 bytes.
