@@ -30,3 +30,21 @@ class TransportError(LanpartyError):
 
 class HostNetworkError(LanpartyError):
     """The operating system refused a change to the host's network state."""
+
+
+def find_error(
+    exc: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first ``kinds`` error in ``exc`` or, depth first, in its exception groups.
+
+    Nurseries wrap what their tasks raise; a command line shows the user
+    the error inside, not the group.
+    """
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_error(inner, kinds)
+            if found is not None:
+                return found
+    return None

@@ -13,7 +13,7 @@ import structlog
 import trio
 
 from lanparty import __version__
-from lanparty.errors import ConfigError, LanpartyError
+from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.obs import add_log_level_argument, configure_logging, events
 from lanparty.relay.metrics import start_metrics_server
 from lanparty.relay.service import Relay, RelayConfig
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(run, config, args, certificate)
     except (OSError, LanpartyError, BaseExceptionGroup) as exc:
-        error = _user_error(exc)
+        error = find_error(exc, (OSError, LanpartyError))
         if error is None:
             raise
         if isinstance(error, OSError):
@@ -273,15 +273,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"lanparty-relay: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-def _user_error(exc: BaseException) -> OSError | LanpartyError | None:
-    """The error to show a user, found inside nursery exception groups."""
-    if isinstance(exc, OSError | LanpartyError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _user_error(inner)
-            if found is not None:
-                return found
-    return None

@@ -1,0 +1,84 @@
+"""Command-line options every endpoint (gateway, client) shares: the relay and trust.
+
+--relay HOST:PORT --room NAME and one of
+--relay-pin sha256:...   --relay-ca-cert FILE   --server-name NAME (system trust)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lanparty.errors import ConfigError
+from lanparty.session import RelayEndpoint
+from lanparty.transport import PinnedCertificate, QuicBackend, SpkiPin, SystemTrust, Trust
+
+DEFAULT_RELAY_PORT = 4433
+
+
+def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("relay")
+    group.add_argument(
+        "--relay",
+        metavar="HOST[:PORT]",
+        required=True,
+        help=f"the relay's address (default port {DEFAULT_RELAY_PORT})",
+    )
+    group.add_argument("--room", required=True, help="the room to join (1-32 of A-Z a-z 0-9 _ -)")
+    trust = group.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--relay-pin",
+        metavar="sha256:HEX",
+        help="SHA-256 pin of the relay's public key, as the relay prints it",
+    )
+    trust.add_argument(
+        "--relay-ca-cert",
+        type=Path,
+        metavar="FILE",
+        help="the relay's certificate (or its CA), DER or PEM",
+    )
+    group.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="the relay's name: checked against the system trust store when no "
+        "pin or certificate is given, otherwise only sent as SNI",
+    )
+    group.add_argument("--quic-backend", choices=[b.value for b in QuicBackend],
+                       default=QuicBackend.QH3.value)  # fmt: skip
+
+
+def parse_relay_address(text: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port``; the port defaults to 4433."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ConfigError(f"--relay wants HOST or HOST:PORT, not {text!r}")
+    if not port_text:
+        return host, DEFAULT_RELAY_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{text!r} has no valid port (1 to 65535)")
+    return host, int(port_text)
+
+
+def trust_from_args(args: argparse.Namespace) -> Trust:
+    if args.relay_pin is not None:
+        return SpkiPin.parse(args.relay_pin)
+    if args.relay_ca_cert is not None:
+        return PinnedCertificate.from_file(args.relay_ca_cert)
+    if args.server_name is None:
+        raise ConfigError(
+            "say how to trust the relay: --relay-pin sha256:... (the relay prints it), "
+            "--relay-ca-cert FILE, or --server-name NAME for a relay with a public certificate"
+        )
+    return SystemTrust()
+
+
+def relay_endpoint_from_args(args: argparse.Namespace) -> RelayEndpoint:
+    host, port = parse_relay_address(args.relay)
+    return RelayEndpoint(host, port, trust_from_args(args), server_name=args.server_name)
