@@ -1,0 +1,1 @@
+"""The gateway: bridges a wired LAN interface into a QUIC relay room."""

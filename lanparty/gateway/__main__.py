@@ -1,0 +1,7 @@
+"""``python -m lanparty.gateway IFACE``."""
+
+import sys
+
+from lanparty.gateway.cli import main
+
+sys.exit(main())

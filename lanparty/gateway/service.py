@@ -1,0 +1,242 @@
+"""The gateway's Trio shell: the LAN interface bridged into a room, kept alive.
+
+run_gateway
+├── session supervision: connect, bridge, and after a loss reconnect
+│   with capped exponential backoff and jitter (a permanent reject ends it)
+└── per session (_bridge):
+    ├── LAN -> relay: packet socket batch -> GatewayBridge.from_lan -> session
+    ├── relay -> LAN: session batch -> learn remote sources -> packet socket
+    ├── CAM refresher: keeps remote MACs on the gateway's switch port
+    ├── relay events: peer_joined / peer_left / disconnect
+    └── stats, logged every ``stats_interval_s``
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import attrs
+import structlog
+import trio
+
+from lanparty.backoff import Backoff
+from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role, Stats
+from lanparty.errors import LanpartyError, ProtocolError, TransportError
+from lanparty.gateway.bridge import GatewayBridge
+from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S, CamRefresher
+from lanparty.gateway.packet_socket import PacketSocket
+from lanparty.obs import DropReason, events
+from lanparty.proto import format_mac, parse_mac
+from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
+from lanparty.transport import TransportSettings
+
+log = structlog.get_logger(component="gateway")
+
+
+@attrs.frozen
+class GatewayConfig:
+    interface: str
+    relay: RelayEndpoint
+    room: str
+    settings: TransportSettings = attrs.field(factory=TransportSettings)
+    cam_refresh_s: float = DEFAULT_REFRESH_INTERVAL_S
+    stats_interval_s: float = 30.0
+    # None: the native shim if it is built; False: pure Python; True: the shim or fail.
+    native: bool | None = None
+    reconnect_initial_s: float = 0.5
+    reconnect_cap_s: float = 30.0
+
+
+@attrs.define
+class GatewayState:
+    """What a running gateway knows; tests and the status log read it."""
+
+    sessions: int = 0
+    connected: bool = False
+    bridge: GatewayBridge | None = None
+    cam: CamRefresher | None = None
+    relay_dropped_to_lan: int = 0
+
+
+async def run_gateway(
+    config: GatewayConfig,
+    state: GatewayState | None = None,
+    *,
+    task_status: trio.TaskStatus[PacketSocket] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Bridge until cancelled. Raises ``RejectedError`` for a permanent refusal."""
+    state = state or GatewayState()
+    sock = PacketSocket.open(config.interface, native=config.native)
+    try:
+        log.info(
+            "gateway_started",
+            interface=config.interface,
+            mac=format_mac(sock.interface_mac),
+            native_io=sock.native,
+            relay=f"{config.relay.host}:{config.relay.port}",
+            room=config.room,
+        )
+        task_status.started(sock)
+        backoff = Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s)
+        while True:
+            try:
+                async with open_session(
+                    config.relay,
+                    role=Role.GATEWAY,
+                    room=config.room,
+                    mac=sock.interface_mac,
+                    settings=config.settings,
+                ) as session:
+                    backoff.reset()
+                    state.sessions += 1
+                    state.connected = True
+                    reason = await _bridge(session, sock, config, state)
+            except RejectedError as exc:
+                if exc.permanent:
+                    raise
+                reason = str(exc)
+            except (TransportError, ProtocolError) as exc:
+                reason = str(exc)
+            finally:
+                state.connected = False
+            delay_s = backoff.next_delay_s()
+            log.warning(events.SESSION_RECONNECTING, reason=reason, in_s=round(delay_s, 2))
+            await trio.sleep(delay_s)
+    finally:
+        sock.close()
+
+
+async def _bridge(
+    session: Session, sock: PacketSocket, config: GatewayConfig, state: GatewayState
+) -> str:
+    """Bridge one session until the relay says goodbye; return why it ended."""
+    bridge = _SessionBridge(session, sock, config)
+    state.bridge, state.cam = bridge.bridge, bridge.cam
+    return await bridge.run()
+
+
+class _SessionBridge:
+    """The tasks that bridge the LAN and one relay session."""
+
+    def __init__(self, session: Session, sock: PacketSocket, config: GatewayConfig) -> None:
+        self.session = session
+        self.sock = sock
+        self.config = config
+        self.bridge = GatewayBridge(session.max_frame)
+        self.cam = CamRefresher(sock.interface_mac, config.cam_refresh_s)
+        self.peer_macs: dict[int, bytes] = {}
+        self.cam_changed = trio.Event()
+        for peer in session.peers.values():
+            if peer.role is Role.CLIENT:
+                self.peer_joined(peer.peer_id, peer.mac)
+
+    async def run(self) -> str:
+        ended: list[str | BaseException] = []
+        tasks = (
+            self.lan_to_relay,
+            self.relay_to_lan,
+            self.refresh_cam,
+            self.report,
+            self.relay_events,
+        )
+        async with trio.open_nursery() as nursery:
+            for task in tasks:
+                nursery.start_soon(_until_ended, task, ended, nursery.cancel_scope)
+        self.log_stats()
+        outcome = ended[0] if ended else "cancelled"
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def add_remote(self, mac: bytes) -> None:
+        self.bridge.remote_macs.add(mac)
+        if self.cam.add(mac, trio.current_time()):
+            self.cam_changed.set()
+            self.cam_changed = trio.Event()
+
+    def peer_joined(self, peer_id: int, mac_text: str) -> None:
+        self.peer_macs[peer_id] = parse_mac(mac_text)
+        self.add_remote(self.peer_macs[peer_id])
+
+    def peer_left(self, peer_id: int) -> None:
+        mac = self.peer_macs.pop(peer_id, None)
+        if mac is not None:
+            self.cam.remove(mac)
+            self.bridge.forget(mac)
+
+    async def lan_to_relay(self) -> None:
+        sock, bridge, session = self.sock, self.bridge, self.session
+        while True:
+            await sock.wait_readable()
+            frames = bridge.from_lan(sock.receive_batch())
+            if frames:
+                session.send_frames(frames)
+
+    async def relay_to_lan(self) -> None:
+        counters = self.bridge.lan_counters
+        while True:
+            frames = await self.session.receive_frames()
+            for mac in self.bridge.learn_remote_sources(frames):
+                self.add_remote(mac)
+            sent = self.sock.send_batch(frames)
+            counters.tx_frames += sent
+            # Exact unless the kernel refused a frame mid-batch (then approximate).
+            counters.tx_bytes += sum(len(f) for f in frames[:sent])
+            if sent < len(frames):
+                counters.drops[DropReason.SEND_QUEUE_FULL] += len(frames) - sent
+
+    async def refresh_cam(self) -> None:
+        cam = self.cam
+        while True:
+            frames = cam.due_frames(trio.current_time())
+            if frames:
+                self.sock.send_batch(frames)
+            with trio.move_on_at(cam.next_due_at() or math.inf):
+                await self.cam_changed.wait()
+
+    async def report(self) -> None:
+        while True:
+            await trio.sleep(self.config.stats_interval_s)
+            self.log_stats()
+
+    async def relay_events(self) -> str:
+        while True:
+            event = await self.session.next_event()
+            if isinstance(event, PeerJoined) and event.role is Role.CLIENT:
+                self.peer_joined(event.peer_id, event.mac)
+            elif isinstance(event, PeerLeft):
+                self.peer_left(event.peer_id)
+            elif isinstance(event, Stats):
+                log.debug(events.STATS, rx_frames=event.rx_frames, drops=event.drops_by_reason())
+            elif isinstance(event, Disconnect):
+                return f"the relay disconnected us: {event.reason}"
+
+    def log_stats(self) -> None:
+        lan = self.bridge.lan_counters
+        relay = self.session.connection.counters
+        drops = lan.drops + relay.drops + self.session.counters.drops
+        log.info(
+            events.STATS,
+            lan_rx_frames=lan.rx_frames,
+            lan_rx_bytes=lan.rx_bytes,
+            lan_tx_frames=lan.tx_frames,
+            lan_tx_bytes=lan.tx_bytes,
+            relay_tx_frames=relay.tx_frames,
+            relay_rx_frames=relay.rx_frames,
+            drops={str(reason): count for reason, count in drops.items()},
+            remote_macs_refreshed=len(self.cam.macs),
+        )
+
+
+async def _until_ended(
+    task: Callable[[], Awaitable[object]], ended: list[str | BaseException], scope: trio.CancelScope
+) -> None:
+    """Run one bridge task; when it ends (or the connection does), end its siblings."""
+    try:
+        result = await task()
+    except LanpartyError as exc:  # the connection closed, or the relay broke the protocol
+        ended.append(exc)
+    else:
+        ended.append(str(result))
+    scope.cancel()

@@ -1,0 +1,280 @@
+"""The gateway end to end: client session <-> relay <-> gateway <-> LAN switch <-> LAN host.
+
+Everything runs in namespaces this module creates (tests/netns/topology.py):
+the relay and the gateway as real processes, the test's own endpoint
+session (standing in for a client) in the client namespace, raw sockets on
+the LAN host. Root only; CI runs as root.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from lanparty.ctrl import Role
+from lanparty.proto import parse_mac
+from lanparty.session import RelayEndpoint, Session, open_session
+from lanparty.transport import SpkiPin
+from tests.netns.lan import (
+    BROADCAST,
+    arp_reply_from,
+    arp_request,
+    drain,
+    icmp_echo,
+    is_echo_reply,
+    marked_frame,
+    raw_socket,
+)
+from tests.netns.netns import inside
+from tests.netns.topology import (
+    LAN_HOST_IP,
+    RELAY_FOR_CLIENT,
+    RELAY_FOR_GATEWAY,
+    RELAY_PORT,
+    Topology,
+    topology,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENT_MAC = parse_mac("02:00:00:00:00:0a")
+CLIENT_IP = "198.19.0.100"
+pytestmark = pytest.mark.netns
+
+
+class Bridge:
+    """The relay and gateway processes running on a topology."""
+
+    def __init__(self, topo: Topology, state_dir: Path, gateway_args: list[str]) -> None:
+        self.topo = topo
+        self.state_dir = state_dir
+        self.gateway_args = gateway_args
+        self.gateway_log = state_dir / "gateway.log"
+        self.relay: subprocess.Popen[str] | None = None
+        self.gateway: subprocess.Popen[str] | None = None
+        self.pin = ""
+
+    def start_relay(self) -> None:
+        self.relay = self.topo.popen(
+            self.topo.relay,
+            [sys.executable, "-m", "lanparty.relay", "--listen", f"0.0.0.0:{RELAY_PORT}",
+             "--state-dir", str(self.state_dir / "relay"), "--log-level", "warning"],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.relay.stdout is not None
+        lines = []
+        while not lines or not lines[-1].startswith("endpoints use:"):
+            line = self.relay.stdout.readline()
+            assert line, f"the relay did not start: {lines}"
+            lines.append(line.strip())
+        pin = re.search(r"^pin: (\S+)$", "\n".join(lines), re.MULTILINE)
+        assert pin
+        self.pin = pin.group(1)
+
+    def stop_relay(self) -> None:
+        assert self.relay is not None
+        self.relay.send_signal(signal.SIGTERM)
+        assert self.relay.wait(timeout=15) == 0
+
+    def start_gateway(self) -> None:
+        log = self.gateway_log.open("a")
+        self.gateway = self.topo.popen(
+            self.topo.gateway,
+            [sys.executable, "-m", "lanparty.gateway", "lan0",
+             "--relay", f"{RELAY_FOR_GATEWAY}:{RELAY_PORT}", "--relay-pin", self.pin,
+             "--room", "party", "--log-level", "info", *self.gateway_args],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+
+    def gateway_stats(self) -> list[dict[str, object]]:
+        stats = []
+        for line in self.gateway_log.read_text().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record.get("event") == "stats":
+                    stats.append(record)
+        return stats
+
+    def stop(self) -> None:
+        for process in (self.gateway, self.relay):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@contextmanager
+def running_bridge(tmp_path: Path, *gateway_args: str, ageing_s: float = 300.0) -> Iterator[Bridge]:
+    with topology(bridge_ageing_s=ageing_s) as topo:
+        bridge = Bridge(topo, tmp_path, list(gateway_args))
+        try:
+            bridge.start_relay()
+            bridge.start_gateway()
+            yield bridge
+        finally:
+            bridge.stop()
+
+
+@asynccontextmanager
+async def client_session(bridge: Bridge) -> AsyncIterator[Session]:
+    """A session from the client namespace, once the gateway is in the room."""
+    relay = RelayEndpoint(RELAY_FOR_CLIENT, RELAY_PORT, SpkiPin.parse(bridge.pin))
+    deadline = time.monotonic() + 30
+    while True:
+        with inside(bridge.topo.client):
+            context = open_session(relay, role=Role.CLIENT, room="party", mac=CLIENT_MAC)
+            session = await context.__aenter__()
+        try:
+            if any(p.role is Role.GATEWAY for p in session.peers.values()):
+                yield session
+                return
+        finally:
+            await context.__aexit__(None, None, None)
+        assert time.monotonic() < deadline, "the gateway never joined the room"
+        await trio.sleep(0.2)
+
+
+async def receive_matching(session: Session, match: object, timeout_s: float = 10) -> bytes:
+    with trio.fail_after(timeout_s):
+        while True:
+            for frame in await session.receive_frames():
+                if match(frame):  # type: ignore[operator]
+                    return frame
+
+
+async def resolve_lan_host(session: Session) -> bytes:
+    session.send_frame(arp_request(CLIENT_MAC, CLIENT_IP, LAN_HOST_IP))
+    reply = await receive_matching(session, lambda f: arp_reply_from(f, LAN_HOST_IP) is not None)
+    mac = arp_reply_from(reply, LAN_HOST_IP)
+    assert mac is not None
+    return mac
+
+
+@pytest.mark.parametrize("packet_path", ["native", "python"])
+async def test_arp_ping_and_broadcast_both_ways(tmp_path: Path, packet_path: str) -> None:
+    path_args = ["--no-native"] if packet_path == "python" else []
+    with running_bridge(tmp_path, "--stats-interval-s", "0.5", *path_args) as bridge:
+        with inside(bridge.topo.lanhost):
+            lan = raw_socket("eth0")
+        try:
+            async with client_session(bridge) as session:
+                lan_host_mac = await resolve_lan_host(session)
+                for sequence in (1, 2, 3):
+                    session.send_frame(
+                        icmp_echo(CLIENT_MAC, lan_host_mac, CLIENT_IP, LAN_HOST_IP, sequence)
+                    )
+                    await receive_matching(
+                        session, lambda f, s=sequence: is_echo_reply(f, LAN_HOST_IP, s)
+                    )
+                # Client broadcast reaches the LAN host.
+                drain(lan)
+                hello_lan = marked_frame(BROADCAST, CLIENT_MAC, b"hello lan")
+                session.send_frame(hello_lan)
+                with trio.fail_after(10):
+                    while hello_lan not in drain(lan):
+                        await trio.sleep(0.02)
+                # LAN broadcast reaches the client; a frame above max_frame does not.
+                too_big = marked_frame(
+                    BROADCAST, lan_host_mac, b"jumbo", size=session.max_frame + 1
+                )
+                hello_client = marked_frame(BROADCAST, lan_host_mac, b"hello client")
+                lan.send(too_big)
+                lan.send(hello_client)
+                got = await receive_matching(session, lambda f: f in (hello_client, too_big))
+                assert got == hello_client
+                # Nothing the client sent ever came back to it.
+                marker = marked_frame(BROADCAST, lan_host_mac, b"marker")
+                lan.send(marker)
+                with trio.fail_after(10):
+                    seen: list[bytes] = []
+                    while marker not in seen:
+                        seen.extend(await session.receive_frames())
+                assert not [f for f in seen if f[6:12] == CLIENT_MAC]
+        finally:
+            lan.close()
+        with trio.fail_after(10):
+            while not any(
+                isinstance(s.get("drops"), dict) and s["drops"].get("jumbo")  # type: ignore[union-attr]
+                for s in bridge.gateway_stats()
+            ):
+                await trio.sleep(0.2)
+
+
+async def test_cam_refresh_keeps_the_client_mac_on_the_gateway_port(tmp_path: Path) -> None:
+    ageing_s = 2.0
+    with running_bridge(tmp_path, "--cam-refresh-s", "0.5", ageing_s=ageing_s) as bridge:
+        with inside(bridge.topo.lanhost):
+            lan = raw_socket("eth0", promiscuous=True)
+        client_mac = CLIENT_MAC.hex(":")
+        try:
+            async with client_session(bridge):
+                # Several ageing periods with no client traffic at all.
+                for _ in range(4):
+                    await trio.sleep(ageing_s)
+                    assert bridge.topo.bridge_fdb().get(client_mac) == "port-gw"
+            with trio.fail_after(ageing_s * 5):
+                while client_mac in bridge.topo.bridge_fdb():
+                    await trio.sleep(0.2)
+            leaked = [f for f in drain(lan) if f[12:14] == b"\x88\xb5"]
+            assert leaked == []
+        finally:
+            lan.close()
+
+
+async def test_gateway_reconnects_after_a_relay_restart(tmp_path: Path) -> None:
+    with running_bridge(tmp_path) as bridge:
+        async with client_session(bridge) as session:
+            await resolve_lan_host(session)
+        bridge.stop_relay()
+        bridge.start_relay()
+        async with client_session(bridge) as session:
+            await resolve_lan_host(session)
+        assert bridge.gateway is not None
+        assert bridge.gateway.poll() is None
+
+
+async def test_a_second_gateway_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    with running_bridge(tmp_path) as bridge:
+        async with client_session(bridge):
+            second = await trio.to_thread.run_sync(
+                lambda: subprocess.run(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        bridge.topo.gateway,
+                        sys.executable,
+                        "-m",
+                        "lanparty.gateway",
+                        "uplink",
+                        "--relay",
+                        f"{RELAY_FOR_GATEWAY}:{RELAY_PORT}",
+                        "--relay-pin",
+                        bridge.pin,
+                        "--room",
+                        "party",
+                        "--log-level",
+                        "error",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+            )
+        assert second.returncode == 3
+        assert "gateway_present" in second.stderr
+        assert bridge.gateway is not None
+        assert bridge.gateway.poll() is None
