@@ -35,7 +35,7 @@ from tests.netns.lan import (
     marked_frame,
     raw_socket,
 )
-from tests.netns.netns import inside
+from tests.netns.netns import inside, promiscuity
 from tests.netns.topology import (
     LAN_HOST_IP,
     RELAY_FOR_CLIENT,
@@ -243,6 +243,11 @@ async def test_gateway_reconnects_after_a_relay_restart(tmp_path: Path) -> None:
             await resolve_lan_host(session)
         assert bridge.gateway is not None
         assert bridge.gateway.poll() is None
+        assert promiscuity(bridge.topo.gateway, "lan0") == 1
+        # SIGTERM: a clean exit, and the interface is no longer promiscuous.
+        bridge.gateway.send_signal(signal.SIGTERM)
+        assert await trio.to_thread.run_sync(bridge.gateway.wait, 15) == 0
+        assert promiscuity(bridge.topo.gateway, "lan0") == 0
 
 
 async def test_a_second_gateway_is_refused_with_a_clear_error(tmp_path: Path) -> None:
