@@ -31,7 +31,7 @@ from lanparty.errors import ProtocolError, TransportError
 from lanparty.obs.counters import DropReason, TrafficCounters
 from lanparty.transport.backend import QuicLibrary
 from lanparty.transport.settings import TransportSettings
-from lanparty.transport.udp import Address, Datagram
+from lanparty.transport.udp import Address, Datagram, runs_by_address
 
 log = structlog.get_logger(component="transport")
 
@@ -325,15 +325,8 @@ class Connection:
         receive_many = self._quic.receive_many_datagrams
         # One library call per run of datagrams from one address (qh3 only):
         # its per-datagram Python facade costs more than the packet itself.
-        start = 0
-        while start < len(datagrams):
-            address = datagrams[start][1]
-            end = start + 1
-            while end < len(datagrams) and datagrams[end][1] == address:
-                end += 1
-            run = [data for data, _ in datagrams[start:end]]
+        for address, run in runs_by_address(datagrams):
             self._call(receive_many, run, address, now)
-            start = end
 
     def handle_timer(self, now: float) -> None:
         if self._handshake_done and now - self._last_send_at >= self.settings.keepalive_interval_s:

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import importlib
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import trio
@@ -33,6 +34,18 @@ _TRANSIENT_SEND_ERRORS = {
     errno.ENETUNREACH,
     errno.EMSGSIZE,
 }
+
+
+def runs_by_address(datagrams: list[Datagram]) -> Iterator[tuple[Address, list[bytes]]]:
+    """Consecutive datagrams with the same address, as (address, payloads) runs."""
+    start = 0
+    while start < len(datagrams):
+        address = datagrams[start][1]
+        end = start + 1
+        while end < len(datagrams) and datagrams[end][1] == address:
+            end += 1
+        yield address, [data for data, _ in datagrams[start:end]]
+        start = end
 
 
 def _load_batch_state() -> Any:
@@ -144,14 +157,8 @@ class UdpSocket:
     def _send_batched(self, datagrams: list[Datagram]) -> int:
         batch = self._batch
         dropped = 0
-        start = 0
         # GSO sends one run of datagrams to one address per syscall.
-        while start < len(datagrams):
-            address = datagrams[start][1]
-            end = start + 1
-            while end < len(datagrams) and datagrams[end][1] == address:
-                end += 1
-            run = [data for data, _ in datagrams[start:end]]
+        for address, run in runs_by_address(datagrams):
             try:
                 dropped += len(run) - int(batch.send(run, address))
             except OSError as exc:
@@ -159,7 +166,6 @@ class UdpSocket:
                     raise
                 self.send_errors += 1
                 dropped += len(run) - int(getattr(exc, "datagrams_sent", 0) or 0)
-            start = end
         return dropped
 
     def close(self) -> None:
