@@ -25,6 +25,7 @@ from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role, Stats
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
 from lanparty.gateway.bridge import GatewayBridge
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S, CamRefresher
+from lanparty.gateway.offloads import receive_offloads_off
 from lanparty.gateway.packet_socket import PacketSocket
 from lanparty.obs import DropReason, events
 from lanparty.proto import format_mac, parse_mac
@@ -48,72 +49,56 @@ class GatewayConfig:
     reconnect_cap_s: float = 30.0
 
 
-@attrs.define
-class GatewayState:
-    """What a running gateway knows; tests and the status log read it."""
-
-    sessions: int = 0
-    connected: bool = False
-    bridge: GatewayBridge | None = None
-    cam: CamRefresher | None = None
-    relay_dropped_to_lan: int = 0
-
-
 async def run_gateway(
     config: GatewayConfig,
-    state: GatewayState | None = None,
     *,
     task_status: trio.TaskStatus[PacketSocket] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bridge until cancelled. Raises ``RejectedError`` for a permanent refusal."""
-    state = state or GatewayState()
     sock = PacketSocket.open(config.interface, native=config.native)
     try:
-        log.info(
-            "gateway_started",
-            interface=config.interface,
-            mac=format_mac(sock.interface_mac),
-            native_io=sock.native,
-            relay=f"{config.relay.host}:{config.relay.port}",
-            room=config.room,
-        )
-        task_status.started(sock)
-        backoff = Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s)
-        while True:
-            try:
-                async with open_session(
-                    config.relay,
-                    role=Role.GATEWAY,
-                    room=config.room,
-                    mac=sock.interface_mac,
-                    settings=config.settings,
-                ) as session:
-                    backoff.reset()
-                    state.sessions += 1
-                    state.connected = True
-                    reason = await _bridge(session, sock, config, state)
-            except RejectedError as exc:
-                if exc.permanent:
-                    raise
-                reason = str(exc)
-            except (TransportError, ProtocolError) as exc:
-                reason = str(exc)
-            finally:
-                state.connected = False
-            delay_s = backoff.next_delay_s()
-            log.warning(events.SESSION_RECONNECTING, reason=reason, in_s=round(delay_s, 2))
-            await trio.sleep(delay_s)
+        with receive_offloads_off(config.interface):
+            await _supervise(config, sock, task_status)
     finally:
         sock.close()
 
 
-async def _bridge(
-    session: Session, sock: PacketSocket, config: GatewayConfig, state: GatewayState
-) -> str:
-    """Bridge one session until the relay says goodbye; return why it ended."""
-    bridge = _SessionBridge(session, sock, config)
-    state.bridge, state.cam = bridge.bridge, bridge.cam
-    return await bridge.run()
+async def _supervise(
+    config: GatewayConfig,
+    sock: PacketSocket,
+    task_status: trio.TaskStatus[PacketSocket],
+) -> None:
+    """Keep a session with the relay, reconnecting after a loss."""
+    log.info(
+        "gateway_started",
+        interface=config.interface,
+        mac=format_mac(sock.interface_mac),
+        native_io=sock.native,
+        relay=f"{config.relay.host}:{config.relay.port}",
+        room=config.room,
+    )
+    task_status.started(sock)
+    backoff = Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s)
+    while True:
+        try:
+            async with open_session(
+                config.relay,
+                role=Role.GATEWAY,
+                room=config.room,
+                mac=sock.interface_mac,
+                settings=config.settings,
+            ) as session:
+                backoff.reset()
+                reason = await _SessionBridge(session, sock, config).run()
+        except RejectedError as exc:
+            if exc.permanent:
+                raise
+            reason = str(exc)
+        except (TransportError, ProtocolError) as exc:
+            reason = str(exc)
+        delay_s = backoff.next_delay_s()
+        log.warning(events.SESSION_RECONNECTING, reason=reason, in_s=round(delay_s, 2))
+        await trio.sleep(delay_s)
 
 
 class _SessionBridge:
