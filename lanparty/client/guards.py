@@ -1,0 +1,333 @@
+"""The guards: every change the client makes to the host's network, and its undo.
+
+Each guard is an async context manager that snapshots the previous state,
+records how to restore it in the journal, applies the change, and on any
+exit (normal, exception, Trio cancellation, which is also how Ctrl+C and
+SIGTERM arrive) restores it under a shielded scope with a deadline, then
+marks the journal entry done. A restore that fails or times out is logged
+and its entry stays in the journal, so the next start retries it
+(``restore_pending``); it never masks the exception the block is leaving
+with.
+
+``apply_guards`` enters them all in order; they are restored in reverse.
+Journal writes are small synchronous file writes (with fsync), made from
+the Trio task on purpose: the entry must be on disk before the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TypeVar
+
+import attrs
+import structlog
+import trio
+
+from lanparty.client.hostnet import (
+    Family,
+    HostNetwork,
+    IPAddress,
+    Route,
+    RouteNotFoundError,
+    host_network,
+)
+from lanparty.client.journal import (
+    DeleteRoute,
+    Journal,
+    RestoreMetric,
+    RestoreMtu,
+    Undo,
+    restore_pending,
+    undo_change,
+)
+from lanparty.errors import HostNetworkError
+from lanparty.obs.events import HOST_CHANGE_APPLIED, HOST_CHANGE_RESTORED
+
+log = structlog.get_logger(component="client")
+
+T = TypeVar("T")
+
+RESTORE_TIMEOUT_S = 5.0
+"""How long one restore may take before it is abandoned to the journal."""
+
+
+async def _restore(hostnet: HostNetwork, journal: Journal, entry_id: int, undo: Undo) -> None:
+    error = "timed out"
+    with trio.move_on_after(RESTORE_TIMEOUT_S, shield=True):
+        try:
+            await undo_change(hostnet, undo)
+            journal.done(entry_id)
+            error = ""
+        except HostNetworkError as exc:
+            error = str(exc)
+    if error:
+        log.error(
+            HOST_CHANGE_RESTORED, undo=repr(undo), ok=False, error=error, journal=journal.path
+        )
+    else:
+        log.info(HOST_CHANGE_RESTORED, undo=repr(undo), ok=True)
+
+
+async def _apply(
+    stack: AsyncExitStack,
+    hostnet: HostNetwork,
+    journal: Journal,
+    undo: Undo,
+    apply: Callable[[], Awaitable[None]],
+) -> bool:
+    """Journal ``undo``, run ``apply``, and have ``stack`` restore on exit; returns True.
+
+    ``HostNetworkError`` from ``apply`` means the OS refused the change:
+    nothing to undo. Anything else (a cancellation) leaves the state
+    unknown, so the undo runs at once.
+    """
+    entry_id = journal.record(undo)
+    try:
+        await apply()
+    except HostNetworkError:
+        journal.done(entry_id)
+        raise
+    except BaseException:
+        await _restore(hostnet, journal, entry_id, undo)
+        raise
+    stack.push_async_callback(_restore, hostnet, journal, entry_id, undo)
+    return True
+
+
+@asynccontextmanager
+async def mtu_guard(
+    hostnet: HostNetwork, journal: Journal, interface_index: int, mtu: int
+) -> AsyncIterator[None]:
+    """The interface's MTU is ``mtu`` for both families inside the block.
+
+    An IPv4 failure is raised (fatal at start-up, nothing left applied); an
+    IPv6 failure is logged and tolerated.
+    """
+    async with AsyncExitStack() as stack:
+        for family in Family:
+            previous = await _tolerate_ipv6(family, "mtu", hostnet.get_mtu(interface_index, family))
+            if previous is None or previous == mtu:
+                continue
+
+            async def set_mtu(family: Family = family) -> None:
+                await hostnet.set_mtu(interface_index, family, mtu)
+
+            applied = await _tolerate_ipv6(
+                family,
+                "mtu",
+                _apply(
+                    stack, hostnet, journal, RestoreMtu(interface_index, family, previous), set_mtu
+                ),
+            )
+            if applied:
+                log.info(
+                    HOST_CHANGE_APPLIED, change="mtu", family=family.value, mtu=mtu, was=previous
+                )
+        yield
+
+
+@asynccontextmanager
+async def metric_guard(
+    hostnet: HostNetwork, journal: Journal, interface_index: int, metric: int | None
+) -> AsyncIterator[None]:
+    """The interface metric is ``metric`` for both families inside the block.
+
+    Same failure policy as the MTU: IPv4 fatal, IPv6 logged and tolerated.
+    """
+    async with AsyncExitStack() as stack:
+        for family in Family:
+            found = await _tolerate_ipv6(
+                family, "metric", _get_metric(hostnet, interface_index, family)
+            )
+            if found is None or found.metric == metric:
+                continue
+
+            async def set_metric(family: Family = family) -> None:
+                await hostnet.set_metric(interface_index, family, metric)
+
+            undo = RestoreMetric(interface_index, family, found.metric)
+            if await _tolerate_ipv6(
+                family, "metric", _apply(stack, hostnet, journal, undo, set_metric)
+            ):
+                log.info(
+                    HOST_CHANGE_APPLIED,
+                    change="metric",
+                    family=family.value,
+                    metric=metric,
+                    was=found.metric,
+                )
+        yield
+
+
+@attrs.frozen
+class _Metric:
+    metric: int | None
+
+
+async def _get_metric(hostnet: HostNetwork, interface_index: int, family: Family) -> _Metric:
+    # wrapped so that "automatic" (None) is not mistaken for a tolerated failure
+    return _Metric(await hostnet.get_metric(interface_index, family))
+
+
+async def _tolerate_ipv6(family: Family, change: str, call: Awaitable[T]) -> T | None:
+    """``call``'s result; for IPv6, a ``HostNetworkError`` is logged and gives None."""
+    if family is Family.IPV4:
+        return await call
+    try:
+        return await call
+    except HostNetworkError as exc:
+        log.warning(
+            HOST_CHANGE_APPLIED, change=change, family=family.value, ok=False, error=str(exc)
+        )
+        return None
+
+
+class DefaultRouteSuppression:
+    """Removes default routes through the TAP, now and whenever ``check_once`` runs.
+
+    A DHCP server at the party would otherwise give the remote PC a default
+    route through the TAP and pull all its traffic (the relay's included)
+    into the tunnel. Removed routes are never put back: they were added by
+    a DHCP client for an interface that goes away with the client, so
+    nothing is journaled either.
+    """
+
+    def __init__(self, hostnet: HostNetwork, interface_index: int) -> None:
+        self._hostnet = hostnet
+        self.interface_index = interface_index
+        self.active = False
+        self.removed: list[Route] = []
+
+    async def check_once(self) -> list[Route]:
+        """Delete default routes through the TAP; returns those deleted (the watchdog calls it)."""
+        if not self.active:
+            return []
+        deleted: list[Route] = []
+        for family in Family:
+            for route in (
+                await _tolerate_ipv6(family, "route", self._hostnet.list_routes(family)) or []
+            ):
+                if not route.is_default or route.interface_index != self.interface_index:
+                    continue
+                try:
+                    await self._hostnet.delete_route(route)
+                except RouteNotFoundError:
+                    continue  # gone meanwhile
+                deleted.append(route)
+                log.info(HOST_CHANGE_APPLIED, change="default_route_removed", route=str(route))
+        self.removed.extend(deleted)
+        return deleted
+
+
+@asynccontextmanager
+async def default_route_suppression(
+    hostnet: HostNetwork, interface_index: int
+) -> AsyncIterator[DefaultRouteSuppression]:
+    """Default routes through ``interface_index`` are removed inside the block (see the class)."""
+    suppression = DefaultRouteSuppression(hostnet, interface_index)
+    suppression.active = True
+    try:
+        await suppression.check_once()
+        yield suppression
+    finally:
+        suppression.active = False
+
+
+class RelayRoute:
+    """The pinned host route to the relay through the path used before the TAP came up."""
+
+    def __init__(self, hostnet: HostNetwork, journal: Journal, relay: IPAddress, route: Route):
+        self._hostnet = hostnet
+        self._journal = journal
+        self.relay = relay
+        self.route = route
+        self._stack = AsyncExitStack()
+        self.owned = False
+
+    async def _add(self) -> None:
+        await _apply(
+            self._stack,
+            self._hostnet,
+            self._journal,
+            DeleteRoute(self.route),
+            lambda: self._hostnet.add_route(self.route),
+        )
+        self.owned = True
+        log.info(HOST_CHANGE_APPLIED, change="relay_route", route=str(self.route))
+
+    async def is_present(self) -> bool:
+        return self.route in await self._hostnet.list_routes(self.route.family)
+
+    async def verify(self) -> None:
+        """Raise ``HostNetworkError`` unless the host reaches the relay through the pinned route."""
+        best = await self._hostnet.best_route(self.relay)
+        if (best.destination, best.gateway, best.interface_index) != (
+            self.route.destination,
+            self.route.gateway,
+            self.route.interface_index,
+        ):
+            raise HostNetworkError(
+                f"traffic to the relay {self.relay} would go through interface "
+                f"{best.interface_index} (route {best.destination}), not the pinned route "
+                f"through interface {self.route.interface_index}; another program may be "
+                "managing routes (a VPN?): stop it and start again"
+            )
+
+    async def repair(self) -> bool:
+        """Add the route again if missing; returns whether it had to (the watchdog logs that)."""
+        if await self.is_present():
+            return False
+        if self.owned:
+            # the entry journaled at start still undoes it
+            await self._hostnet.add_route(self.route)
+        else:
+            await self._add()
+        return True
+
+
+@asynccontextmanager
+async def relay_route_guard(
+    hostnet: HostNetwork, journal: Journal, relay_address: IPAddress
+) -> AsyncIterator[RelayRoute]:
+    """Pin a /32 or /128 route to the relay via today's next hop and interface.
+
+    Enter it before the TAP has routes. A route identical to it that was
+    already there is left alone on exit (it is not ours).
+    """
+    best = await hostnet.best_route(relay_address)
+    route = Route(host_network(relay_address), best.gateway, best.interface_index, metric=0)
+    relay_route = RelayRoute(hostnet, journal, relay_address, route)
+    async with relay_route._stack:
+        if not await relay_route.is_present():
+            await relay_route._add()
+        yield relay_route
+
+
+@attrs.frozen
+class ClientGuards:
+    """What the running client keeps from its guards (for the watchdog)."""
+
+    relay_route: RelayRoute
+    default_routes: DefaultRouteSuppression
+
+
+@asynccontextmanager
+async def apply_guards(
+    hostnet: HostNetwork,
+    journal: Journal,
+    *,
+    tap_index: int,
+    tap_mtu: int,
+    tap_metric: int | None,
+    relay_address: IPAddress,
+) -> AsyncIterator[ClientGuards]:
+    """Restore what a killed run left, then enter every guard in order (restored in reverse)."""
+    await restore_pending(journal, hostnet)
+    async with (
+        relay_route_guard(hostnet, journal, relay_address) as relay_route,
+        mtu_guard(hostnet, journal, tap_index, tap_mtu),
+        metric_guard(hostnet, journal, tap_index, tap_metric),
+        default_route_suppression(hostnet, tap_index) as default_routes,
+    ):
+        yield ClientGuards(relay_route, default_routes)

@@ -1,0 +1,113 @@
+"""The small host-network interface the client's guards are written against.
+
+Linux implements it with netlink, Windows with the IP Helper API, and the
+unit tests with a recording fake (``tests/fakes/hostnet.py``). Every method
+is async: the back ends may block, and the Trio shell decides how to run
+them. Failures are ``HostNetworkError`` (or one of the subclasses below)
+with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from typing import Protocol
+
+import attrs
+
+from lanparty.errors import HostNetworkError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Family(enum.Enum):
+    """An address family; the values are the journal's strings."""
+
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+    @classmethod
+    def of(cls, address: IPAddress | IPNetwork) -> Family:
+        """The family of an address or a network."""
+        return cls.IPV4 if address.version == 4 else cls.IPV6
+
+
+class InterfaceNotFoundError(HostNetworkError):
+    """No interface has the given index (it may have gone away with its process)."""
+
+
+class RouteNotFoundError(HostNetworkError):
+    """The route to delete is not in the routing table."""
+
+
+@attrs.frozen
+class Route:
+    """One routing table entry; ``gateway`` None means on-link.
+
+    ``metric`` is the route's own metric (Windows adds the interface metric
+    to it, Linux does not). Routes are compared on all four fields, which is
+    how both back ends identify the route to delete.
+    """
+
+    destination: IPNetwork
+    gateway: IPAddress | None
+    interface_index: int
+    metric: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if self.gateway is not None and self.gateway.version != self.destination.version:
+            raise ValueError(f"gateway {self.gateway} is not in the family of {self.destination}")
+
+    @property
+    def family(self) -> Family:
+        return Family.of(self.destination)
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is a default route (0.0.0.0/0 or ::/0)."""
+        return self.destination.prefixlen == 0
+
+
+def host_network(address: IPAddress) -> IPNetwork:
+    """The /32 or /128 network of one address."""
+    return ipaddress.ip_network(address)
+
+
+class HostNetwork(Protocol):
+    """What the guards need from the operating system's network stack."""
+
+    async def get_mtu(self, interface_index: int, family: Family) -> int:
+        """The interface's MTU for ``family``, in bytes."""
+        ...
+
+    async def set_mtu(self, interface_index: int, family: Family, mtu: int) -> None:
+        """Set the interface's MTU for ``family``."""
+        ...
+
+    async def get_metric(self, interface_index: int, family: Family) -> int | None:
+        """The interface metric for ``family``; None when the OS chooses it (automatic)."""
+        ...
+
+    async def set_metric(self, interface_index: int, family: Family, metric: int | None) -> None:
+        """Set the interface metric for ``family``; None gives the choice back to the OS."""
+        ...
+
+    async def list_routes(self, family: Family) -> list[Route]:
+        """Every route of ``family`` in the main routing table."""
+        ...
+
+    async def add_route(self, route: Route) -> None:
+        """Add ``route``; ``HostNetworkError`` if it is already there."""
+        ...
+
+    async def delete_route(self, route: Route) -> None:
+        """Delete ``route``; ``RouteNotFoundError`` if it is not there."""
+        ...
+
+    async def best_route(self, address: IPAddress) -> Route:
+        """The route the host would use now to reach ``address`` (next hop and interface).
+
+        ``HostNetworkError`` if there is none.
+        """
+        ...

@@ -1,0 +1,1 @@
+"""In-memory stand-ins for the operating system, used by unit tests."""

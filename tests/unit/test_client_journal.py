@@ -1,0 +1,196 @@
+"""The journal: written before each change, atomic, replayed newest first after a crash."""
+
+from __future__ import annotations
+
+import os
+import sys
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lanparty.client.hostnet import Family, Route
+from lanparty.client.journal import (
+    DeleteRoute,
+    Journal,
+    JournalCorruptError,
+    RestoreMetric,
+    RestoreMtu,
+    Undo,
+    default_journal_path,
+    restore_pending,
+)
+from lanparty.errors import HostNetworkError
+from tests.fakes.hostnet import Call, FakeHostNetwork
+
+RELAY_ROUTE = Route(ip_network("198.18.5.9/32"), ip_address("198.18.0.1"), 2, 0)
+V6_ROUTE = Route(ip_network("2001:db8::9/128"), None, 2, 3)
+
+
+def test_entries_survive_a_reopen_oldest_first(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal.json"
+    journal = Journal(path)
+    first = journal.record(RestoreMtu(7, Family.IPV4, 1500))
+    second = journal.record(RestoreMetric(7, Family.IPV6, None))
+    third = journal.record(DeleteRoute(RELAY_ROUTE))
+    journal.record(DeleteRoute(V6_ROUTE))
+    journal.done(second)
+
+    reopened = Journal(path)
+    assert [entry.undo for entry in reopened.pending()] == [
+        RestoreMtu(7, Family.IPV4, 1500),
+        DeleteRoute(RELAY_ROUTE),
+        DeleteRoute(V6_ROUTE),
+    ]
+    assert [entry.entry_id for entry in reopened.pending()][:2] == [first, third]
+    assert reopened.record(RestoreMetric(7, Family.IPV4, 10)) not in {
+        entry.entry_id for entry in journal.pending()
+    }
+
+
+def test_the_file_is_removed_when_nothing_is_pending(tmp_path: Path) -> None:
+    path = tmp_path / "journal.json"
+    journal = Journal(path)
+    entry_id = journal.record(RestoreMtu(7, Family.IPV4, 1500))
+    assert path.exists()
+    journal.done(entry_id)
+    assert not path.exists()
+    assert Journal(path).pending() == []
+
+
+def test_an_interrupted_write_leaves_the_old_file_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.json"
+    journal = Journal(path)
+    journal.record(RestoreMtu(7, Family.IPV4, 1500))
+    before = path.read_bytes()
+
+    def crash(source: object, destination: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(HostNetworkError, match="No space left"):
+        journal.record(DeleteRoute(RELAY_ROUTE))
+
+    assert path.read_bytes() == before
+    assert [entry.undo for entry in journal.pending()] == [RestoreMtu(7, Family.IPV4, 1500)]
+    assert [entry.undo for entry in Journal(path).pending()] == [RestoreMtu(7, Family.IPV4, 1500)]
+    assert sorted(os.listdir(tmp_path)) == ["journal.json"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        '{"version": 99, "next_id": 1, "entries": []}',
+        '{"version": 1, "next_id": 2, "entries": [{"id": 1, "kind": "reboot"}]}',
+        '{"version": 1, "next_id": 2, "entries": [{"id": 1, "kind": "mtu", "interface_index": 7,'
+        ' "family": "ipv5", "mtu": 1500}]}',
+        '{"version": 1, "next_id": 2, "entries": [{"id": 1, "kind": "mtu", "interface_index": "7",'
+        ' "family": "ipv4", "mtu": 1500}]}',
+        "[]",
+    ],
+)
+def test_a_corrupt_journal_says_where_it_is_and_what_to_do(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "journal.json"
+    path.write_text(text)
+    with pytest.raises(JournalCorruptError) as caught:
+        Journal(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "delete that file" in message
+    assert path.read_text() == text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="XDG is for POSIX systems")
+def test_the_default_path_is_in_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_journal_path() == tmp_path / "lanparty" / "client-journal.json"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert default_journal_path() == Path.home() / ".local/state/lanparty/client-journal.json"
+
+
+async def test_restore_pending_undoes_newest_first_and_forgets_each(tmp_path: Path) -> None:
+    net = FakeHostNetwork()
+    net.add_interface(2)
+    net.add_interface(7, mtu=1380, metric=5)
+    net.routes.append(RELAY_ROUTE)
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(DeleteRoute(RELAY_ROUTE))
+    journal.record(RestoreMtu(7, Family.IPV4, 1500))
+    journal.record(RestoreMetric(7, Family.IPV4, None))
+
+    assert await restore_pending(journal, net) == 3
+    assert net.calls == [
+        Call("set_metric", (7, Family.IPV4, None)),
+        Call("set_mtu", (7, Family.IPV4, 1500)),
+        Call("delete_route", (RELAY_ROUTE,)),
+    ]
+    assert net.routes == []
+    assert net.interfaces[7].mtu[Family.IPV4] == 1500
+    assert journal.pending() == []
+    assert not journal.path.exists()
+
+
+async def test_a_gone_interface_or_route_counts_as_restored(tmp_path: Path) -> None:
+    net = FakeHostNetwork()
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(DeleteRoute(RELAY_ROUTE))
+    journal.record(RestoreMtu(7, Family.IPV4, 1500))
+    assert await restore_pending(journal, net) == 2
+    assert journal.pending() == []
+
+
+async def test_an_entry_that_fails_stays_and_the_others_are_restored(tmp_path: Path) -> None:
+    net = FakeHostNetwork()
+    net.add_interface(7, mtu=1380)
+    net.fail("set_mtu", family=Family.IPV6)
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(RestoreMtu(7, Family.IPV4, 1500))
+    journal.record(RestoreMtu(7, Family.IPV6, 1500))
+
+    with pytest.raises(HostNetworkError, match="refused"):
+        await restore_pending(journal, net)
+    assert [entry.undo for entry in Journal(journal.path).pending()] == [
+        RestoreMtu(7, Family.IPV6, 1500)
+    ]
+    assert net.interfaces[7].mtu[Family.IPV4] == 1500
+
+
+indexes = st.integers(min_value=1, max_value=2**31 - 1)
+families = st.sampled_from(list(Family))
+v4_routes = st.builds(
+    Route,
+    st.ip_addresses(v=4).map(ip_network),
+    st.none() | st.ip_addresses(v=4),
+    indexes,
+    st.integers(min_value=0, max_value=2**32 - 1),
+)
+v6_routes = st.builds(
+    Route,
+    st.ip_addresses(v=6).map(ip_network),
+    st.none() | st.ip_addresses(v=6),
+    indexes,
+    st.integers(min_value=0, max_value=2**32 - 1),
+)
+undos: st.SearchStrategy[Undo] = st.one_of(
+    st.builds(RestoreMtu, indexes, families, st.integers(min_value=68, max_value=65535)),
+    st.builds(RestoreMetric, indexes, families, st.none() | st.integers(0, 9999)),
+    st.builds(DeleteRoute, v4_routes | v6_routes),
+)
+
+
+@settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(undos, min_size=1, max_size=5))
+def test_every_entry_reads_back_as_written(tmp_path: Path, written: list[Undo]) -> None:
+    path = tmp_path / "roundtrip.json"
+    path.unlink(missing_ok=True)
+    journal = Journal(path)
+    for undo in written:
+        journal.record(undo)
+    assert [entry.undo for entry in Journal(path).pending()] == written
