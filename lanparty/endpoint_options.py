@@ -1,7 +1,14 @@
 """Command-line options every endpoint (gateway, client) shares: the relay and trust.
 
+--invite lanparty://HOST:PORT/ROOM?pin=sha256:...   (all of it in one string), or
 --relay HOST:PORT --room NAME and one of
 --relay-pin sha256:...   --relay-ca-cert FILE   --server-name NAME (system trust)
+
+Options given next to ``--invite`` replace its parts: ``--relay``, ``--room``,
+``--relay-pin`` or ``--relay-ca-cert`` (either replaces the invite's pin),
+``--server-name``. The invite is an option, not a positional argument: the
+gateway's one positional argument is its interface. Read the result with
+``relay_endpoint_from_args`` and ``room_from_args``, never ``args.room``.
 """
 
 from __future__ import annotations
@@ -10,21 +17,32 @@ import argparse
 from pathlib import Path
 
 from lanparty.errors import ConfigError
+from lanparty.invite import Invite
 from lanparty.session import RelayEndpoint
 from lanparty.transport import PinnedCertificate, QuicBackend, SpkiPin, SystemTrust, Trust
 
 DEFAULT_RELAY_PORT = 4433
+_MISSING = (
+    "say which relay and room: --invite lanparty://HOST:PORT/ROOM?pin=sha256:... "
+    "(the relay prints it), or --relay HOST:PORT and --room NAME"
+)
 
 
 def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("relay")
+    group = parser.add_argument_group(
+        "relay", "an invite, or --relay, --room and a trust option; options replace invite parts"
+    )
+    group.add_argument(
+        "--invite",
+        metavar="lanparty://HOST:PORT/ROOM?pin=...",
+        help="the relay, its pin and the room in one string, as the relay prints it",
+    )
     group.add_argument(
         "--relay",
         metavar="HOST[:PORT]",
-        required=True,
         help=f"the relay's address (default port {DEFAULT_RELAY_PORT})",
     )
-    group.add_argument("--room", required=True, help="the room to join (1-32 of A-Z a-z 0-9 _ -)")
+    group.add_argument("--room", help="the room to join (1-32 of A-Z a-z 0-9 _ -)")
     trust = group.add_mutually_exclusive_group()
     trust.add_argument(
         "--relay-pin",
@@ -66,11 +84,31 @@ def parse_relay_address(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def invite_from_args(args: argparse.Namespace) -> Invite | None:
+    """The ``--invite`` given, parsed (``ConfigError`` if it is bad), or None."""
+    text = getattr(args, "invite", None)
+    return None if text is None else Invite.parse(text)
+
+
+def room_from_args(args: argparse.Namespace) -> str:
+    """``--room``, else the invite's room."""
+    if args.room is not None:
+        room: str = args.room
+        return room
+    invite = invite_from_args(args)
+    if invite is None:
+        raise ConfigError(_MISSING)
+    return invite.room
+
+
 def trust_from_args(args: argparse.Namespace) -> Trust:
     if args.relay_pin is not None:
         return SpkiPin.parse(args.relay_pin)
     if args.relay_ca_cert is not None:
         return PinnedCertificate.from_file(args.relay_ca_cert)
+    invite = invite_from_args(args)
+    if invite is not None:
+        return SpkiPin.parse(invite.pin)
     if args.server_name is None:
         raise ConfigError(
             "say how to trust the relay: --relay-pin sha256:... (the relay prints it), "
@@ -80,5 +118,16 @@ def trust_from_args(args: argparse.Namespace) -> Trust:
 
 
 def relay_endpoint_from_args(args: argparse.Namespace) -> RelayEndpoint:
-    host, port = parse_relay_address(args.relay)
-    return RelayEndpoint(host, port, trust_from_args(args), server_name=args.server_name)
+    """Where the relay is and how to trust it (``--relay`` first, else the invite)."""
+    invite = invite_from_args(args)
+    room_from_args(args)  # a missing room is an error now, not at the relay
+    if args.relay is not None:
+        host, port = parse_relay_address(args.relay)
+    elif invite is not None:
+        host, port = invite.host, invite.port
+    else:
+        raise ConfigError(_MISSING)
+    server_name = args.server_name
+    if server_name is None and invite is not None and invite.server_name is not None:
+        server_name = invite.server_name
+    return RelayEndpoint(host, port, trust_from_args(args), server_name=server_name)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import trio
 
 from lanparty import __version__
-from lanparty.endpoint_options import add_relay_arguments, relay_endpoint_from_args
+from lanparty.endpoint_options import add_relay_arguments, relay_endpoint_from_args, room_from_args
 from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S
 from lanparty.gateway.service import GatewayConfig, run_gateway
@@ -47,7 +47,7 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     return GatewayConfig(
         interface=args.interface,
         relay=relay_endpoint_from_args(args),
-        room=args.room,
+        room=room_from_args(args),
         settings=TransportSettings(backend=QuicBackend(args.quic_backend)),
         cam_refresh_s=args.cam_refresh_s,
         stats_interval_s=args.stats_interval_s,

@@ -14,6 +14,7 @@ import trio
 
 from lanparty import __version__
 from lanparty.errors import ConfigError, LanpartyError, find_error
+from lanparty.invite import Invite, check_invite_host
 from lanparty.obs import add_log_level_argument, configure_logging, events
 from lanparty.relay.metrics import start_metrics_server
 from lanparty.relay.service import Relay, RelayConfig
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"{DEFAULT_PORT}/udp",
         type=_config(parse_listen),
         help=f"UDP address: HOST:PORT, [::]:PORT or PORT/udp for all (default {DEFAULT_PORT}/udp)",
+    )
+    parser.add_argument(
+        "--public-host",
+        type=_config(check_invite_host),
+        metavar="NAME",
+        help="the name or address players reach this relay at, for the printed invite line "
+        "(default: the listen address, or the placeholder HOST when listening on all "
+        "addresses); the invite's room is the placeholder ROOM: replace it with any room name",
     )
     cert = parser.add_argument_group("certificate (default: a development certificate, kept)")
     cert.add_argument(
@@ -222,6 +231,27 @@ def build_config(args: argparse.Namespace, identity: ServerIdentity) -> RelayCon
     )
 
 
+INVITE_HOST_PLACEHOLDER = "HOST"
+INVITE_ROOM_PLACEHOLDER = "ROOM"
+_WILDCARD_HOSTS = frozenset({"", "::", "0.0.0.0"})
+
+
+def invite_line(listen_host: str, port: int, pin: str, public_host: str | None) -> str:
+    """The invite to hand out, with the placeholder ROOM (and HOST when unknown) to replace.
+
+    The host is ``--public-host``, else the listen address unless it is a
+    wildcard (then HOST: the relay cannot know the name players reach it at).
+    """
+    host = public_host
+    if host is None and listen_host not in _WILDCARD_HOSTS:
+        host = listen_host
+    try:
+        invite = Invite(host or INVITE_HOST_PLACEHOLDER, port, INVITE_ROOM_PLACEHOLDER, pin)
+    except ConfigError:  # a listen address no invite can hold (an IPv6 zone, say)
+        invite = Invite(INVITE_HOST_PLACEHOLDER, port, INVITE_ROOM_PLACEHOLDER, pin)
+    return invite.format()
+
+
 async def run(config: RelayConfig, args: argparse.Namespace, certificate: str) -> None:
     relay = Relay(config)
     async with trio.open_nursery() as nursery:
@@ -235,6 +265,7 @@ async def run(config: RelayConfig, args: argparse.Namespace, certificate: str) -
         print(f"certificate: {certificate}")
         print(f"pin: {config.identity.spki_pin}")
         print(f"endpoints use: --relay HOST:{port} --relay-pin {config.identity.spki_pin}")
+        print(f"invite: {invite_line(host, port, config.identity.spki_pin, args.public_host)}")
         if args.metrics is not None:
             metrics_host, metrics_port = start_metrics_server(relay.switch, *args.metrics)
             print(f"metrics: http://{metrics_host}:{metrics_port}/metrics")
