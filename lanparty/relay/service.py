@@ -100,21 +100,23 @@ class Relay:
     # ----------------------------------------------------------- admission
 
     async def _handle(self, connection: Connection) -> None:
+        # Frames sent before the welcome are dropped at once, not kept until
+        # the hello comes (PROTOCOL.md 3): a silent peer must not fill memory.
+        self.switch.drops[DropReason.NOT_ESTABLISHED] += connection.discard_received()
+        connection.datagram_handler = self._drop_early_frames
         member = await self._admit(connection)
         if member is None:
             return
         # The first of the member's loops to end decides why it left.
         reasons: list[PeerLeftReason] = []
         self._malformed[member] = trio.Event()
-        # Frames sent before the welcome are not forwarded (PROTOCOL.md 3).
-        self.switch.drops[DropReason.NOT_ESTABLISHED] += connection.discard_received()
         connection.datagram_handler = functools.partial(self._forward_batch, member)
         try:
             async with trio.open_nursery() as nursery:
                 for loop in (self._malformed_watch, self._control_loop, self._stats_loop):
                     nursery.start_soon(_run_until_leaving, loop, member, reasons, nursery)
         finally:
-            connection.datagram_handler = None
+            connection.datagram_handler = self._drop_early_frames
             del self._malformed[member]
             self._leave(member, reasons[0] if reasons else PeerLeftReason.CLOSED)
 
@@ -181,6 +183,10 @@ class Relay:
 
     # ------------------------------------------------------ member tasks
 
+    def _drop_early_frames(self, datagrams: list[bytes]) -> None:
+        """Count (and drop) frames from a peer that is not, or no longer, a member."""
+        self.switch.drops[DropReason.NOT_ESTABLISHED] += len(datagrams)
+
     def _forward_batch(self, member: Member, datagrams: list[bytes]) -> None:
         """Forward one batch from ``member``: the pump calls this as frames arrive."""
         forward = self.switch.forward
@@ -200,7 +206,7 @@ class Relay:
         for target, batch in outgoing.items():
             target.handle.send_datagrams(batch)
         if member.should_disconnect:
-            member.handle.datagram_handler = None
+            member.handle.datagram_handler = self._drop_early_frames
             self._malformed[member].set()
 
     async def _malformed_watch(self, member: Member) -> PeerLeftReason:

@@ -399,3 +399,17 @@ def test_unusable_settings_and_busy_ports_are_clear_errors(tmp_path: Path) -> No
         )  # fmt: skip
     assert busy.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+
+
+async def test_frames_before_the_welcome_are_dropped_not_kept(relay: RelayProcess) -> None:
+    async with open_connection(relay.host, relay.port, relay.endpoint.trust) as connection:
+        early = b"\x10" + frame(BROADCAST, mac(CLIENT_A), b"too early")
+        assert connection.send_datagrams([early] * 50) == 50
+        with trio.fail_after(10):
+            while relay.drops("not_established") < 50:
+                await trio.sleep(0.05)
+    # A peer admitted afterwards sees none of them.
+    async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
+        marker = frame(BROADCAST, mac(CLIENT_A), b"marker")
+        a.send_frame(marker)
+        assert await receive_until(b, marker) == [marker]
