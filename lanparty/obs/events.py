@@ -33,6 +33,13 @@ STATS: Final = "stats"
 FRAME_FORWARDED: Final = "frame_forwarded"
 FRAME_DROPPED: Final = "frame_dropped"
 
+# the client
+CLIENT_STARTED: Final = "client_started"
+CLIENT_STATUS: Final = "client_status"
+RELAY_ROUTE_REPAIRED: Final = "relay_route_repaired"
+WATCHDOG_FAILED: Final = "watchdog_failed"
+ROOM_MTU_CHANGED: Final = "room_mtu_changed"
+
 # host network changes made by the guards
 HOST_CHANGE_APPLIED: Final = "host_change_applied"
 HOST_CHANGE_RESTORED: Final = "host_change_restored"
@@ -55,6 +62,11 @@ ALL_EVENTS: Final = frozenset(
         STATS,
         FRAME_FORWARDED,
         FRAME_DROPPED,
+        CLIENT_STARTED,
+        CLIENT_STATUS,
+        RELAY_ROUTE_REPAIRED,
+        WATCHDOG_FAILED,
+        ROOM_MTU_CHANGED,
         HOST_CHANGE_APPLIED,
         HOST_CHANGE_RESTORED,
     }

@@ -1,0 +1,7 @@
+"""``python -m lanparty.client --invite lanparty://...``."""
+
+import sys
+
+from lanparty.client.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""``lanparty-client`` / ``python -m lanparty.client --invite lanparty://...``.
+
+Exit codes: 0 after Ctrl+C or SIGTERM (the host restored, the TAP gone),
+1 for another failure, 2 for a configuration error, 3 when the relay
+refuses us for good (a wrong room name, a MAC it will not take, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from lanparty import __version__
+from lanparty.client.identity import parse_virtual_mac
+from lanparty.client.linux.tap import DEFAULT_TAP_NAME
+from lanparty.client.service import ClientConfig, run_client
+from lanparty.endpoint_options import add_relay_arguments, relay_endpoint_from_args, room_from_args
+from lanparty.errors import ConfigError, LanpartyError, find_error
+from lanparty.obs import add_log_level_argument, configure_logging
+from lanparty.session import RejectedError
+from lanparty.signals import cancel_on_termination
+from lanparty.transport import QuicBackend, TransportSettings
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_REFUSED = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lanparty-client",
+        description="Join a lanparty room: this PC gets a virtual LAN interface (root).",
+    )
+    parser.add_argument("--version", action="version", version=f"lanparty {__version__}")
+    add_relay_arguments(parser)
+    parser.add_argument(
+        "--tap", default=DEFAULT_TAP_NAME, metavar="NAME",
+        help="the virtual interface's name (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--identity", type=Path, metavar="FILE",
+        help="where this PC's virtual MAC is kept (default: the user's config directory)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--virtual-mac", metavar="MAC",
+        help="use this MAC (02:xx:xx:xx:xx:xx) instead of the one in the identity file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--journal", type=Path, metavar="FILE",
+        help="where pending host changes are kept (default: the user's state directory)",
+    )  # fmt: skip
+    parser.add_argument("--watchdog-interval-s", type=float, default=5.0,
+                        help="check the relay route this often (default %(default)s)")  # fmt: skip
+    parser.add_argument("--status-interval-s", type=float, default=30.0,
+                        help="log a status line this often (default %(default)s)")  # fmt: skip
+    add_log_level_argument(parser)
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> ClientConfig:
+    if args.watchdog_interval_s <= 0 or args.status_interval_s <= 0:
+        raise ConfigError("--watchdog-interval-s and --status-interval-s must be positive")
+    if args.virtual_mac is not None:
+        parse_virtual_mac(args.virtual_mac)  # a bad MAC is an error now
+    return ClientConfig(
+        relay=relay_endpoint_from_args(args),
+        room=room_from_args(args),
+        tap_name=args.tap,
+        identity_path=args.identity,
+        virtual_mac=args.virtual_mac,
+        journal_path=args.journal,
+        settings=TransportSettings(backend=QuicBackend(args.quic_backend)),
+        watchdog_interval_s=args.watchdog_interval_s,
+        status_interval_s=args.status_interval_s,
+    )
+
+
+async def _run(config: ClientConfig) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cancel_on_termination, nursery.cancel_scope)
+        await run_client(config)
+        nursery.cancel_scope.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        configure_logging(args.log_level)
+        config = build_config(args)
+    except ConfigError as exc:
+        print(f"lanparty-client: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        trio.run(_run, config)
+    except (LanpartyError, BaseExceptionGroup) as exc:
+        error = find_error(exc, LanpartyError)
+        if error is None:
+            raise
+        if isinstance(error, RejectedError):
+            print(
+                f"lanparty-client: {error}. Trying again will not help: check the invite "
+                "(room name) and the --virtual-mac, or ask the relay's host.",
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        print(f"lanparty-client: {error}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_FAILED
+    return 0

@@ -1,0 +1,356 @@
+"""The client's Trio shell: a TAP device on this PC carried into a room, kept alive.
+
+run_client
+├── load the identity (the virtual MAC); restore what a killed run left (journal)
+├── session supervision (_supervise): connect, hand the session to the pumps,
+│   and after a loss reconnect with capped exponential backoff and jitter
+│   (a permanent reject ends the client). The first session gives the room MTU.
+└── host set-up, once, kept across reconnects:
+    ├── the TAP device, opened with the room MTU
+    ├── the guards (relay route pinned first, then MTU, metric, default routes)
+    └── tasks:
+        ├── per session (_SessionPumps): TAP -> relay, relay -> TAP, relay events
+        ├── watchdog: relay route repair, default-route suppression
+        └── status line every ``status_interval_s``
+
+The status text comes from ``ClientStatus.describe`` (no I/O).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import attrs
+import structlog
+import trio
+
+from lanparty.backoff import Backoff
+from lanparty.client.guards import ClientGuards, apply_guards
+from lanparty.client.hostnet import IPAddress
+from lanparty.client.identity import load_or_create_identity
+from lanparty.client.journal import Journal, restore_pending
+from lanparty.client.linux.hostnet import LinuxHostNetwork
+from lanparty.client.linux.tap import DEFAULT_TAP_NAME, TapDevice
+from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role
+from lanparty.errors import HostNetworkError, LanpartyError, ProtocolError, TransportError
+from lanparty.obs import TrafficCounters, events
+from lanparty.proto import format_mac
+from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
+from lanparty.transport import TransportSettings
+
+log = structlog.get_logger(component="client")
+
+TAP_METRIC = 10
+"""The TAP's interface metric (on Linux: its connected routes' priority).
+
+Low, so that the party LAN's prefix is reached through the TAP even when a
+physical interface (NetworkManager gives Ethernet 100, Wi-Fi 600) has an
+overlapping one. It cannot pull the relay's traffic in: the relay's pinned
+/32 or /128 wins by prefix length, and default routes through the TAP are
+removed by the suppression guard.
+"""
+
+
+@attrs.frozen
+class ClientConfig:
+    relay: RelayEndpoint
+    room: str
+    tap_name: str = DEFAULT_TAP_NAME
+    identity_path: Path | None = None
+    virtual_mac: str | None = None
+    journal_path: Path | None = None
+    settings: TransportSettings = attrs.field(factory=TransportSettings)
+    watchdog_interval_s: float = 5.0
+    status_interval_s: float = 30.0
+    reconnect_initial_s: float = 0.5
+    reconnect_cap_s: float = 30.0
+
+
+@attrs.frozen
+class ClientStatus:
+    """What the status line reports (from the counters; no I/O)."""
+
+    connected: bool
+    room: str
+    peers: int
+    mtu: int
+    tap_ipv4: str | None
+    tap_to_relay_frames: int
+    tap_to_relay_bytes: int
+    relay_to_tap_frames: int
+    relay_to_tap_bytes: int
+    drops: int
+
+    def describe(self) -> str:
+        state = "connected" if self.connected else "reconnecting"
+        address = self.tap_ipv4 or "no IPv4 address yet"
+        return (
+            f"{state} to room {self.room} ({self.peers} peers, MTU {self.mtu}), "
+            f"TAP {address}; sent {self.tap_to_relay_frames} frames "
+            f"({self.tap_to_relay_bytes} bytes), received {self.relay_to_tap_frames} frames "
+            f"({self.relay_to_tap_bytes} bytes), dropped {self.drops}"
+        )
+
+
+class _Link:
+    """Hands each session from the supervisor to the pumps, and the loss back."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self._arrived = trio.Event()
+        self._lost = trio.Event()
+        self._reason = ""
+
+    async def serve(self, session: Session) -> str:
+        """Publish ``session`` until the pumps report it lost; returns why."""
+        self.session, self._lost, self._reason = session, trio.Event(), ""
+        self._arrived.set()
+        try:
+            await self._lost.wait()
+            return self._reason
+        finally:
+            if self.session is session:
+                self.session, self._arrived = None, trio.Event()
+
+    async def next_session(self) -> Session:
+        while self.session is None:
+            await self._arrived.wait()
+        return self.session
+
+    def lost(self, reason: str) -> None:
+        self.session, self._arrived = None, trio.Event()
+        self._reason = reason
+        self._lost.set()
+
+
+async def run_client(
+    config: ClientConfig, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Carry the TAP into the room until cancelled; ``task_status`` gets the TAP name.
+
+    Raises ``RejectedError`` for a permanent refusal, ``ConfigError`` or
+    ``HostNetworkError`` when the host cannot be set up.
+    """
+    identity = load_or_create_identity(config.identity_path, virtual_mac=config.virtual_mac)
+    journal = Journal(config.journal_path)
+    with LinuxHostNetwork() as hostnet:
+        await restore_pending(journal, hostnet)  # before anything else: a killed run's leftovers
+        relay_address = await _resolve(config.relay.host)
+        link = _Link()
+        async with trio.open_nursery() as nursery:
+            mtu: int = await nursery.start(_supervise, config, identity.mac, link)
+            before_tap = await hostnet.best_route(relay_address)
+            with TapDevice.open(config.tap_name, mac=identity.mac, mtu=mtu) as tap:
+                tap_index = socket.if_nametoindex(tap.name)
+                async with apply_guards(
+                    hostnet,
+                    journal,
+                    tap_index=tap_index,
+                    tap_mtu=mtu,
+                    tap_metric=TAP_METRIC,
+                    relay_address=relay_address,
+                ) as guards:
+                    log.info(
+                        events.CLIENT_STARTED,
+                        tap=tap.name,
+                        mac=format_mac(identity.mac),
+                        identity=str(identity.path),
+                        new_identity=identity.created,
+                        relay=f"{config.relay.host}:{config.relay.port}",
+                        relay_route=str(before_tap),
+                        room=config.room,
+                        mtu=mtu,
+                    )
+                    task_status.started(tap.name)
+                    await _Client(config, tap, guards, link).run()
+            nursery.cancel_scope.cancel()
+
+
+async def _resolve(host: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        infos = await trio.socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise TransportError(f"cannot resolve the relay {host}: {exc}") from exc
+    return ipaddress.ip_address(infos[0][4][0])
+
+
+async def _supervise(
+    config: ClientConfig,
+    mac: bytes,
+    link: _Link,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep a session with the relay; ``task_status`` gets the first session's MTU."""
+    backoff = Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s)
+    started = False
+    while True:
+        try:
+            async with open_session(
+                config.relay, role=Role.CLIENT, room=config.room, mac=mac, settings=config.settings
+            ) as session:
+                backoff.reset()
+                if not started:
+                    task_status.started(session.mtu)
+                    started = True
+                reason = await link.serve(session)
+        except RejectedError as exc:
+            if exc.permanent:
+                raise
+            reason = str(exc)
+        except (TransportError, ProtocolError) as exc:
+            reason = str(exc)
+        delay_s = backoff.next_delay_s()
+        log.warning(events.SESSION_RECONNECTING, reason=reason, in_s=round(delay_s, 2))
+        await trio.sleep(delay_s)
+
+
+class _Client:
+    """The tasks that run while the TAP and the guards are in place."""
+
+    def __init__(self, config: ClientConfig, tap: TapDevice, guards: ClientGuards, link: _Link):
+        self.config = config
+        self.tap = tap
+        self.guards = guards
+        self.link = link
+        self.counters = TrafficCounters()  # rx: relay -> TAP, tx: TAP -> relay
+        self.mtu = tap.mtu
+        self.peers = 0
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.carry_sessions)
+            nursery.start_soon(self.watchdog)
+            nursery.start_soon(self.report)
+
+    async def carry_sessions(self) -> None:
+        while True:
+            session = await self.link.next_session()
+            if session.mtu != self.mtu:
+                log.warning(events.ROOM_MTU_CHANGED, room_mtu=session.mtu, tap_mtu=self.mtu)
+            self.link.lost(await _SessionPumps(session, self).run())
+
+    async def watchdog(self) -> None:
+        while True:
+            await trio.sleep(self.config.watchdog_interval_s)
+            try:
+                if await self.guards.relay_route.repair():
+                    log.warning(
+                        events.RELAY_ROUTE_REPAIRED, route=str(self.guards.relay_route.route)
+                    )
+                await self.guards.default_routes.check_once()
+            except HostNetworkError as exc:
+                log.warning(events.WATCHDOG_FAILED, error=str(exc))
+
+    async def report(self) -> None:
+        while True:
+            await trio.sleep(self.config.status_interval_s)
+            status = self.status()
+            log.info(events.CLIENT_STATUS, status=status.describe(), **attrs.asdict(status))
+
+    def status(self) -> ClientStatus:
+        session = self.link.session
+        drops = self.tap.dropped_frames + sum(self.counters.drops.values())
+        if session is not None:
+            drops += sum(session.counters.drops.values())
+            drops += sum(session.connection.counters.drops.values())
+        return ClientStatus(
+            connected=session is not None,
+            room=self.config.room,
+            peers=0 if session is None else len(session.peers),
+            mtu=self.mtu,
+            tap_ipv4=interface_ipv4(self.tap.name),
+            tap_to_relay_frames=self.counters.tx_frames,
+            tap_to_relay_bytes=self.counters.tx_bytes,
+            relay_to_tap_frames=self.counters.rx_frames,
+            relay_to_tap_bytes=self.counters.rx_bytes,
+            drops=drops,
+        )
+
+
+class _SessionPumps:
+    """The tasks that carry frames between the TAP and one relay session."""
+
+    def __init__(self, session: Session, client: _Client) -> None:
+        self.session = session
+        self.tap = client.tap
+        self.counters = client.counters
+
+    async def run(self) -> str:
+        ended: list[str | BaseException] = []
+        async with trio.open_nursery() as nursery:
+            for task in (self.tap_to_relay, self.relay_to_tap, self.relay_events):
+                nursery.start_soon(_until_ended, task, ended, nursery.cancel_scope)
+        outcome = ended[0] if ended else "cancelled"
+        if isinstance(outcome, HostNetworkError):
+            raise outcome  # the TAP went away: nothing a reconnect can fix
+        return str(outcome)
+
+    async def tap_to_relay(self) -> None:
+        tap, session, counters = self.tap, self.session, self.counters
+        while True:
+            await tap.wait_readable()
+            frames = tap.read_batch()
+            if frames:
+                session.send_frames(frames)
+                counters.tx_frames += len(frames)
+                counters.tx_bytes += sum(len(frame) for frame in frames)
+
+    async def relay_to_tap(self) -> None:
+        tap, session, counters = self.tap, self.session, self.counters
+        while True:
+            frames = await session.receive_frames()
+            written = tap.write_batch(frames)
+            counters.rx_frames += written
+            counters.rx_bytes += sum(len(frame) for frame in frames[:written])
+
+    async def relay_events(self) -> str:
+        while True:
+            event = await self.session.next_event()
+            if isinstance(event, PeerJoined | PeerLeft):
+                log.info(
+                    events.PEER_JOINED if isinstance(event, PeerJoined) else events.PEER_LEFT,
+                    peer_id=event.peer_id,
+                    peers=len(self.session.peers),
+                )
+            elif isinstance(event, Disconnect):
+                return f"the relay disconnected us: {event.reason}"
+
+
+async def _until_ended(
+    task: Callable[[], Awaitable[object]], ended: list[str | BaseException], scope: trio.CancelScope
+) -> None:
+    """Run one pump; when it ends (or the connection does), end its siblings."""
+    try:
+        result = await task()
+    except LanpartyError as exc:
+        ended.append(exc)
+    else:
+        ended.append(str(result))
+    scope.cancel()
+
+
+_SIOCGIFADDR = 0x8915
+
+
+def interface_ipv4(name: str) -> str | None:
+    """The interface's (first) IPv4 address, or None when it has none."""
+    if sys.platform != "linux":
+        return None
+    import fcntl  # noqa: PLC0415 (Linux only)
+
+    request = struct.pack("256s", name.encode()[:15])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, request)
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])

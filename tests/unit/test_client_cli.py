@@ -1,0 +1,99 @@
+"""The client's command line: options to ``ClientConfig``, exit code 2 for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lanparty.client import cli
+from lanparty.client.linux.tap import DEFAULT_TAP_NAME
+from lanparty.client.service import ClientConfig, ClientStatus
+from lanparty.errors import ConfigError
+from lanparty.transport import SpkiPin
+
+PIN = "sha256:" + "ab" * 32
+INVITE = f"lanparty://relay.example.net:5000/party?pin={PIN}"
+
+
+def config(*argv: str) -> ClientConfig:
+    return cli.build_config(cli.build_parser().parse_args(argv))
+
+
+def test_an_invite_is_enough() -> None:
+    result = config("--invite", INVITE)
+    assert (result.relay.host, result.relay.port, result.room) == (
+        "relay.example.net",
+        5000,
+        "party",
+    )
+    assert result.relay.trust == SpkiPin.parse(PIN)
+    assert result.tap_name == DEFAULT_TAP_NAME
+    assert result.identity_path is None
+    assert result.virtual_mac is None
+    assert result.journal_path is None
+    assert (result.watchdog_interval_s, result.status_interval_s) == (5.0, 30.0)
+
+
+def test_every_client_option_reaches_the_config(tmp_path: Path) -> None:
+    result = config(
+        "--relay", "198.18.2.1", "--room", "lan", "--relay-pin", PIN,
+        "--tap", "lp0", "--identity", str(tmp_path / "id.json"),
+        "--virtual-mac", "02:00:00:00:00:0a", "--journal", str(tmp_path / "journal.json"),
+        "--watchdog-interval-s", "0.5", "--status-interval-s", "2",
+    )  # fmt: skip
+    assert (result.relay.host, result.relay.port, result.room) == ("198.18.2.1", 4433, "lan")
+    assert result.tap_name == "lp0"
+    assert result.identity_path == tmp_path / "id.json"
+    assert result.virtual_mac == "02:00:00:00:00:0a"
+    assert result.journal_path == tmp_path / "journal.json"
+    assert (result.watchdog_interval_s, result.status_interval_s) == (0.5, 2.0)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--invite", INVITE, "--virtual-mac", "01:00:00:00:00:0a"],  # multicast
+        ["--invite", INVITE, "--virtual-mac", "00:11:22:33:44:55"],  # not locally administered
+        ["--invite", INVITE, "--virtual-mac", "nonsense"],
+        ["--invite", INVITE, "--watchdog-interval-s", "0"],
+        ["--invite", INVITE, "--status-interval-s", "-1"],
+        ["--invite", "https://relay.example.net/party"],
+        ["--relay", "198.18.2.1"],  # no room, no trust
+    ],
+)
+def test_bad_values_are_config_errors_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError):
+        config(*argv)
+    # logging set up on pytest's captured stderr would outlive this test
+    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith("lanparty-client: ")
+
+
+def test_a_malformed_number_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["--invite", INVITE, "--status-interval-s", "soon"])
+    assert exited.value.code == 2
+
+
+def test_the_status_line_says_what_a_player_needs() -> None:
+    status = ClientStatus(
+        connected=True, room="party", peers=2, mtu=1389, tap_ipv4="198.19.0.100",
+        tap_to_relay_frames=3, tap_to_relay_bytes=300, relay_to_tap_frames=4,
+        relay_to_tap_bytes=400, drops=1,
+    )  # fmt: skip
+    assert status.describe() == (
+        "connected to room party (2 peers, MTU 1389), TAP 198.19.0.100; sent 3 frames "
+        "(300 bytes), received 4 frames (400 bytes), dropped 1"
+    )
+    offline = ClientStatus(
+        connected=False, room="party", peers=0, mtu=1389, tap_ipv4=None,
+        tap_to_relay_frames=0, tap_to_relay_bytes=0, relay_to_tap_frames=0,
+        relay_to_tap_bytes=0, drops=0,
+    )  # fmt: skip
+    assert offline.describe().startswith(
+        "reconnecting to room party (0 peers, MTU 1389), TAP no IPv4"
+    )
