@@ -219,6 +219,7 @@ async def open_session(
             peer_id=session.peer_id,
             mtu=session.mtu,
             peers=len(session.peers),
+            cipher=connection.cipher_suite,
         )
         try:
             yield session

@@ -49,6 +49,13 @@ _PACKET_OVERHEAD_BYTES = 1 + 20 + 4 + 16
 _DATAGRAM_FRAME_OVERHEAD_BYTES = 1 + 2
 
 
+_TLS13_CIPHER_SUITES = {
+    0x1301: "TLS_AES_128_GCM_SHA256",
+    0x1302: "TLS_AES_256_GCM_SHA384",
+    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+}
+
+
 @attrs.frozen
 class CloseInfo:
     """Why a connection ended."""
@@ -159,6 +166,15 @@ class Connection:
     @property
     def host_connection_id(self) -> bytes:
         return bytes(self._quic.host_cid)
+
+    @property
+    def cipher_suite(self) -> str:
+        """The negotiated TLS 1.3 cipher suite's name, e.g. TLS_AES_128_GCM_SHA256."""
+        tls = self._quic.tls
+        suite = None if tls is None else getattr(tls.key_schedule, "cipher_suite", None)
+        if suite is None:
+            return "none"
+        return _TLS13_CIPHER_SUITES.get(int(suite), f"0x{int(suite):04x}")
 
     def peer_certificate_chain(self) -> list[bytes]:
         """The peer's certificate chain as DER, leaf first."""

@@ -106,6 +106,7 @@ async def test_handshake_with_spki_pin_then_control_and_datagrams_both_ways(
         connect(server, SpkiPin.parse(dev_identity.spki_pin), settings) as connection,
     ):
         assert connection.backend == backend.value
+        assert connection.cipher_suite.startswith("TLS_")
         assert connection.max_datagram_payload == max_payload_for(
             DEFAULT_MAX_UDP_PAYLOAD_BYTES, 65536
         )
