@@ -211,6 +211,8 @@ class _SessionBridge:
             relay_rx_frames=relay.rx_frames,
             drops={str(reason): count for reason, count in drops.items()},
             remote_macs_refreshed=len(self.cam.macs),
+            # Frames longer than the packet socket's buffer (merged by GRO/GSO).
+            lan_truncated_frames=self.sock.truncated_frames,
         )
 
 
