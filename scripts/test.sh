@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 venv=.venv
 
-# Debian packages the test suite uses (network namespace tools for the
-# end-to-end suites, a C compiler for the native shim).
-debian_packages=(iproute2 gcc libc6-dev)
+# Debian packages the test suite uses: network namespace tools and a DHCP
+# server (dnsmasq-base: the binary, no system service) for the end-to-end
+# suites, a C compiler for the native shim, and the mingw-w64 cross compiler
+# that checks the Windows struct layouts against the Windows headers.
+debian_packages=(iproute2 gcc libc6-dev dnsmasq-base gcc-mingw-w64-x86-64)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for package in "${debian_packages[@]}"; do
@@ -39,7 +41,8 @@ echo "== installing lanparty and its test tools"
 echo "== ruff"
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
-echo "== mypy --strict"
+echo "== mypy --strict (Linux, then Windows)"
 "$venv/bin/mypy"
+"$venv/bin/mypy" --platform win32
 echo "== pytest"
 "$venv/bin/python" -m pytest "$@"

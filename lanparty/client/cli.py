@@ -3,6 +3,10 @@
 Exit codes: 0 after Ctrl+C or SIGTERM (the host restored, the TAP gone),
 1 for another failure, 2 for a configuration error, 3 when the relay
 refuses us for good (a wrong room name, a MAC it will not take, ...).
+
+Windows also has commands of its own (``lanparty-client install-shortcut
+INVITE``, ...), given as the first argument and run by
+``lanparty.client.windows.commands``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import trio
 
 from lanparty import __version__
 from lanparty.client.identity import parse_virtual_mac
-from lanparty.client.linux.tap import DEFAULT_TAP_NAME
+from lanparty.client.platform import ClientPlatform, current_platform
 from lanparty.client.service import ClientConfig, run_client
 from lanparty.endpoint_options import add_relay_arguments, relay_endpoint_from_args, room_from_args
 from lanparty.errors import ConfigError, LanpartyError, find_error
@@ -38,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lanparty {__version__}")
     add_relay_arguments(parser)
     parser.add_argument(
-        "--tap", default=DEFAULT_TAP_NAME, metavar="NAME",
-        help="the virtual interface's name (default %(default)s)",
+        "--tap", metavar="NAME",
+        help="the virtual interface (Linux: the name to create, default lanparty0; "
+        "Windows: which TAP-Windows adapter, by connection name, default the only one)",
     )  # fmt: skip
     parser.add_argument(
         "--identity", type=Path, metavar="FILE",
@@ -57,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check the relay route this often (default %(default)s)")  # fmt: skip
     parser.add_argument("--status-interval-s", type=float, default=30.0,
                         help="log a status line this often (default %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--private-network", action="store_true",
+        help="Windows: mark the TAP's network Private while running (LAN games and file "
+        "sharing are blocked on Public networks); put back on exit",
+    )  # fmt: skip
     add_log_level_argument(parser)
     return parser
 
@@ -76,26 +86,36 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
         settings=TransportSettings(backend=QuicBackend(args.quic_backend)),
         watchdog_interval_s=args.watchdog_interval_s,
         status_interval_s=args.status_interval_s,
+        private_network=args.private_network,
     )
 
 
-async def _run(config: ClientConfig) -> None:
+async def _run(config: ClientConfig, platform: ClientPlatform) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(cancel_on_termination, nursery.cancel_scope)
-        await run_client(config)
+        await run_client(config, platform=platform)
         nursery.cancel_scope.cancel()
 
 
+WINDOWS_COMMANDS = frozenset({"install-shortcut", "set-adapter-mac"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in WINDOWS_COMMANDS:
+        return _windows_command(arguments)
+    args = build_parser().parse_args(arguments)
     try:
         configure_logging(args.log_level)
         config = build_config(args)
+        platform = current_platform(private_network=config.private_network)
+        if not platform.ensure_privileges(arguments):
+            return 0  # an elevated copy of this program runs in our place
     except ConfigError as exc:
         print(f"lanparty-client: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        trio.run(_run, config)
+        trio.run(_run, config, platform)
     except (LanpartyError, BaseExceptionGroup) as exc:
         error = find_error(exc, LanpartyError)
         if error is None:
@@ -110,3 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lanparty-client: {error}", file=sys.stderr)
         return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_FAILED
     return 0
+
+
+def _windows_command(arguments: list[str]) -> int:
+    if sys.platform != "win32":
+        print(f"lanparty-client: {arguments[0]} is a Windows command", file=sys.stderr)
+        return EXIT_CONFIG
+    from lanparty.client.windows.commands import run_command  # noqa: PLC0415
+
+    return run_command(arguments[0], arguments[1:])

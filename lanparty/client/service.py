@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import struct
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -34,8 +32,7 @@ from lanparty.client.guards import ClientGuards, apply_guards
 from lanparty.client.hostnet import IPAddress
 from lanparty.client.identity import load_or_create_identity
 from lanparty.client.journal import Journal, restore_pending
-from lanparty.client.linux.hostnet import LinuxHostNetwork
-from lanparty.client.linux.tap import DEFAULT_TAP_NAME, TapDevice
+from lanparty.client.platform import ClientPlatform, VirtualAdapter, current_platform
 from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role
 from lanparty.errors import HostNetworkError, LanpartyError, ProtocolError, TransportError
 from lanparty.obs import TrafficCounters, events
@@ -60,7 +57,8 @@ removed by the suppression guard.
 class ClientConfig:
     relay: RelayEndpoint
     room: str
-    tap_name: str = DEFAULT_TAP_NAME
+    tap_name: str | None = None
+    """The virtual adapter; None: the platform's default (Linux ``lanparty0``)."""
     identity_path: Path | None = None
     virtual_mac: str | None = None
     journal_path: Path | None = None
@@ -69,6 +67,7 @@ class ClientConfig:
     status_interval_s: float = 30.0
     reconnect_initial_s: float = 0.5
     reconnect_cap_s: float = 30.0
+    private_network: bool = False
 
 
 @attrs.frozen
@@ -129,45 +128,51 @@ class _Link:
 
 
 async def run_client(
-    config: ClientConfig, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    config: ClientConfig,
+    *,
+    platform: ClientPlatform | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Carry the TAP into the room until cancelled; ``task_status`` gets the TAP name.
 
     Raises ``RejectedError`` for a permanent refusal, ``ConfigError`` or
     ``HostNetworkError`` when the host cannot be set up.
     """
+    if platform is None:
+        platform = current_platform(private_network=config.private_network)
     identity = load_or_create_identity(config.identity_path, virtual_mac=config.virtual_mac)
     journal = Journal(config.journal_path)
-    with LinuxHostNetwork() as hostnet:
+    with platform.open_host_network() as hostnet:
         await restore_pending(journal, hostnet)  # before anything else: a killed run's leftovers
         relay_address = await _resolve(config.relay.host)
         link = _Link()
         async with trio.open_nursery() as nursery:
             mtu: int = await nursery.start(_supervise, config, identity.mac, link)
             before_tap = await hostnet.best_route(relay_address)
-            with TapDevice.open(config.tap_name, mac=identity.mac, mtu=mtu) as tap:
-                tap_index = socket.if_nametoindex(tap.name)
-                async with apply_guards(
+            async with (
+                platform.open_adapter(config.tap_name, mac=identity.mac, mtu=mtu) as tap,
+                apply_guards(
                     hostnet,
                     journal,
-                    tap_index=tap_index,
+                    tap_index=tap.index,
                     tap_mtu=mtu,
                     tap_metric=TAP_METRIC,
                     relay_address=relay_address,
-                ) as guards:
-                    log.info(
-                        events.CLIENT_STARTED,
-                        tap=tap.name,
-                        mac=format_mac(identity.mac),
-                        identity=str(identity.path),
-                        new_identity=identity.created,
-                        relay=f"{config.relay.host}:{config.relay.port}",
-                        relay_route=str(before_tap),
-                        room=config.room,
-                        mtu=mtu,
-                    )
-                    task_status.started(tap.name)
-                    await _Client(config, tap, guards, link).run()
+                ) as guards,
+            ):
+                log.info(
+                    events.CLIENT_STARTED,
+                    tap=tap.name,
+                    mac=format_mac(identity.mac),
+                    identity=str(identity.path),
+                    new_identity=identity.created,
+                    relay=f"{config.relay.host}:{config.relay.port}",
+                    relay_route=str(before_tap),
+                    room=config.room,
+                    mtu=mtu,
+                )
+                task_status.started(tap.name)
+                await _Client(config, tap, guards, link).run()
             nursery.cancel_scope.cancel()
 
 
@@ -216,7 +221,9 @@ async def _supervise(
 class _Client:
     """The tasks that run while the TAP and the guards are in place."""
 
-    def __init__(self, config: ClientConfig, tap: TapDevice, guards: ClientGuards, link: _Link):
+    def __init__(
+        self, config: ClientConfig, tap: VirtualAdapter, guards: ClientGuards, link: _Link
+    ) -> None:
         self.config = config
         self.tap = tap
         self.guards = guards
@@ -267,7 +274,7 @@ class _Client:
             room=self.config.room,
             peers=0 if session is None else len(session.peers),
             mtu=self.mtu,
-            tap_ipv4=interface_ipv4(self.tap.name),
+            tap_ipv4=self.tap.ipv4_address(),
             tap_to_relay_frames=self.counters.tx_frames,
             tap_to_relay_bytes=self.counters.tx_bytes,
             relay_to_tap_frames=self.counters.rx_frames,
@@ -297,18 +304,16 @@ class _SessionPumps:
     async def tap_to_relay(self) -> None:
         tap, session, counters = self.tap, self.session, self.counters
         while True:
-            await tap.wait_readable()
-            frames = tap.read_batch()
-            if frames:
-                session.send_frames(frames)
-                counters.tx_frames += len(frames)
-                counters.tx_bytes += sum(len(frame) for frame in frames)
+            frames = await tap.receive_batch()
+            session.send_frames(frames)
+            counters.tx_frames += len(frames)
+            counters.tx_bytes += sum(len(frame) for frame in frames)
 
     async def relay_to_tap(self) -> None:
         tap, session, counters = self.tap, self.session, self.counters
         while True:
             frames = await session.receive_frames()
-            written = tap.write_batch(frames)
+            written = await tap.send_batch(frames)
             counters.rx_frames += written
             counters.rx_bytes += sum(len(frame) for frame in frames[:written])
 
@@ -336,21 +341,3 @@ async def _until_ended(
     else:
         ended.append(str(result))
     scope.cancel()
-
-
-_SIOCGIFADDR = 0x8915
-
-
-def interface_ipv4(name: str) -> str | None:
-    """The interface's (first) IPv4 address, or None when it has none."""
-    if sys.platform != "linux":
-        return None
-    import fcntl  # noqa: PLC0415 (Linux only)
-
-    request = struct.pack("256s", name.encode()[:15])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, request)
-        except OSError:
-            return None
-    return socket.inet_ntoa(answer[20:24])

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import array
 import contextlib
-import fcntl
 import socket
 import struct
+import sys
 from collections.abc import Iterator
 
 import structlog
@@ -34,9 +34,13 @@ _IFREQ_BYTES = 40
 
 def _ethtool(interface: str, command: int, data: int = 0) -> int:
     """One legacy ethtool get/set (struct ethtool_value); returns its data field."""
+    if sys.platform != "linux":
+        raise HostNetworkError(f"the gateway needs Linux (ethtool); this is {sys.platform}")
     value = array.array("I", [command, data])
     address = value.buffer_info()[0]
     request = struct.pack("16sP", interface.encode(), address).ljust(_IFREQ_BYTES, b"\0")
+    import fcntl  # noqa: PLC0415 (Linux only)
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
     return int(value[1])

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from lanparty.client import cli
-from lanparty.client.linux.tap import DEFAULT_TAP_NAME
 from lanparty.client.service import ClientConfig, ClientStatus
 from lanparty.errors import ConfigError
 from lanparty.transport import SpkiPin
@@ -28,7 +27,8 @@ def test_an_invite_is_enough() -> None:
         "party",
     )
     assert result.relay.trust == SpkiPin.parse(PIN)
-    assert result.tap_name == DEFAULT_TAP_NAME
+    assert result.tap_name is None  # the platform's default adapter
+    assert result.private_network is False
     assert result.identity_path is None
     assert result.virtual_mac is None
     assert result.journal_path is None
@@ -97,3 +97,25 @@ def test_the_status_line_says_what_a_player_needs() -> None:
     assert offline.describe().startswith(
         "reconnecting to room party (0 peers, MTU 1389), TAP no IPv4"
     )
+
+
+def test_private_network_is_a_windows_option_on_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.platform", "linux")
+    argv = ["--invite", INVITE, "--private-network"]
+    assert cli.main(argv) == cli.EXIT_CONFIG
+
+
+def test_windows_commands_elsewhere_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.platform", "linux")
+    assert cli.main(["install-shortcut", INVITE]) == cli.EXIT_CONFIG
+    assert "install-shortcut is a Windows command" in capsys.readouterr().err
+
+
+def test_an_unsupported_platform_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.platform", "darwin")
+    assert cli.main(["--invite", INVITE]) == cli.EXIT_CONFIG
+    assert "runs on Linux and Windows, not on darwin" in capsys.readouterr().err

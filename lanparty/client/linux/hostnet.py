@@ -60,9 +60,11 @@ from lanparty.client.hostnet import (
 )
 from lanparty.errors import HostNetworkError
 
-if sys.platform == "linux":
-    from pyroute2 import IPRoute  # type: ignore[import-untyped]
-    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+if sys.platform != "linux":
+    raise ImportError(f"lanparty.client.linux.hostnet is for Linux, not {sys.platform}")
+
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 __all__ = ["LinuxHostNetwork"]
 

@@ -1,8 +1,7 @@
 """The Linux TAP device: the player's PC sees a LAN interface, lanparty sees its frames.
 
     with TapDevice.open("lanparty0", mac=identity.mac, mtu=session.mtu) as tap:
-        await tap.wait_readable()
-        frames = tap.read_batch()          # what the PC sends onto the LAN
+        frames = await tap.receive_batch()  # what the PC sends onto the LAN
         tap.write_batch(frames_from_relay)  # what the PC receives from the LAN
 
 ``open`` creates the device on ``/dev/net/tun`` (``IFF_TAP | IFF_NO_PI``, so
@@ -51,6 +50,7 @@ _IFF_TUN_EXCL = 0x8000
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _SIOCSIFMTU = 0x8922
+_SIOCGIFADDR = 0x8915
 _SIOCSIFHWADDR = 0x8924
 _IFF_UP = 0x1
 _ARPHRD_ETHER = 1
@@ -112,6 +112,35 @@ class TapDevice:
 
     def fileno(self) -> int:
         return self._fd
+
+    @property
+    def index(self) -> int:
+        """The interface index of the device (what routes and metrics refer to)."""
+        try:
+            return socket.if_nametoindex(self.name)
+        except OSError as exc:
+            raise self._host_error("find", exc) from exc
+
+    def ipv4_address(self) -> str | None:
+        """The device's (first) IPv4 address, or None when it has none."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                answer = _ioctl(probe, _SIOCGIFADDR, self.name.encode())
+            except OSError:
+                return None
+        return socket.inet_ntoa(answer[20:24])
+
+    async def receive_batch(self) -> list[bytes]:
+        """Wait for at least one frame from the PC; at most ``BATCH_FRAMES``."""
+        while True:
+            await trio.lowlevel.wait_readable(self._fd)
+            frames = self.read_batch()
+            if frames:
+                return frames
+
+    async def send_batch(self, frames: Sequence[bytes]) -> int:
+        """``write_batch`` for the ``VirtualAdapter`` interface (it never waits)."""
+        return self.write_batch(frames)
 
     async def wait_readable(self) -> None:
         """Wait until the PC has sent a frame (or the device has an error to report)."""

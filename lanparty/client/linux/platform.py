@@ -1,0 +1,31 @@
+"""The Linux back end: a TAP device on /dev/net/tun and the host's routes over netlink."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
+
+from lanparty.client.hostnet import HostNetwork
+from lanparty.client.linux.hostnet import LinuxHostNetwork
+from lanparty.client.linux.tap import DEFAULT_TAP_NAME, TapDevice
+from lanparty.client.platform import VirtualAdapter
+
+
+class LinuxPlatform:
+    default_adapter_name: str | None = DEFAULT_TAP_NAME
+
+    def ensure_privileges(self, argv: Sequence[str]) -> bool:
+        # Root is not the only way (CAP_NET_ADMIN is enough): the TAP and
+        # netlink calls say what is missing when they are refused.
+        del argv
+        return True
+
+    def open_host_network(self) -> AbstractContextManager[HostNetwork]:
+        return LinuxHostNetwork()
+
+    @asynccontextmanager
+    async def open_adapter(
+        self, name: str | None, *, mac: bytes, mtu: int
+    ) -> AsyncIterator[VirtualAdapter]:
+        with TapDevice.open(name or DEFAULT_TAP_NAME, mac=mac, mtu=mtu) as tap:
+            yield tap
