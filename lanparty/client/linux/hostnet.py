@@ -40,6 +40,7 @@ Semantics where Linux differs from the protocol's Windows-shaped words:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
@@ -95,6 +96,10 @@ def _netlink_error(
     if code == errno.ENODEV:
         return InterfaceNotFoundError(f"{what}: no such interface")
     return HostNetworkError(f"{what}: {os.strerror(code) if code else exc}")
+
+
+class _RouteExistsError(HostNetworkError):
+    pass
 
 
 class LinuxHostNetwork:
@@ -273,8 +278,14 @@ class LinuxHostNetwork:
             source = message.get_attr("RTA_PREFSRC")
             if source is not None:
                 spec["prefsrc"] = source
-            # the new route first, so that the prefix is never unreachable
-            self._request(what, "route", "add", {**spec, "priority": priority})
+            # The new route first, so that the prefix is never unreachable. It
+            # may be there already: the kernel adds an IPv6 link-local prefix
+            # route again (priority 256) when duplicate address detection ends.
+            with contextlib.suppress(_RouteExistsError):
+                self._request(
+                    what, "route", "add", {**spec, "priority": priority},
+                    {errno.EEXIST: _RouteExistsError(what)},
+                )  # fmt: skip
             self._request(what, "route", "del", {**spec, "priority": old})
 
     # routes
