@@ -15,40 +15,14 @@ in the namespace. Needs root.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import re
 import secrets
 import subprocess
 from collections.abc import Iterator
 
-CLONE_NEWNET = 0x40000000
+from lanparty.demo.netns import inside
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        number = ctypes.get_errno()
-        raise OSError(number, f"setns: {os.strerror(number)}")
-
-
-@contextlib.contextmanager
-def inside(name: str) -> Iterator[None]:
-    """Run the block in network namespace ``name``; back to the original one after."""
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(original)
-    finally:
-        os.close(original)
+__all__ = ["add_veth_pair", "inside", "ip", "new_namespace", "promiscuity"]
 
 
 def ip(*args: str, namespace: str | None = None) -> str:
