@@ -11,7 +11,7 @@ then carries Ethernet frames both ways and reports peer events.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import attrs
@@ -125,17 +125,41 @@ class Session:
                 datagrams.append(_OVERLAY_HEADER + frame)
         return self.connection.send_datagrams(datagrams)
 
+    def _frames_of(self, datagrams: list[bytes]) -> list[bytes]:
+        frames = []
+        for datagram in datagrams:
+            if len(datagram) > MIN_FRAME_BYTES and datagram[0] == OVERLAY_ETHERNET:
+                frames.append(datagram[1:])
+            else:
+                self.counters.count_drop(DropReason.MALFORMED)
+        return frames
+
     async def receive_frames(self) -> list[bytes]:
         """The Ethernet frames received since the last call; waits for one at least."""
         while True:
-            frames = []
-            for datagram in await self.connection.receive_datagrams():
-                if len(datagram) > MIN_FRAME_BYTES and datagram[0] == OVERLAY_ETHERNET:
-                    frames.append(datagram[1:])
-                else:
-                    self.counters.count_drop(DropReason.MALFORMED)
+            frames = self._frames_of(await self.connection.receive_datagrams())
             if frames:
                 return frames
+
+    def deliver_frames_to(self, handler: Callable[[list[bytes]], None] | None) -> None:
+        """Give received frames to ``handler`` from inside the transport's pump.
+
+        The frames of one wake-up go straight to ``handler``, with no task
+        switch in between (a wake-up less per frame batch: lower latency).
+        ``handler`` must not block; an exception from it closes the
+        connection. None goes back to ``receive_frames``.
+        """
+        if handler is None:
+            self.connection.datagram_handler = None
+            return
+        frames_of = self._frames_of
+
+        def deliver(datagrams: list[bytes]) -> None:
+            frames = frames_of(datagrams)
+            if frames:
+                handler(frames)
+
+        self.connection.datagram_handler = deliver
 
     async def next_event(self) -> RelayEvent:
         """The next peer event, stats report or disconnect from the relay.

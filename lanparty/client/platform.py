@@ -55,12 +55,13 @@ class VirtualAdapter(Protocol):
         """Wait for the frames the PC sent onto the LAN; at least one, at most a batch."""
         ...
 
-    async def send_batch(self, frames: Sequence[bytes]) -> int:
+    def send_batch(self, frames: Sequence[bytes]) -> int:
         """Give ``frames`` to the PC as received from the LAN; returns how many were taken.
 
-        A full queue drops the rest (counted in ``dropped_frames``), it never
-        waits long: the relay's pump must keep going. ``HostNetworkError``
-        when the adapter went away.
+        Never waits: it runs inside the transport's pump (the frames of one
+        wake-up, no task switch). What the OS cannot take now is handed to a
+        bounded queue the adapter drains by itself, or dropped and counted
+        in ``dropped_frames``. ``HostNetworkError`` when the adapter went away.
         """
         ...
 

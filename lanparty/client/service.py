@@ -9,7 +9,8 @@ run_client
     ├── the TAP device, opened with the room MTU
     ├── the guards (relay route pinned first, then MTU, metric, default routes)
     └── tasks:
-        ├── per session (_SessionPumps): TAP -> relay, relay -> TAP, relay events
+        ├── per session (_SessionPumps): TAP -> relay and relay events as tasks;
+        │   relay -> TAP inside the transport's pump (``relay_to_tap``)
         ├── watchdog: relay route repair, default-route suppression
         └── status line every ``status_interval_s``
 
@@ -290,12 +291,18 @@ class _SessionPumps:
         self.session = session
         self.tap = client.tap
         self.counters = client.counters
+        self.tap_failure: HostNetworkError | None = None
+        self.tap_failed = trio.Event()
 
     async def run(self) -> str:
         ended: list[str | BaseException] = []
-        async with trio.open_nursery() as nursery:
-            for task in (self.tap_to_relay, self.relay_to_tap, self.relay_events):
-                nursery.start_soon(_until_ended, task, ended, nursery.cancel_scope)
+        self.session.deliver_frames_to(self.relay_to_tap)
+        try:
+            async with trio.open_nursery() as nursery:
+                for task in (self.tap_to_relay, self.until_tap_fails, self.relay_events):
+                    nursery.start_soon(_until_ended, task, ended, nursery.cancel_scope)
+        finally:
+            self.session.deliver_frames_to(None)
         outcome = ended[0] if ended else "cancelled"
         if isinstance(outcome, HostNetworkError):
             raise outcome  # the TAP went away: nothing a reconnect can fix
@@ -309,13 +316,24 @@ class _SessionPumps:
             counters.tx_frames += len(frames)
             counters.tx_bytes += sum(len(frame) for frame in frames)
 
-    async def relay_to_tap(self) -> None:
-        tap, session, counters = self.tap, self.session, self.counters
-        while True:
-            frames = await session.receive_frames()
-            written = await tap.send_batch(frames)
-            counters.rx_frames += written
-            counters.rx_bytes += sum(len(frame) for frame in frames[:written])
+    def relay_to_tap(self, frames: list[bytes]) -> None:
+        """Frames from the relay to the PC, called by the transport's pump (no waiting)."""
+        if self.tap_failure is not None:
+            return
+        try:
+            written = self.tap.send_batch(frames)
+        except HostNetworkError as exc:  # the TAP went away: the session's tasks end
+            self.tap_failure = exc
+            self.tap_failed.set()
+            return
+        counters = self.counters
+        counters.rx_frames += written
+        counters.rx_bytes += sum(len(frame) for frame in frames[:written])
+
+    async def until_tap_fails(self) -> None:
+        await self.tap_failed.wait()
+        assert self.tap_failure is not None
+        raise self.tap_failure
 
     async def relay_events(self) -> str:
         while True:

@@ -62,7 +62,7 @@ class _Report:
         took = time.monotonic() - started
         detail = "; ".join(details)
         self.lines.append((title, True, f"{detail} ({took:.1f} s)" if detail else f"{took:.1f} s"))
-        print(f"    ok{": " + detail if detail else ""}", flush=True)
+        print(f"    ok{': ' + detail if detail else ''}", flush=True)
 
     def print(self) -> bool:
         print("\nlanparty demo report")

@@ -256,13 +256,16 @@ class ClientProcess:
         self.namespace = bridge.topo.client
 
     def wait_for_tap(self, timeout_s: float = 30) -> dict[str, Any]:
-        """The TAP's ``ip -j link`` record once it is up; ``RuntimeError`` with the log if not."""
+        """The TAP's ``ip -j link`` record once it is up and the client's guards are in place.
+
+        ``RuntimeError`` with the client's log if that does not happen.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the client exited: {self.log_path.read_text()}")
             found = link(self.namespace, TAP)
-            if found is not None and "UP" in found["flags"]:
+            if found is not None and "UP" in found["flags"] and self.events("client_started"):
                 return found
             time.sleep(0.1)
         raise RuntimeError(f"{TAP} never came up: {self.log_path.read_text()}")

@@ -5,7 +5,8 @@ run_gateway
 │   with capped exponential backoff and jitter (a permanent reject ends it)
 └── per session (_bridge):
     ├── LAN -> relay: packet socket batch -> GatewayBridge.from_lan -> session
-    ├── relay -> LAN: session batch -> learn remote sources -> packet socket
+    ├── relay -> LAN: inside the transport's pump, each wake-up's frames ->
+    │   learn remote sources -> packet socket (``relay_to_lan``, no task switch)
     ├── CAM refresher: keeps remote MACs on the gateway's switch port
     ├── relay events: peer_joined / peer_left / disconnect
     └── stats, logged every ``stats_interval_s``
@@ -112,6 +113,8 @@ class _SessionBridge:
         self.cam = CamRefresher(sock.interface_mac, config.cam_refresh_s)
         self.peer_macs: dict[int, bytes] = {}
         self.cam_changed = trio.Event()
+        self.lan_failure: LanpartyError | None = None
+        self.lan_failed = trio.Event()
         for peer in session.peers.values():
             if peer.role is Role.CLIENT:
                 self.peer_joined(peer.peer_id, peer.mac)
@@ -120,14 +123,18 @@ class _SessionBridge:
         ended: list[str | BaseException] = []
         tasks = (
             self.lan_to_relay,
-            self.relay_to_lan,
+            self.until_lan_fails,
             self.refresh_cam,
             self.report,
             self.relay_events,
         )
-        async with trio.open_nursery() as nursery:
-            for task in tasks:
-                nursery.start_soon(_until_ended, task, ended, nursery.cancel_scope)
+        self.session.deliver_frames_to(self.relay_to_lan)
+        try:
+            async with trio.open_nursery() as nursery:
+                for task in tasks:
+                    nursery.start_soon(_until_ended, task, ended, nursery.cancel_scope)
+        finally:
+            self.session.deliver_frames_to(None)
         self.log_stats()
         outcome = ended[0] if ended else "cancelled"
         if isinstance(outcome, BaseException):
@@ -158,18 +165,29 @@ class _SessionBridge:
             if frames:
                 session.send_frames(frames)
 
-    async def relay_to_lan(self) -> None:
-        counters = self.bridge.lan_counters
-        while True:
-            frames = await self.session.receive_frames()
-            for mac in self.bridge.learn_remote_sources(frames):
-                self.add_remote(mac)
+    def relay_to_lan(self, frames: list[bytes]) -> None:
+        """Frames from the relay onto the LAN, called by the transport's pump (no waiting)."""
+        if self.lan_failure is not None:
+            return
+        for mac in self.bridge.learn_remote_sources(frames):
+            self.add_remote(mac)
+        try:
             sent = self.sock.send_batch(frames)
-            counters.tx_frames += sent
-            # Exact unless the kernel refused a frame mid-batch (then approximate).
-            counters.tx_bytes += sum(len(f) for f in frames[:sent])
-            if sent < len(frames):
-                counters.drops[DropReason.SEND_QUEUE_FULL] += len(frames) - sent
+        except LanpartyError as exc:  # the interface went away: the session's tasks end
+            self.lan_failure = exc
+            self.lan_failed.set()
+            return
+        counters = self.bridge.lan_counters
+        counters.tx_frames += sent
+        # Exact unless the kernel refused a frame mid-batch (then approximate).
+        counters.tx_bytes += sum(len(f) for f in frames[:sent])
+        if sent < len(frames):
+            counters.drops[DropReason.SEND_QUEUE_FULL] += len(frames) - sent
+
+    async def until_lan_fails(self) -> None:
+        await self.lan_failed.wait()
+        assert self.lan_failure is not None
+        raise self.lan_failure
 
     async def refresh_cam(self) -> None:
         cam = self.cam

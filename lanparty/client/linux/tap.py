@@ -138,7 +138,7 @@ class TapDevice:
             if frames:
                 return frames
 
-    async def send_batch(self, frames: Sequence[bytes]) -> int:
+    def send_batch(self, frames: Sequence[bytes]) -> int:
         """``write_batch`` for the ``VirtualAdapter`` interface (it never waits)."""
         return self.write_batch(frames)
 
