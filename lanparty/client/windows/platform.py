@@ -1,28 +1,75 @@
-"""The Windows back end (placeholder until TAP-Windows6 and IP Helper support land)."""
+"""The Windows back end: a TAP-Windows6 adapter and the host's routes through IP Helper.
+
+``current_platform()`` constructs ``WindowsPlatform`` on Windows only.
+
+- ``ensure_privileges``: elevated, go on; otherwise start an elevated copy
+  (the User Account Control prompt) and let this process exit
+  (``elevation.py``).
+- ``open_host_network``: ``hostnet.WindowsHostNetwork`` (IP Helper).
+- ``open_adapter``: the TAP-Windows6 adapter found in the registry
+  (``adapters.py``), opened and checked (``tap.py``); with
+  ``private_network``, its network profile is also Private while it is
+  open (``profile.py``).
+
+Windows only: importing this module elsewhere raises ``ImportError``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 
 from lanparty.client.hostnet import HostNetwork
 from lanparty.client.platform import VirtualAdapter
-from lanparty.errors import ConfigError
+from lanparty.client.windows.adapters import adapters_to_try, find_tap_adapters
+
+if sys.platform != "win32":
+    raise ImportError(f"lanparty.client.windows.platform needs Windows; this is {sys.platform}")
+
+from lanparty.client.windows import elevation
+from lanparty.client.windows.registry import WindowsRegistry
+from lanparty.client.windows.tap import open_windows_tap
+
+__all__ = ["WindowsPlatform"]
 
 
 class WindowsPlatform:
-    default_adapter_name: str | None = None
+    default_adapter_name: str | None = None  # the only TAP-Windows adapter (adapters_to_try)
 
     def __init__(self, *, private_network: bool = False) -> None:
         self.private_network = private_network
 
     def ensure_privileges(self, argv: Sequence[str]) -> bool:
-        raise ConfigError("the Windows client is not there yet")
+        if elevation.is_elevated():
+            return True
+        if elevation.relaunched_but_not_elevated():
+            raise elevation.not_elevated_after_relaunch()
+        elevation.relaunch_elevated(argv)
+        print(
+            "lanparty-client: continuing as administrator in a new window; this one is done",
+            file=sys.stderr,
+        )
+        return False
 
     def open_host_network(self) -> AbstractContextManager[HostNetwork]:
-        raise ConfigError("the Windows client is not there yet")
+        from lanparty.client.windows.hostnet import WindowsHostNetwork  # noqa: PLC0415
 
-    def open_adapter(
+        return WindowsHostNetwork()
+
+    @asynccontextmanager
+    async def open_adapter(
         self, name: str | None, *, mac: bytes, mtu: int
-    ) -> AbstractAsyncContextManager[VirtualAdapter]:
-        raise ConfigError("the Windows client is not there yet")
+    ) -> AsyncIterator[VirtualAdapter]:
+        candidates = adapters_to_try(find_tap_adapters(WindowsRegistry()), name, mac=mac)
+        async with AsyncExitStack() as stack:
+            tap = await stack.enter_async_context(
+                open_windows_tap(candidates, chosen_by_user=name is not None, mac=mac, mtu=mtu)
+            )
+            if self.private_network:
+                from lanparty.client.windows.profile import (  # noqa: PLC0415
+                    private_network_profile,
+                )
+
+                await stack.enter_async_context(private_network_profile(tap.index))
+            yield tap

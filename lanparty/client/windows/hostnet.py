@@ -1,0 +1,102 @@
+"""``HostNetwork`` on Windows: routes, MTUs and metrics through the IP Helper API.
+
+    with WindowsHostNetwork() as hostnet:     # iphlpapi.dll loaded, nothing to close
+        await hostnet.set_mtu(tap_index, Family.IPV4, 1389)
+
+Windows only (``iphlpapi.py`` makes the calls; ``routes.py`` translates).
+The calls go to the local TCP/IP stack, which answers at once, so the async
+methods make them synchronously, as the Linux back end does with netlink: a
+worker thread would add a hop for nothing, and could not make a hanging
+call cancellable either (a restore's deadline cannot interrupt a blocked
+thread). Changing anything needs an elevated process: ERROR_ACCESS_DENIED
+becomes a ``HostNetworkError`` that says so.
+
+Windows semantics behind the interface's words:
+
+- **MTU**: the IP interface's ``NlMtu`` for that family
+  (MIB_IPINTERFACE_ROW); Windows keeps it across restarts. An adapter with
+  IPv6 unbound has no IPv6 interface (ERROR_NOT_FOUND):
+  ``InterfaceNotFoundError``, which the guards tolerate for IPv6 and which
+  counts as restored in the journal; Windows refuses an IPv6 MTU under
+  1280.
+- **Metric**: the interface metric (``Metric``); None is
+  ``UseAutomaticMetric`` (Windows chooses from the link speed). Windows
+  ranks routes by route metric plus interface metric.
+- **Routes**: ``list_routes`` is GetIpForwardTable2 of that family;
+  ``metric`` is the route's own ``Metric``, without the interface's.
+  ``delete_route`` deletes only an exact match (all four fields), passing
+  the table's own row back; a route that is not there (ERROR_NOT_FOUND) is
+  ``RouteNotFoundError``. ``add_route`` creates the route as the
+  relay-route recipe of windows-facts 2.4 says (SitePrefixLength 0,
+  MIB_IPPROTO_NETMGMT); Windows refuses a second route with the same
+  prefix, next hop and interface whatever its metric.
+- **best_route**: GetBestRoute2: the chosen route's prefix, next hop,
+  interface and own metric.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from lanparty.client.hostnet import Family, IPAddress, Route
+
+if sys.platform != "win32":
+    raise ImportError(f"lanparty.client.windows.hostnet is for Windows, not {sys.platform}")
+
+from lanparty.client.windows import iphlpapi, routes
+
+__all__ = ["WindowsHostNetwork"]
+
+
+class WindowsHostNetwork:
+    """The host's network stack through iphlpapi.dll (see the module docstring)."""
+
+    def __init__(self) -> None:
+        iphlpapi.library()  # a DLL that cannot be loaded is an error now, not mid-run
+
+    def close(self) -> None:
+        """Nothing to release: IP Helper calls hold no handle between them."""
+
+    def __enter__(self) -> WindowsHostNetwork:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # MTU and metric
+
+    async def get_mtu(self, interface_index: int, family: Family) -> int:
+        return iphlpapi.get_ip_interface(interface_index, family).mtu
+
+    async def set_mtu(self, interface_index: int, family: Family, mtu: int) -> None:
+        iphlpapi.set_interface_mtu(interface_index, family, mtu)
+
+    async def get_metric(self, interface_index: int, family: Family) -> int | None:
+        return iphlpapi.get_ip_interface(interface_index, family).configured_metric
+
+    async def set_metric(self, interface_index: int, family: Family, metric: int | None) -> None:
+        iphlpapi.set_interface_metric(interface_index, family, metric)
+
+    # routes
+
+    async def list_routes(self, family: Family) -> list[Route]:
+        return [row.route for row in iphlpapi.forward_table(family)]
+
+    async def add_route(self, route: Route) -> None:
+        iphlpapi.create_route(route)
+
+    async def delete_route(self, route: Route) -> None:
+        for row in iphlpapi.forward_table(route.family):
+            if row.route == route:
+                iphlpapi.delete_route(row)
+                return
+        raise routes.route_not_found(route)
+
+    async def best_route(self, address: IPAddress) -> Route:
+        return iphlpapi.best_route(address).route

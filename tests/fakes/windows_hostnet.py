@@ -1,0 +1,488 @@
+"""The recording fake with the Windows back end's semantics, and a fake iphlpapi.dll over it.
+
+``WindowsFakeHostNetwork`` is ``FakeHostNetwork`` (calls recorded, failures
+injectable, whole-state snapshots) behaving as ``WindowsHostNetwork`` does
+on a Windows host, with its errors built by the same ``routes`` functions
+from the same Win32 codes:
+
+- an adapter with IPv6 unbound has no IPv6 interface: reading or setting
+  its IPv6 MTU or metric is ERROR_NOT_FOUND (``InterfaceNotFoundError``);
+  an IPv6 MTU under 1280 is ERROR_INVALID_PARAMETER;
+- metric None is "automatic": Windows then uses the interface's own
+  ``automatic_metric``, and ``best_route`` ranks by route metric plus
+  interface metric;
+- a route is known by prefix, next hop and interface: adding one that
+  differs only in metric is ERROR_OBJECT_ALREADY_EXISTS; deleting one that
+  is not there is ERROR_NOT_FOUND (``RouteNotFoundError``);
+- not elevated (``elevated = False``): every change is ERROR_ACCESS_DENIED;
+- ``refuse(method, code)`` makes a method fail with a chosen Win32 code.
+
+``FakeIphlpapi`` is the DLL itself, the functions ``iphlpapi.py`` calls,
+on the same state: it reads and writes the real cffi structs, so
+``iphlpapi.py`` and ``WindowsHostNetwork`` run unchanged on Linux (see
+``windows_only_modules``). It keeps GetIpInterfaceEntry's SitePrefixLength
+quirk (windows-facts 2.3), allocates MIB tables that must be given to
+FreeMibTable once and are poisoned when freed, and records every call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+from lanparty.client.hostnet import Family, IPAddress, Route
+from lanparty.client.windows import routes
+from lanparty.client.windows._decl_iphlpapi import ffi
+from tests.fakes.hostnet import FakeHostNetwork
+
+IFTYPE_ETHERNET = 6
+DEFAULT_AUTOMATIC_METRIC = 25  # what Windows gives a 1 Gbit/s Ethernet link
+# what the fake's InitializeIpForwardEntry leaves for "not set" (MS: "illegal values")
+UNSET_SITE_PREFIX_LENGTH = 0xFF
+UNSET_METRIC = 0xFFFFFFFF
+UNSET_PROTOCOL = -1
+# GetIpInterfaceEntry's IPv4 SitePrefixLength that SetIpInterfaceEntry refuses
+QUIRKY_IPV4_SITE_PREFIX_LENGTH = 64
+POISON = 0xAA
+
+IPInterfaceAddress = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def luid_of(index: int) -> int:
+    """The fake's LUID of interface ``index`` (IfType Ethernet, NetLuidIndex = index)."""
+    return (IFTYPE_ETHERNET << 48) | (index << 24)
+
+
+class WindowsFakeHostNetwork(FakeHostNetwork):
+    """``FakeHostNetwork`` with the Windows back end's semantics (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_metric: dict[int, int] = {}
+        self.without_ipv6: set[int] = set()
+        self.addresses: dict[int, list[IPInterfaceAddress]] = {}
+        self.tentative: set[IPAddress] = set()
+        self.guids: dict[uuid.UUID, int] = {}
+        self.elevated = True
+        self.refusals: dict[str, int] = {}
+
+    # set-up
+
+    def add_interface(
+        self,
+        index: int,
+        mtu: int = 1500,
+        metric: int | None = None,
+        *,
+        automatic_metric: int = DEFAULT_AUTOMATIC_METRIC,
+        ipv6: bool = True,
+        guid: uuid.UUID | None = None,
+        addresses: tuple[str, ...] = (),
+    ) -> None:
+        super().add_interface(index, mtu, metric)
+        self.automatic_metric[index] = automatic_metric
+        if not ipv6:
+            self.without_ipv6.add(index)
+        if guid is not None:
+            self.guids[guid] = index
+        self.addresses[index] = [ipaddress.ip_interface(address) for address in addresses]
+
+    def refuse(self, method: str, code: int) -> None:
+        """Every later call of ``method`` fails with Win32 error ``code``."""
+        self.refusals[method] = code
+
+    def effective_metric(self, index: int, family: Family) -> int:
+        """The interface metric Windows uses: the configured one, or its automatic one."""
+        configured = self.interfaces[index].metric[family]
+        return self.automatic_metric[index] if configured is None else configured
+
+    def has_ip_interface(self, index: int, family: Family) -> bool:
+        return index in self.interfaces and not (
+            family is Family.IPV6 and index in self.without_ipv6
+        )
+
+    def choose_route(self, address: IPAddress) -> Route | None:
+        """Longest prefix, then the lowest route metric plus interface metric."""
+        candidates = [
+            route
+            for route in self.routes
+            if route.destination.version == address.version and address in route.destination
+        ]
+        if not candidates:
+            return None
+        return min(
+            candidates,
+            key=lambda route: (
+                -route.destination.prefixlen,
+                route.metric + self.effective_metric(route.interface_index, route.family),
+            ),
+        )
+
+    def same_key(self, route: Route) -> Route | None:
+        """The route Windows would take for ``route``: same prefix, next hop and interface."""
+        for existing in self.routes:
+            if (existing.destination, existing.gateway, existing.interface_index) == (
+                route.destination,
+                route.gateway,
+                route.interface_index,
+            ):
+                return existing
+        return None
+
+    # HostNetwork, as WindowsHostNetwork behaves
+
+    def _refused(self, method: str) -> int | None:
+        if method in self.refusals:
+            return self.refusals[method]
+        if method.startswith(("set_", "add_", "delete_")) and not self.elevated:
+            return routes.ERROR_ACCESS_DENIED
+        return None
+
+    def _ip_interface_error(self, method: str, index: int, family: Family) -> int | None:
+        """The Win32 error of ``method`` on the ``family`` interface of ``index``, if any.
+
+        In the order the back end meets them: GetIpInterfaceEntry's, then
+        SetIpInterfaceEntry's.
+        """
+        if index not in self.interfaces:
+            return routes.ERROR_FILE_NOT_FOUND
+        if not self.has_ip_interface(index, family):
+            return routes.ERROR_NOT_FOUND
+        return self._refused(method)
+
+    async def get_mtu(self, interface_index: int, family: Family) -> int:
+        await self._enter("get_mtu", interface_index, family)
+        code = self._ip_interface_error("get_mtu", interface_index, family)
+        if code is not None:
+            raise routes.interface_error(code, interface_index, family, "read its settings")
+        return self.interfaces[interface_index].mtu[family]
+
+    async def set_mtu(self, interface_index: int, family: Family, mtu: int) -> None:
+        await self._enter("set_mtu", interface_index, family, mtu)
+        code = self._ip_interface_error("set_mtu", interface_index, family)
+        if code is None and family is Family.IPV6 and mtu < routes.IPV6_MIN_MTU:
+            code = routes.ERROR_INVALID_PARAMETER
+        if code is not None:
+            raise routes.set_mtu_error(code, interface_index, family, mtu)
+        self.interfaces[interface_index].mtu[family] = mtu
+
+    async def get_metric(self, interface_index: int, family: Family) -> int | None:
+        await self._enter("get_metric", interface_index, family)
+        code = self._ip_interface_error("get_metric", interface_index, family)
+        if code is not None:
+            raise routes.interface_error(code, interface_index, family, "read its settings")
+        return self.interfaces[interface_index].metric[family]
+
+    async def set_metric(self, interface_index: int, family: Family, metric: int | None) -> None:
+        await self._enter("set_metric", interface_index, family, metric)
+        code = self._ip_interface_error("set_metric", interface_index, family)
+        if code is not None:
+            action = f"set the metric to {'automatic' if metric is None else metric}"
+            raise routes.interface_error(code, interface_index, family, action)
+        self.interfaces[interface_index].metric[family] = metric
+
+    async def list_routes(self, family: Family) -> list[Route]:
+        await self._enter("list_routes", family)
+        code = self._refused("list_routes")
+        if code is not None:
+            raise routes.win32_error(code, f"cannot read the {routes.FAMILY_NAME[family]} routes")
+        return [route for route in self.routes if route.family is family]
+
+    async def add_route(self, route: Route) -> None:
+        await self._enter("add_route", route)
+        code = self._refused("add_route")
+        if code is None and route.interface_index not in self.interfaces:
+            code = routes.ERROR_NOT_FOUND
+        if code is None and self.same_key(route) is not None:
+            code = routes.ERROR_OBJECT_ALREADY_EXISTS
+        if code is not None:
+            raise routes.add_route_error(code, route)
+        self.routes.append(route)
+
+    async def delete_route(self, route: Route) -> None:
+        await self._enter("delete_route", route)
+        if route not in self.routes:  # the back end looks before it deletes
+            raise routes.route_not_found(route)
+        code = self._refused("delete_route")
+        if code is not None:
+            raise routes.delete_route_error(code, route)
+        self.routes.remove(route)
+
+    async def best_route(self, address: IPAddress) -> Route:
+        await self._enter("best_route", address)
+        route = self.choose_route(address)
+        if route is None:
+            raise routes.best_route_error(routes.ERROR_NETWORK_UNREACHABLE, address)
+        return route
+
+
+class FakeIphlpapi:
+    """iphlpapi.dll's functions over a ``WindowsFakeHostNetwork`` (see the module docstring)."""
+
+    def __init__(self, net: WindowsFakeHostNetwork) -> None:
+        self.net = net
+        self.calls: list[str] = []
+        self.created_rows: list[bytes] = []
+        self.protocols: dict[Route, int] = {}
+        self._tables: dict[int, Any] = {}
+
+    @property
+    def live_tables(self) -> int:
+        """Tables handed out and not yet freed."""
+        return len(self._tables)
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+
+    def _index(self, luid: int, index: int) -> int | None:
+        """The interface a row names: its LUID if set (the LUID wins), else its index."""
+        if luid:
+            return next((i for i in self.net.interfaces if luid_of(i) == luid), None)
+        return index if index in self.net.interfaces else None
+
+    def _change_refused(self) -> bool:
+        return not self.net.elevated
+
+    # identities
+
+    def ConvertInterfaceGuidToLuid(self, guid: Any, luid: Any) -> int:  # noqa: N802
+        self._call("ConvertInterfaceGuidToLuid")
+        index = self.net.guids.get(routes.read_guid(guid))
+        if index is None or index not in self.net.interfaces:
+            return routes.ERROR_INVALID_PARAMETER
+        luid.Value = luid_of(index)
+        return routes.NO_ERROR
+
+    def ConvertInterfaceLuidToIndex(self, luid: Any, index: Any) -> int:  # noqa: N802
+        self._call("ConvertInterfaceLuidToIndex")
+        found = self._index(luid.Value, 0)
+        if found is None:
+            return routes.ERROR_INVALID_PARAMETER
+        index[0] = found
+        return routes.NO_ERROR
+
+    def ConvertInterfaceIndexToLuid(self, index: int, luid: Any) -> int:  # noqa: N802
+        self._call("ConvertInterfaceIndexToLuid")
+        if index not in self.net.interfaces:
+            return routes.ERROR_INVALID_PARAMETER
+        luid.Value = luid_of(index)
+        return routes.NO_ERROR
+
+    # IP interfaces
+
+    def InitializeIpInterfaceEntry(self, row: Any) -> None:  # noqa: N802
+        self._call("InitializeIpInterfaceEntry")
+        ffi.memmove(row, bytes(ffi.sizeof(row[0])), ffi.sizeof(row[0]))
+        row.Family = routes.AF_UNSPEC
+
+    def _ip_interface(self, row: Any) -> tuple[int, Family] | int:
+        """The row's interface and family, or the Win32 error for it."""
+        try:
+            family = routes.family_of(row.Family)
+        except ValueError:
+            return routes.ERROR_INVALID_PARAMETER
+        index = self._index(row.InterfaceLuid.Value, row.InterfaceIndex)
+        if index is None:
+            return routes.ERROR_FILE_NOT_FOUND
+        if not self.net.has_ip_interface(index, family):
+            return routes.ERROR_NOT_FOUND
+        return index, family
+
+    def GetIpInterfaceEntry(self, row: Any) -> int:  # noqa: N802
+        self._call("GetIpInterfaceEntry")
+        found = self._ip_interface(row)
+        if isinstance(found, int):
+            return found
+        index, family = found
+        interface = self.net.interfaces[index]
+        row.InterfaceLuid.Value = luid_of(index)
+        row.InterfaceIndex = index
+        row.NlMtu = interface.mtu[family]
+        row.UseAutomaticMetric = int(interface.metric[family] is None)
+        row.Metric = self.net.effective_metric(index, family)
+        row.SitePrefixLength = QUIRKY_IPV4_SITE_PREFIX_LENGTH if family is Family.IPV4 else 64
+        row.Connected = 1
+        return routes.NO_ERROR
+
+    def SetIpInterfaceEntry(self, row: Any) -> int:  # noqa: N802
+        self._call("SetIpInterfaceEntry")
+        if self._change_refused():
+            return routes.ERROR_ACCESS_DENIED
+        found = self._ip_interface(row)
+        if isinstance(found, int):
+            return found
+        index, family = found
+        if family is Family.IPV4 and row.SitePrefixLength > 32:
+            return routes.ERROR_INVALID_PARAMETER  # the quirk of windows-facts 2.3
+        if family is Family.IPV6 and row.NlMtu < routes.IPV6_MIN_MTU:
+            return routes.ERROR_INVALID_PARAMETER
+        interface = self.net.interfaces[index]
+        interface.mtu[family] = int(row.NlMtu)
+        interface.metric[family] = None if row.UseAutomaticMetric else int(row.Metric)
+        return routes.NO_ERROR
+
+    # tables
+
+    def _new_table(self, table_type: str, row_type: str, count: int) -> Any:
+        size = max(ffi.sizeof(table_type), 8 + count * ffi.sizeof(row_type))
+        memory = ffi.new("char[]", size)
+        table = ffi.cast(f"{table_type} *", memory)
+        table.NumEntries = count
+        self._tables[int(ffi.cast("uintptr_t", table))] = (memory, size)
+        return table
+
+    def FreeMibTable(self, memory: Any) -> None:  # noqa: N802
+        self._call("FreeMibTable")
+        key = int(ffi.cast("uintptr_t", memory))
+        if key not in self._tables:
+            raise AssertionError("FreeMibTable of memory that is not a live table")
+        buffer, size = self._tables.pop(key)
+        ffi.memmove(buffer, bytes([POISON]) * size, size)
+
+    def _fill_route(self, row: Any, route: Route) -> None:
+        routes.fill_new_route(row, route)
+        row.InterfaceLuid.Value = luid_of(route.interface_index)
+        row.Protocol = self.protocols.get(route, routes.MIB_IPPROTO_NETMGMT)
+        row.ValidLifetime = row.PreferredLifetime = 0xFFFFFFFF
+        row.Age = 42
+
+    def GetIpForwardTable2(self, address_family: int, table_pointer: Any) -> int:  # noqa: N802
+        self._call("GetIpForwardTable2")
+        if address_family == routes.AF_UNSPEC:
+            chosen = list(self.net.routes)
+        else:
+            family = routes.family_of(address_family)
+            chosen = [route for route in self.net.routes if route.family is family]
+        table = self._new_table("MIB_IPFORWARD_TABLE2", "MIB_IPFORWARD_ROW2", len(chosen))
+        for row, route in zip(routes.table_rows(table, "MIB_IPFORWARD_ROW2"), chosen, strict=True):
+            self._fill_route(row, route)
+        table_pointer[0] = table
+        return routes.NO_ERROR
+
+    def GetUnicastIpAddressTable(self, address_family: int, table_pointer: Any) -> int:  # noqa: N802
+        self._call("GetUnicastIpAddressTable")
+        family = routes.family_of(address_family)
+        chosen = [
+            (index, address)
+            for index, addresses in self.net.addresses.items()
+            for address in addresses
+            if Family.of(address.ip) is family
+        ]
+        table = self._new_table(
+            "MIB_UNICASTIPADDRESS_TABLE", "MIB_UNICASTIPADDRESS_ROW", len(chosen)
+        )
+        rows = routes.table_rows(table, "MIB_UNICASTIPADDRESS_ROW")
+        for row, (index, address) in zip(rows, chosen, strict=True):
+            routes.write_sockaddr(row.Address, address.ip)
+            row.InterfaceLuid.Value = luid_of(index)
+            row.InterfaceIndex = index
+            row.OnLinkPrefixLength = address.network.prefixlen
+            row.DadState = 1 if address.ip in self.net.tentative else routes.IP_DAD_STATE_PREFERRED
+        table_pointer[0] = table
+        return routes.NO_ERROR
+
+    # routes
+
+    def InitializeIpForwardEntry(self, row: Any) -> None:  # noqa: N802
+        self._call("InitializeIpForwardEntry")
+        ffi.memmove(row, bytes(ffi.sizeof(row[0])), ffi.sizeof(row[0]))
+        row.ValidLifetime = row.PreferredLifetime = 0xFFFFFFFF
+        row.Loopback = row.AutoconfigureAddress = row.Publish = row.Immortal = 1
+        row.SitePrefixLength = UNSET_SITE_PREFIX_LENGTH
+        row.Metric = UNSET_METRIC
+        row.Protocol = UNSET_PROTOCOL
+
+    def _route_of(self, row: Any) -> Route | None:
+        index = self._index(row.InterfaceLuid.Value, row.InterfaceIndex)
+        if index is None:
+            return None
+        route = routes.read_route(row)
+        return Route(route.destination, route.gateway, index, route.metric)
+
+    def CreateIpForwardEntry2(self, row: Any) -> int:  # noqa: N802
+        self._call("CreateIpForwardEntry2")
+        if self._change_refused():
+            return routes.ERROR_ACCESS_DENIED
+        route = self._route_of(row)
+        if route is None:
+            return routes.ERROR_NOT_FOUND
+        if (
+            row.SitePrefixLength > route.destination.prefixlen
+            or row.PreferredLifetime > row.ValidLifetime
+            or row.Metric == UNSET_METRIC
+        ):
+            return routes.ERROR_INVALID_PARAMETER
+        if self.net.same_key(route) is not None:
+            return routes.ERROR_OBJECT_ALREADY_EXISTS
+        self.net.routes.append(route)
+        self.protocols[route] = int(row.Protocol)
+        self.created_rows.append(bytes(ffi.buffer(row)))
+        return routes.NO_ERROR
+
+    def DeleteIpForwardEntry2(self, row: Any) -> int:  # noqa: N802
+        self._call("DeleteIpForwardEntry2")
+        if self._change_refused():
+            return routes.ERROR_ACCESS_DENIED
+        route = self._route_of(row)
+        existing = None if route is None else self.net.same_key(route)
+        if existing is None:
+            return routes.ERROR_NOT_FOUND
+        self.net.routes.remove(existing)
+        return routes.NO_ERROR
+
+    def GetBestRoute2(  # noqa: N802, PLR0917
+        self,
+        luid: Any,
+        index: int,
+        source: Any,
+        destination: Any,
+        sort_options: int,
+        best_route: Any,
+        best_source: Any,
+    ) -> int:
+        self._call("GetBestRoute2")
+        if luid != ffi.NULL or index or source != ffi.NULL or sort_options:
+            raise AssertionError("the fake answers only for any interface and source")
+        address = routes.read_sockaddr(destination)
+        route = self.net.choose_route(address)
+        if route is None:
+            return routes.ERROR_NETWORK_UNREACHABLE
+        self._fill_route(best_route, route)
+        for interface_address in self.net.addresses.get(route.interface_index, []):
+            if interface_address.version == address.version:
+                routes.write_sockaddr(best_source, interface_address.ip)
+                break
+        return routes.NO_ERROR
+
+
+@contextmanager
+def windows_only_modules(*names: str) -> Iterator[list[ModuleType]]:
+    """Import Windows-only modules on Linux for a test, and forget them afterwards.
+
+    ``sys.platform`` says win32 only while they import (their own check);
+    nothing they import is Windows-only until it opens a DLL, which the
+    test replaces (``iphlpapi.library``) before any call.
+    """
+    before = set(sys.modules)
+    saved = sys.platform
+    sys.platform = "win32"
+    try:
+        modules = [importlib.import_module(name) for name in names]
+    finally:
+        sys.platform = saved
+    try:
+        yield modules
+    finally:
+        # only those imported here: a pure module the tests already hold stays the same object
+        for name in set(sys.modules) - before:
+            if name.startswith("lanparty.client.windows."):
+                del sys.modules[name]
+                package, _, child = name.rpartition(".")
+                if hasattr(sys.modules[package], child):
+                    delattr(sys.modules[package], child)

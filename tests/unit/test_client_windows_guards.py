@@ -1,0 +1,305 @@
+"""The guards on a Windows host: the recording fake with the Windows back end's semantics.
+
+The host: Ethernet (index 3, automatic metric 25) with the default routes,
+and the TAP (index 12, automatic metric 35, IPv6 bound unless a test says
+otherwise). Windows ranks routes by route metric plus interface metric.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from contextlib import AbstractAsyncContextManager
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from lanparty.client.guards import ClientGuards, apply_guards
+from lanparty.client.hostnet import Family, InterfaceNotFoundError, Route
+from lanparty.client.journal import Journal, RestoreMetric, RestoreMtu, restore_pending
+from lanparty.client.service import TAP_METRIC
+from lanparty.client.windows import routes
+from lanparty.errors import HostNetworkError
+from tests.fakes.hostnet import Call
+from tests.fakes.windows_hostnet import WindowsFakeHostNetwork
+
+ETH, TAP = 3, 12
+ROOM_MTU = 1380
+RELAY = ip_address("198.18.5.9")
+ETH_GATEWAY = ip_address("198.18.0.1")
+ETH_DEFAULT = Route(ip_network("0.0.0.0/0"), ETH_GATEWAY, ETH, 0)
+ETH_DEFAULT_V6 = Route(ip_network("::/0"), ip_address("fe80::1"), ETH, 0)
+RELAY_ROUTE = Route(ip_network("198.18.5.9/32"), ETH_GATEWAY, ETH, 0)
+TAP_DEFAULT = Route(ip_network("0.0.0.0/0"), ip_address("198.19.0.1"), TAP, 0)
+TAP_DEFAULT_V6 = Route(ip_network("::/0"), ip_address("fe80::2"), TAP, 0)
+TAP_SUBNET = Route(ip_network("198.19.0.0/16"), None, TAP, 256)
+BROADCAST = ip_address("255.255.255.255")
+MUTATING = {"set_mtu", "set_metric", "add_route", "delete_route"}
+
+
+@pytest.fixture
+def net() -> WindowsFakeHostNetwork:
+    net = WindowsFakeHostNetwork()
+    net.add_interface(ETH, metric=None, automatic_metric=25)
+    net.add_interface(TAP, metric=None, automatic_metric=35)
+    net.routes += [
+        ETH_DEFAULT,
+        Route(ip_network("198.18.0.0/24"), None, ETH, 256),
+        ETH_DEFAULT_V6,
+        # Windows puts the limited broadcast on every interface, with the same route metric
+        Route(ip_network("255.255.255.255/32"), None, ETH, 256),
+        Route(ip_network("255.255.255.255/32"), None, TAP, 256),
+    ]
+    return net
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.json")
+
+
+def guards(
+    net: WindowsFakeHostNetwork, journal: Journal, *, mtu: int = ROOM_MTU
+) -> AbstractAsyncContextManager[ClientGuards]:
+    return apply_guards(
+        net, journal, tap_index=TAP, tap_mtu=mtu, tap_metric=TAP_METRIC, relay_address=RELAY
+    )
+
+
+def changes(calls: list[Call]) -> list[Call]:
+    return [call for call in calls if call.method in MUTATING]
+
+
+async def test_everything_is_applied_then_restored_in_reverse_order(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    async with guards(net, journal):
+        assert net.interfaces[TAP].mtu == {Family.IPV4: ROOM_MTU, Family.IPV6: ROOM_MTU}
+        assert net.interfaces[TAP].metric == {Family.IPV4: TAP_METRIC, Family.IPV6: TAP_METRIC}
+        assert RELAY_ROUTE in net.routes
+        applied = changes(net.calls)
+        mark = len(net.calls)
+    restored = changes(net.calls[mark:])
+
+    assert applied == [
+        Call("add_route", (RELAY_ROUTE,)),
+        Call("set_mtu", (TAP, Family.IPV4, ROOM_MTU)),
+        Call("set_mtu", (TAP, Family.IPV6, ROOM_MTU)),
+        Call("set_metric", (TAP, Family.IPV4, TAP_METRIC)),
+        Call("set_metric", (TAP, Family.IPV6, TAP_METRIC)),
+    ]
+    assert restored == [
+        Call("set_metric", (TAP, Family.IPV6, None)),  # back to UseAutomaticMetric
+        Call("set_metric", (TAP, Family.IPV4, None)),
+        Call("set_mtu", (TAP, Family.IPV6, 1500)),
+        Call("set_mtu", (TAP, Family.IPV4, 1500)),
+        Call("delete_route", (RELAY_ROUTE,)),
+    ]
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_ipv6_unbound_from_the_tap_is_tolerated(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    net.without_ipv6.add(TAP)
+    before = net.snapshot()
+    async with guards(net, journal):
+        assert net.interfaces[TAP].mtu[Family.IPV4] == ROOM_MTU
+        assert net.interfaces[TAP].metric[Family.IPV4] == TAP_METRIC
+        assert [entry.undo for entry in journal.pending()][1:] == [
+            RestoreMtu(TAP, Family.IPV4, 1500),
+            RestoreMetric(TAP, Family.IPV4, None),
+        ]
+    assert not any(call.args[1:2] == (Family.IPV6,) for call in changes(net.calls))
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_an_ipv6_mtu_windows_refuses_is_tolerated(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    async with guards(net, journal, mtu=1200):  # under IPv6's minimum of 1280
+        assert net.interfaces[TAP].mtu == {Family.IPV4: 1200, Family.IPV6: 1500}
+        assert Call("set_mtu", (TAP, Family.IPV6, 1200)) in net.calls
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_an_ipv4_mtu_failure_is_fatal_and_the_relay_route_goes(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    net.refuse("set_mtu", routes.ERROR_ACCESS_DENIED)
+    with pytest.raises(HostNetworkError, match=r"\(IPv4\).*ERROR_ACCESS_DENIED.*administrator"):
+        async with guards(net, journal):
+            pytest.fail("the guards should not have been entered")
+    assert changes(net.calls) == [
+        Call("add_route", (RELAY_ROUTE,)),
+        Call("set_mtu", (TAP, Family.IPV4, ROOM_MTU)),
+        Call("delete_route", (RELAY_ROUTE,)),
+    ]
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_not_elevated_nothing_is_changed(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    net.elevated = False
+    with pytest.raises(HostNetworkError, match=r"add the route 198\.18\.5\.9/32.*administrator"):
+        async with guards(net, journal):
+            pytest.fail("the guards should not have been entered")
+    assert changes(net.calls) == [Call("add_route", (RELAY_ROUTE,))]
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_a_cancellation_restores_everything(
+    net: WindowsFakeHostNetwork, journal: Journal, autojump_clock: trio.testing.MockClock
+) -> None:
+    before = net.snapshot()
+    async with trio.open_nursery() as nursery:
+
+        async def run_client() -> None:
+            async with guards(net, journal):
+                await trio.sleep_forever()
+
+        nursery.start_soon(run_client)
+        await trio.sleep(1)
+        assert RELAY_ROUTE in net.routes
+        assert net.snapshot() != before
+        nursery.cancel_scope.cancel()
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def crash_inside(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> tuple[WindowsFakeHostNetwork, Path]:
+    """The host and journal file as a process killed inside the guards leaves them."""
+    async with guards(net, journal):
+        crashed = copy.deepcopy(net)
+        crashed_journal = journal.path.with_name("crashed.json")
+        shutil.copyfile(journal.path, crashed_journal)
+    return crashed, crashed_journal
+
+
+async def test_a_crash_is_put_back_by_the_next_run(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    crashed, crashed_journal = await crash_inside(net, journal)
+    assert crashed.interfaces[TAP].metric == {Family.IPV4: TAP_METRIC, Family.IPV6: TAP_METRIC}
+
+    crashed.calls.clear()
+    assert await restore_pending(Journal(crashed_journal), crashed) == 5
+    assert crashed.snapshot() == before
+    assert crashed.interfaces[TAP].metric == {Family.IPV4: None, Family.IPV6: None}
+    assert [call.method for call in changes(crashed.calls)] == [
+        *("set_metric", "set_metric", "set_mtu", "set_mtu", "delete_route"),
+    ]
+    assert not crashed_journal.exists()
+
+
+async def test_a_crash_then_ipv6_unbound_does_not_block_the_next_run(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    crashed, crashed_journal = await crash_inside(net, journal)
+    crashed.without_ipv6.add(TAP)  # the player unticked IPv6 on the adapter meanwhile
+    assert await restore_pending(Journal(crashed_journal), crashed) == 5
+    expected = net.snapshot()
+    assert crashed.snapshot().routes == expected.routes
+    assert crashed.interfaces[TAP].mtu[Family.IPV4] == 1500
+    assert crashed.interfaces[TAP].metric[Family.IPV4] is None
+    assert not crashed_journal.exists()
+
+
+async def test_a_crash_then_the_adapter_removed(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    crashed, crashed_journal = await crash_inside(net, journal)
+    crashed.remove_interface(TAP)
+    with pytest.raises(InterfaceNotFoundError):
+        await crashed.get_mtu(TAP, Family.IPV4)
+    assert await restore_pending(Journal(crashed_journal), crashed) == 5
+    net.remove_interface(TAP)
+    assert crashed.snapshot() == net.snapshot()
+
+
+async def test_the_next_run_restores_before_it_changes_anything(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    crashed, crashed_journal = await crash_inside(net, journal)
+    crashed.calls.clear()
+    async with guards(crashed, Journal(crashed_journal)):
+        assert [call.method for call in changes(crashed.calls)] == [
+            *("set_metric", "set_metric", "set_mtu", "set_mtu", "delete_route"),
+            *("add_route", "set_mtu", "set_mtu", "set_metric", "set_metric"),
+        ]
+        assert crashed.routes.count(RELAY_ROUTE) == 1
+    assert crashed.snapshot() == before
+
+
+async def test_the_watchdog_repairs_a_deleted_relay_route(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    async with guards(net, journal) as client_guards:
+        relay_route = client_guards.relay_route
+        net.routes += [TAP_DEFAULT, TAP_SUBNET]  # the party's DHCP server answered
+        # the TAP's default route wins for everything else (metric 0 + 10 < 0 + 25) ...
+        assert await net.best_route(ip_address("192.0.2.1")) == TAP_DEFAULT
+        # ... but not for the relay: the pinned /32 wins by prefix length
+        await relay_route.verify()
+
+        net.routes.remove(RELAY_ROUTE)  # e.g. a network change flushed it
+        with pytest.raises(HostNetworkError, match="would go through interface 12"):
+            await relay_route.verify()
+        assert not await relay_route.is_present()
+        assert await relay_route.repair()
+        await relay_route.verify()
+        assert not await relay_route.repair()
+        assert net.routes.count(RELAY_ROUTE) == 1
+        assert len(journal.pending()) == 5  # the entry from the start still undoes it
+        net.routes.remove(TAP_DEFAULT)
+        net.routes.remove(TAP_SUBNET)
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_a_dhcp_default_route_on_the_tap_is_suppressed(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    internet = ip_address("192.0.2.1")
+    async with guards(net, journal) as client_guards:
+        suppression = client_guards.default_routes
+        net.routes += [TAP_DEFAULT, TAP_DEFAULT_V6, TAP_SUBNET]  # DHCP and a router advert
+        assert await net.best_route(internet) == TAP_DEFAULT  # it would take the internet
+        assert await suppression.check_once() == [TAP_DEFAULT, TAP_DEFAULT_V6]
+        assert await net.best_route(internet) == ETH_DEFAULT
+        assert TAP_SUBNET in net.routes  # the party LAN stays reachable
+        net.routes.append(TAP_DEFAULT)  # the DHCP lease renewed
+        assert await suppression.check_once() == [TAP_DEFAULT]
+        net.routes.remove(TAP_SUBNET)
+    assert TAP_DEFAULT not in net.routes  # never put back
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_lan_broadcasts_go_through_the_tap_while_it_runs(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    """Games look for servers by broadcast on the lowest-metric interface."""
+    assert (await net.best_route(BROADCAST)).interface_index == ETH  # 256 + 25 < 256 + 35
+    async with guards(net, journal):
+        assert (await net.best_route(BROADCAST)).interface_index == TAP  # 256 + 10
+    assert (await net.best_route(BROADCAST)).interface_index == ETH

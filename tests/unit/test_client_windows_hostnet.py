@@ -1,0 +1,188 @@
+"""``WindowsHostNetwork`` on a fake iphlpapi.dll, and the fake guard tests use, compared with it."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Iterator
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from lanparty.client.guards import apply_guards
+from lanparty.client.hostnet import (
+    Family,
+    HostNetwork,
+    InterfaceNotFoundError,
+    Route,
+    RouteNotFoundError,
+)
+from lanparty.client.journal import Journal
+from lanparty.errors import HostNetworkError
+from tests.fakes.windows_hostnet import FakeIphlpapi, WindowsFakeHostNetwork, windows_only_modules
+
+ETH, TAP = 3, 12
+RELAY = ip_address("198.18.5.9")
+ETH_DEFAULT = Route(ip_network("0.0.0.0/0"), ip_address("198.18.0.1"), ETH, 0)
+ETH_DEFAULT_V6 = Route(ip_network("::/0"), ip_address("fe80::1"), ETH, 0)
+ETH_SUBNET = Route(ip_network("198.18.0.0/24"), None, ETH, 256)
+RELAY_ROUTE = Route(ip_network("198.18.5.9/32"), ip_address("198.18.0.1"), ETH, 0)
+RELAY_ROUTE_METRIC_5 = Route(RELAY_ROUTE.destination, RELAY_ROUTE.gateway, ETH, 5)
+TAP_DEFAULT = Route(ip_network("0.0.0.0/0"), ip_address("198.19.0.1"), TAP, 0)
+
+
+def host(*, tap_ipv6: bool = True) -> WindowsFakeHostNetwork:
+    net = WindowsFakeHostNetwork()
+    net.add_interface(ETH, metric=None, addresses=("198.18.0.7/24",))
+    net.add_interface(TAP, metric=None, automatic_metric=35, ipv6=tap_ipv6)
+    net.routes += [ETH_DEFAULT, ETH_SUBNET, ETH_DEFAULT_V6]
+    return net
+
+
+@pytest.fixture
+def windows_hostnet_module() -> Iterator[ModuleType]:
+    with windows_only_modules(
+        "lanparty.client.windows.iphlpapi", "lanparty.client.windows.hostnet"
+    ) as (_, module):
+        yield module
+
+
+def open_backend(module: ModuleType, net: WindowsFakeHostNetwork) -> tuple[Any, FakeIphlpapi]:
+    """A ``WindowsHostNetwork`` whose iphlpapi.dll is a ``FakeIphlpapi`` over ``net``."""
+    dll = FakeIphlpapi(net)
+    module.iphlpapi.library = lambda: dll
+    return module.WindowsHostNetwork(), dll
+
+
+def test_importing_it_elsewhere_than_windows_is_a_clear_error() -> None:
+    with pytest.raises(ImportError, match="is for Windows, not linux"):
+        importlib.import_module("lanparty.client.windows.hostnet")
+
+
+async def test_mtu_and_metric(windows_hostnet_module: ModuleType) -> None:
+    net = host()
+    with open_backend(windows_hostnet_module, net)[0] as hostnet:
+        assert await hostnet.get_mtu(TAP, Family.IPV4) == 1500
+        await hostnet.set_mtu(TAP, Family.IPV6, 1380)
+        assert net.interfaces[TAP].mtu == {Family.IPV4: 1500, Family.IPV6: 1380}
+        assert await hostnet.get_metric(TAP, Family.IPV4) is None  # automatic
+        await hostnet.set_metric(TAP, Family.IPV4, 10)
+        assert await hostnet.get_metric(TAP, Family.IPV4) == 10
+        await hostnet.set_metric(TAP, Family.IPV4, None)
+        assert net.interfaces[TAP].metric == {Family.IPV4: None, Family.IPV6: None}
+
+
+async def test_routes_are_known_by_all_four_fields(windows_hostnet_module: ModuleType) -> None:
+    net = host()
+    hostnet, dll = open_backend(windows_hostnet_module, net)
+    assert await hostnet.list_routes(Family.IPV4) == [ETH_DEFAULT, ETH_SUBNET]
+    await hostnet.add_route(RELAY_ROUTE)
+    assert await hostnet.best_route(RELAY) == RELAY_ROUTE
+    other_metric = Route(RELAY_ROUTE.destination, RELAY_ROUTE.gateway, ETH, 7)
+    with pytest.raises(RouteNotFoundError):
+        await hostnet.delete_route(other_metric)
+    assert RELAY_ROUTE in net.routes
+    await hostnet.delete_route(RELAY_ROUTE)
+    assert RELAY_ROUTE not in net.routes
+    assert dll.live_tables == 0
+
+
+async def test_a_route_that_vanishes_between_list_and_delete_is_not_found(
+    windows_hostnet_module: ModuleType,
+) -> None:
+    net = host()
+    hostnet, dll = open_backend(windows_hostnet_module, net)
+    deleted_meanwhile = dll.DeleteIpForwardEntry2
+
+    def delete(row: Any) -> int:
+        net.routes.remove(ETH_SUBNET)
+        return deleted_meanwhile(row)
+
+    dll.DeleteIpForwardEntry2 = delete
+    with pytest.raises(RouteNotFoundError, match=r"198\.18\.0\.0/24 on-link on interface 3"):
+        await hostnet.delete_route(ETH_SUBNET)
+
+
+Operation = Callable[[HostNetwork], Awaitable[object]]
+
+OPERATIONS: list[tuple[str, Operation]] = [
+    ("get IPv4 MTU", lambda h: h.get_mtu(TAP, Family.IPV4)),
+    ("get IPv6 MTU", lambda h: h.get_mtu(TAP, Family.IPV6)),
+    ("set IPv4 MTU", lambda h: h.set_mtu(TAP, Family.IPV4, 1380)),
+    ("set IPv6 MTU", lambda h: h.set_mtu(TAP, Family.IPV6, 1380)),
+    ("set IPv6 MTU 1200", lambda h: h.set_mtu(TAP, Family.IPV6, 1200)),
+    ("set MTU, no such interface", lambda h: h.set_mtu(99, Family.IPV4, 1380)),
+    ("get IPv4 metric", lambda h: h.get_metric(TAP, Family.IPV4)),
+    ("set IPv4 metric", lambda h: h.set_metric(TAP, Family.IPV4, 10)),
+    ("set IPv6 metric", lambda h: h.set_metric(TAP, Family.IPV6, 10)),
+    ("get IPv6 metric", lambda h: h.get_metric(TAP, Family.IPV6)),
+    ("automatic IPv4 metric", lambda h: h.set_metric(TAP, Family.IPV4, None)),
+    ("list IPv4 routes", lambda h: h.list_routes(Family.IPV4)),
+    ("add the relay route", lambda h: h.add_route(RELAY_ROUTE)),
+    ("add it again", lambda h: h.add_route(RELAY_ROUTE)),
+    ("add it with another metric", lambda h: h.add_route(RELAY_ROUTE_METRIC_5)),
+    ("add through no interface", lambda h: h.add_route(Route(ip_network("10.9.0.0/16"), None, 99))),
+    ("best route to the relay", lambda h: h.best_route(RELAY)),
+    ("add a TAP default route", lambda h: h.add_route(TAP_DEFAULT)),
+    ("best route to the internet", lambda h: h.best_route(ip_address("192.0.2.1"))),
+    ("lower the TAP metric", lambda h: h.set_metric(TAP, Family.IPV4, 5)),
+    ("best route now: the TAP's", lambda h: h.best_route(ip_address("192.0.2.1"))),
+    ("delete the TAP default route", lambda h: h.delete_route(TAP_DEFAULT)),
+    ("delete it again", lambda h: h.delete_route(TAP_DEFAULT)),
+    ("delete the relay route", lambda h: h.delete_route(RELAY_ROUTE)),
+    ("delete the IPv6 default route", lambda h: h.delete_route(ETH_DEFAULT_V6)),
+    ("best IPv6 route", lambda h: h.best_route(ip_address("2001:db8:5::9"))),
+]
+
+
+async def outcome(operation: Operation, hostnet: HostNetwork) -> object:
+    try:
+        return await operation(hostnet)
+    except HostNetworkError as exc:
+        return (type(exc), str(exc))
+
+
+@pytest.mark.parametrize("elevated", [True, False])
+@pytest.mark.parametrize("tap_ipv6", [True, False])
+async def test_the_fake_the_guard_tests_use_behaves_as_the_back_end(
+    windows_hostnet_module: ModuleType, elevated: bool, tap_ipv6: bool
+) -> None:
+    """Each operation, in turn, on both: same results, same errors, same host state after."""
+    direct, behind_dll = host(tap_ipv6=tap_ipv6), host(tap_ipv6=tap_ipv6)
+    direct.elevated = behind_dll.elevated = elevated
+    backend, _ = open_backend(windows_hostnet_module, behind_dll)
+    outcomes = []
+    for name, operation in OPERATIONS:
+        expected = await outcome(operation, direct)
+        assert await outcome(operation, backend) == expected, name
+        assert behind_dll.snapshot() == direct.snapshot(), name
+        outcomes.append(expected)
+    errors = [result for result in outcomes if isinstance(result, tuple)]
+    if not elevated:
+        assert any("ERROR_ACCESS_DENIED" in message for _, message in errors)
+    if not tap_ipv6:
+        assert isinstance(outcomes[1], tuple)
+        assert outcomes[1][0] is InterfaceNotFoundError
+
+
+async def test_the_guards_through_the_back_end_put_everything_back(
+    windows_hostnet_module: ModuleType, tmp_path: Path
+) -> None:
+    net = host(tap_ipv6=False)
+    before = net.snapshot()
+    hostnet, dll = open_backend(windows_hostnet_module, net)
+    journal = Journal(tmp_path / "journal.json")
+    async with apply_guards(
+        hostnet, journal, tap_index=TAP, tap_mtu=1380, tap_metric=10, relay_address=RELAY
+    ) as guards:
+        net.routes.append(TAP_DEFAULT)  # DHCP across the tunnel
+        assert await guards.default_routes.check_once() == [TAP_DEFAULT]
+        assert RELAY_ROUTE in net.routes
+        assert net.interfaces[TAP].mtu[Family.IPV4] == 1380
+        assert net.interfaces[TAP].metric[Family.IPV4] == 10
+        assert len(journal.pending()) == 3  # relay route, IPv4 MTU, IPv4 metric: no IPv6 here
+    assert net.snapshot() == before
+    assert journal.pending() == []
+    assert dll.live_tables == 0
