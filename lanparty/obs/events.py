@@ -39,6 +39,7 @@ CLIENT_STATUS: Final = "client_status"
 RELAY_ROUTE_REPAIRED: Final = "relay_route_repaired"
 WATCHDOG_FAILED: Final = "watchdog_failed"
 ROOM_MTU_CHANGED: Final = "room_mtu_changed"
+TAP_ADAPTER_OPENED: Final = "tap_adapter_opened"
 
 # host network changes made by the guards
 HOST_CHANGE_APPLIED: Final = "host_change_applied"
@@ -67,6 +68,7 @@ ALL_EVENTS: Final = frozenset(
         RELAY_ROUTE_REPAIRED,
         WATCHDOG_FAILED,
         ROOM_MTU_CHANGED,
+        TAP_ADAPTER_OPENED,
         HOST_CHANGE_APPLIED,
         HOST_CHANGE_RESTORED,
     }

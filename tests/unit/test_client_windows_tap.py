@@ -24,6 +24,7 @@ import trio.testing
 from lanparty.client.windows import _decl_kernel32
 from lanparty.client.windows.adapters import TapAdapter
 from lanparty.errors import ConfigError, HostNetworkError
+from lanparty.obs import events
 from tests.unit.test_client_windows_platform import imported_as_on_windows
 
 MAC = bytes.fromhex("02ab12345678")
@@ -433,7 +434,7 @@ async def test_opening_asks_the_driver_then_connects_then_registers(
         ("device", handle),
         ("CloseHandle", handle),
     ]
-    (event,) = [log for log in logs if log["event"] == tap_module.TAP_ADAPTER_OPENED]
+    (event,) = [log for log in logs if log["event"] == events.TAP_ADAPTER_OPENED]
     assert event["log_level"] == "info"
     assert (event["driver_mac"], event["driver_mtu"], event["driver_version"]) == (
         "02:ab:12:34:56:78",

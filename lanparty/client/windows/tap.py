@@ -50,6 +50,7 @@ from lanparty.client.windows.adapters import (
     format_network_address,
 )
 from lanparty.errors import ConfigError, HostNetworkError
+from lanparty.obs import events
 from lanparty.proto.mac import format_mac
 
 if sys.platform != "win32":
@@ -59,16 +60,10 @@ __all__ = [
     "BATCH_FRAMES",
     "MAX_FRAME_BYTES",
     "READ_BUFFER_BYTES",
-    "TAP_ADAPTER_OPENED",
     "DriverInfo",
     "WindowsTap",
     "open_windows_tap",
 ]
-
-# The structlog event of an opened adapter (driver MAC, MTU and version,
-# interface index and LUID). Not in lanparty.obs.events, which this module
-# does not own.
-TAP_ADAPTER_OPENED: Final = "tap_adapter_opened"
 
 # OpenVPN's PRODUCT_TAP_WIN_MIN_MAJOR/MINOR (facts 1.1).
 MIN_DRIVER_VERSION: Final = (9, 9)
@@ -408,7 +403,7 @@ async def open_windows_tap(
         driver = _query_driver(handle, adapter)
         index, luid = _interface_of(adapter)
         log.info(
-            TAP_ADAPTER_OPENED,
+            events.TAP_ADAPTER_OPENED,
             tap=adapter.name,
             guid=adapter.instance_id,
             driver_mac=format_mac(driver.mac),
