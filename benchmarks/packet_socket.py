@@ -199,7 +199,9 @@ def main() -> None:
     median = {key: statistics.median(values) for key, values in results.items()}
     print(machine_summary())
     print(
-        f"batch {packet_socket.BATCH_FRAMES} frames, stride {packet_socket.MAX_FRAME_BYTES} B; "
+        f"batch {packet_socket.BATCH_FRAMES} frames, receive slots "
+        f"{packet_socket.MAX_PACKET_BYTES} B, frames up to {packet_socket.MAX_FRAME_BYTES} B, "
+        "PACKET_VNET_HDR (no offloads in these frames); "
         f"median of {args.rounds} rounds, each case {args.seconds} s or {args.frames} frames"
     )
     columns = ("receive/s", "receive thread us", "receive machine us", "send/s", "send us")

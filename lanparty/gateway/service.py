@@ -229,8 +229,12 @@ class _SessionBridge:
             relay_rx_frames=relay.rx_frames,
             drops={str(reason): count for reason, count in drops.items()},
             remote_macs_refreshed=len(self.cam.macs),
-            # Frames longer than the packet socket's buffer (merged by GRO/GSO).
+            # Frames still longer than the room allows after segmentation.
             lan_truncated_frames=self.sock.truncated_frames,
+            # Offloaded packets (partial checksums, GSO) made whole, and those that could not be.
+            lan_segmented_packets=self.sock.segmented_packets,
+            lan_checksummed_frames=self.sock.checksummed_frames,
+            lan_offload_drops={str(reason): n for reason, n in self.sock.offload_drops.items()},
         )
 
 

@@ -4,7 +4,9 @@
 - ``mtu``: room MTU and datagram budget arithmetic;
 - ``mac``: MAC address text, validation and generation;
 - ``ethernet`` and ``ip``: frame classification for the relay's switch and
-  safety filters, with the result type in ``classification``.
+  safety filters, with the result type in ``classification``;
+- ``offload``: the checksums and segmentation a packet socket's
+  ``virtio_net_hdr`` says the sending kernel left undone, completed.
 """
 
 from lanparty.proto.classification import FragmentState, FrameClass, Uncertainty
@@ -54,6 +56,13 @@ from lanparty.proto.mtu import (
     required_max_datagram,
     room_mtu,
 )
+from lanparty.proto.offload import (
+    VNET_HDR_BYTES,
+    OffloadDrop,
+    OffloadDropReason,
+    VnetHeader,
+    complete_offload,
+)
 from lanparty.proto.overlay import (
     MIN_FRAME_BYTES,
     OVERLAY_ETHERNET,
@@ -83,17 +92,22 @@ __all__ = [
     "MIN_ROOM_MTU",
     "OVERLAY_ETHERNET",
     "VLAN_TAG_ETHERTYPES",
+    "VNET_HDR_BYTES",
     "FragmentState",
     "FrameClass",
     "InvalidMacError",
     "MalformedDatagramError",
     "MalformedReason",
     "MtuAdmission",
+    "OffloadDrop",
+    "OffloadDropReason",
     "Uncertainty",
+    "VnetHeader",
     "admit_mtu",
     "check_endpoint_mac",
     "check_relay_mtu",
     "classify_frame",
+    "complete_offload",
     "decode_datagram",
     "destination_mac",
     "encode_datagram",
