@@ -101,6 +101,15 @@ WINDOWS_COMMANDS = frozenset({"install-shortcut", "set-adapter-mac"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    if sys.platform == "win32":
+        from lanparty.client.windows.elevation import keep_window_open_on_error  # noqa: PLC0415
+
+        keep_window_open_on_error(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] in WINDOWS_COMMANDS:
         return _windows_command(arguments)

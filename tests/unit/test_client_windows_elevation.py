@@ -188,3 +188,30 @@ def test_a_token_that_cannot_be_read_is_a_config_error(
     )
     with pytest.raises(ConfigError, match=r"cannot tell whether .*Access is denied\., error 5"):
         elevation.is_elevated()
+
+
+class _Console:
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+
+    def GetConsoleProcessList(self, process_list: object, count: int) -> int:  # noqa: N802
+        assert count >= 1
+        return self.processes
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "processes", "waits"),
+    [(1, 1, True), (0, 1, False), (1, 2, False), (3, 1, True)],
+)
+def test_a_failure_keeps_a_window_of_its_own_open(
+    elevation: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    exit_code: int,
+    processes: int,
+    waits: bool,
+) -> None:
+    prompts: list[str] = []
+    monkeypatch.setattr(elevation, "_kernel32", lambda: _Console(processes))
+    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "")
+    elevation.keep_window_open_on_error(exit_code)
+    assert bool(prompts) is waits

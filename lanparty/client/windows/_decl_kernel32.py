@@ -40,6 +40,7 @@ int32_t WINAPI DeviceIoControl(
     void *lpOverlapped);
 int32_t WINAPI CloseHandle(HANDLE hObject);
 HANDLE WINAPI GetCurrentProcess(void);
+uint32_t WINAPI GetConsoleProcessList(uint32_t *lpdwProcessList, uint32_t dwProcessCount);
 """
 
 ffi: Final = cffi.FFI()

@@ -12,6 +12,7 @@ Windows only: importing this module elsewhere raises ``ImportError``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -179,3 +180,21 @@ def not_elevated_after_relaunch() -> ConfigError:
         f"turned off, or this account may not be an administrator): {_HOW_TO_RUN_AS_ADMINISTRATOR}"
         ", signed in as an administrator"
     )
+
+
+def owns_its_console_alone() -> bool:
+    """Whether this process is the only one on its console window.
+
+    True for the window Windows opened for an elevated relaunch or a
+    shortcut: it closes when we exit, taking an error message with it.
+    """
+    processes = _decl_kernel32.ffi.new("uint32_t[2]")
+    return int(_kernel32().GetConsoleProcessList(processes, 2)) == 1
+
+
+def keep_window_open_on_error(exit_code: int) -> None:
+    """After a failure, wait for Enter when the window would otherwise vanish."""
+    if exit_code == 0 or not owns_its_console_alone():
+        return
+    with contextlib.suppress(EOFError, OSError):
+        input("lanparty-client stopped (see above). Press Enter to close this window.")
