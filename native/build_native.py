@@ -2,7 +2,8 @@
 
 setup.py names ``ffibuilder`` in ``cffi_modules``, so the normal package
 install (``pip install -e .``) compiles it; ``python native/build_native.py``
-builds it in place by hand. The C source is ``packet_io.c`` beside this file.
+builds it in place by hand. The C source is ``packet_io.c`` beside this file:
+batch I/O on the gateway's packet socket and on the client's TAP device.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ int lp_send_batch(int fd, const char *frames, const uint32_t *lengths, uint32_t 
                   int *stop_errno);
 int lp_complete_offload(const char *vnet, char *frame, uint32_t len, uint32_t first,
                         char *out, uint32_t stride, uint32_t max_frames, uint32_t *lengths);
+int lp_tap_read_batch(int fd, char *buffer, uint32_t slot_bytes, uint32_t max_frames,
+                      uint32_t *lengths, int *stop_errno);
+int lp_tap_write_batch(int fd, const char *frames, const uint32_t *lengths, uint32_t count,
+                       uint32_t *refused, int *stop_errno);
 """
 
 ffibuilder = FFI()

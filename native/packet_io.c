@@ -1,5 +1,6 @@
-/* Batched frame I/O on an AF_PACKET socket (Linux): the C half of
- * lanparty._native, compiled by cffi in API mode (native/build_native.py).
+/* Batched frame I/O on an AF_PACKET socket and on a TAP device (Linux): the
+ * C half of lanparty._native, compiled by cffi in API mode
+ * (native/build_native.py).
  *
  * One system call moves a whole batch: recvmmsg() into buffers Python made
  * once per socket, sendmmsg() from one buffer of frames laid end to end.
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <linux/if_packet.h>
 
 #define LP_MAX_BATCH 256
@@ -623,4 +625,91 @@ static int lp_send_batch(int fd, const char *frames, const uint32_t *lengths, ui
         first += (uint32_t)result;
     }
     return sent;
+}
+
+/* ----------------------------------------------------------------- TAP */
+
+/* The client's TAP device (/dev/net/tun, IFF_TAP | IFF_NO_PI, non-blocking):
+ * every read() hands out one whole Ethernet frame, every write() takes one.
+ * There is no system call for several frames at once on a tun fd, so these
+ * two only save Python its per-frame work: one call from Python per batch,
+ * then read()/write() in a loop here. */
+
+/* Read up to max_frames frames without blocking: frame j lands in
+ * buffer + j * slot_bytes, its length in lengths[j]. A read that fills its
+ * whole slot was cut (the kernel copies what fits and drops the rest), so
+ * Python makes slots one byte longer than the longest frame it keeps and
+ * drops a frame whose length is slot_bytes. An empty read hands out nothing
+ * (but counts against max_frames). Stops at max_frames or when nothing is
+ * waiting (EAGAIN). Returns the number of frames; *stop_errno is 0, or the
+ * errno of a read that failed otherwise (EBADFD: the device went away; the
+ * frames read before it are still handed out). */
+static int lp_tap_read_batch(int fd, char *buffer, uint32_t slot_bytes, uint32_t max_frames,
+                             uint32_t *lengths, int *stop_errno)
+{
+    uint32_t produced = 0, attempt;
+    ssize_t got;
+
+    *stop_errno = 0;
+    if (slot_bytes == 0 || max_frames > INT32_MAX) {
+        *stop_errno = EINVAL;
+        return 0;
+    }
+    attempt = 0;
+    while (attempt < max_frames) {
+        got = read(fd, buffer + (size_t)produced * slot_bytes, slot_bytes);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue; /* nothing was read: try again */
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                *stop_errno = errno;
+            break;
+        }
+        attempt++;
+        if (got > 0)
+            lengths[produced++] = (uint32_t)got;
+    }
+    return (int)produced;
+}
+
+/* Write count frames without blocking, one write() each; frame i is
+ * lengths[i] bytes, the frames laid end to end in `frames`. A frame the
+ * kernel refuses by itself (EINVAL: shorter than an Ethernet header;
+ * EMSGSIZE) is skipped and counted in *refused, and the next ones still go.
+ * Any other error stops the batch: *stop_errno says which (EAGAIN or
+ * ENOBUFS: no room right now, the caller drops the rest; EIO: the device is
+ * down; EBADFD: it went away). Returns how many were written; the frame that
+ * failed is count - written - *refused frames from the end (0 when all were
+ * tried). */
+static int lp_tap_write_batch(int fd, const char *frames, const uint32_t *lengths, uint32_t count,
+                              uint32_t *refused, int *stop_errno)
+{
+    const char *cursor = frames;
+    uint32_t i;
+    int written = 0;
+    ssize_t result;
+
+    *refused = 0;
+    *stop_errno = 0;
+    if (count > INT32_MAX) {
+        *stop_errno = EINVAL;
+        return 0;
+    }
+    i = 0;
+    while (i < count) {
+        result = write(fd, cursor, lengths[i]);
+        if (result < 0) {
+            if (errno == EINTR)
+                continue; /* nothing was written: the same frame again */
+            if (errno != EINVAL && errno != EMSGSIZE) {
+                *stop_errno = errno;
+                break;
+            }
+            (*refused)++;
+        } else {
+            written++;
+        }
+        cursor += lengths[i++];
+    }
+    return written;
 }

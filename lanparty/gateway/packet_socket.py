@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import os
 import socket
 import struct
@@ -42,6 +41,8 @@ from typing import Any
 
 import trio
 
+from lanparty._native_loader import load_native as _load_native
+from lanparty._native_loader import native_available
 from lanparty.errors import ConfigError, HostNetworkError
 from lanparty.proto.offload import (
     NO_OFFLOAD,
@@ -98,19 +99,6 @@ _NO_OFFLOAD_HEADER = NO_OFFLOAD.pack()
 # and errors that mean "the queue is full right now" (the rest is dropped).
 _FRAME_REFUSED = frozenset({errno.EMSGSIZE, errno.EINVAL})
 _QUEUE_FULL = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR})
-
-
-def _load_native() -> Any | None:
-    """The cffi module of the C shim, or None when it was not built."""
-    try:
-        return importlib.import_module("lanparty._native")
-    except ImportError:
-        return None
-
-
-def native_available() -> bool:
-    """Whether the C shim was built and can be loaded."""
-    return sys.platform == "linux" and _load_native() is not None
 
 
 class PacketSocket:

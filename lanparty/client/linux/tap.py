@@ -11,6 +11,21 @@ not persistent: it disappears when ``close`` closes the file descriptor, or
 when the process dies. A name already taken by any interface is refused
 (``IFF_TUN_EXCL``), never attached to. Needs root or CAP_NET_ADMIN.
 
+Frames move in batches: one Trio wake-up, one ``read_batch`` of every frame
+waiting (up to ``BATCH_FRAMES``); one ``write_batch`` of what the relay
+delivered. A tun fd has no system call for several frames, so a batch is a
+loop of ``read()`` / ``write()`` either way; with the C shim
+(``lanparty._native``: ``lp_tap_read_batch``, ``lp_tap_write_batch``) the
+loop runs in C and Python makes one call per batch; without it (not built,
+or ``native=False``), the same loop runs in Python with ``os.read`` /
+``os.write``. Both behave the same.
+
+Reads land in slots sized from the device's MTU (``read_slot_bytes``): room
+for the longest frame the MTU allows with an 802.1Q tag, plus one byte to
+tell a frame that did not fit (the kernel cuts it silently). Such a frame
+(the MTU was raised behind our back, or stacked VLANs) is dropped and
+counted in ``truncated_frames``; the room would not carry it anyway.
+
 Linux only; importing this module elsewhere works, ``open`` raises
 ``ConfigError``.
 """
@@ -23,20 +38,33 @@ import socket
 import struct
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
+from lanparty._native_loader import load_native
 from lanparty.errors import ConfigError, HostNetworkError
 from lanparty.proto.mac import InvalidMacError, check_endpoint_mac, format_mac
+from lanparty.proto.mtu import max_frame
 
-__all__ = ["BATCH_FRAMES", "DEFAULT_TAP_NAME", "READ_BUFFER_BYTES", "TapDevice"]
+__all__ = [
+    "BATCH_FRAMES",
+    "DEFAULT_TAP_NAME",
+    "READ_BUFFER_BYTES",
+    "TapDevice",
+    "read_slot_bytes",
+]
 
 DEFAULT_TAP_NAME = "lanparty0"
 # Frames per read_batch call: one Trio wake-up drains at most this many.
 BATCH_FRAMES = 64
-# Room for the largest frame a TAP device can hand us: a 65535-byte MTU, the
-# Ethernet header and a VLAN tag. A shorter buffer would cut frames silently.
+# The largest frame a TAP device of the largest MTU hands us: a 65535-byte
+# MTU, the Ethernet header and a VLAN tag. Reads use slots sized from the
+# device's own MTU (read_slot_bytes), never longer than this plus one byte
+# rounded up.
 READ_BUFFER_BYTES = 65535 + 14 + 4
+# Read slots are a multiple of this (a cache line): frames start aligned.
+_SLOT_ALIGN = 64
 MIN_MTU = 68
 MAX_MTU = 65535
 # IFNAMSIZ is 16 with the terminating NUL.
@@ -60,11 +88,23 @@ _IFREQ_BYTES = 40
 # errors that mean "no room right now" (the rest of the batch is dropped).
 _FRAME_REFUSED = frozenset({errno.EINVAL, errno.EMSGSIZE})
 _QUEUE_FULL = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR})
-_GONE = frozenset({errno.EIO, errno.ENODEV, errno.ENXIO, errno.ENETDOWN})
+# EIO: the device is down; EBADFD: it was deleted (the fd is no longer attached).
+_EBADFD = 77  # Linux's number; Python's errno module has no EBADFD on Windows
+_GONE = frozenset({errno.EIO, errno.ENODEV, errno.ENXIO, errno.ENETDOWN, _EBADFD})
 _NEEDS_ADMIN = (
     "run as root or grant CAP_NET_ADMIN (setcap cap_net_admin+ep on the Python "
     "interpreter, or AmbientCapabilities=CAP_NET_ADMIN in a systemd unit)"
 )
+
+
+def read_slot_bytes(mtu: int) -> int:
+    """The bytes of one read slot of a TAP device with this MTU.
+
+    Room for its longest frame (MTU, Ethernet header, one 802.1Q tag) and
+    one byte more: a read that fills the whole slot was cut. Rounded up to
+    a multiple of 64 bytes.
+    """
+    return (max_frame(mtu) + 1 + _SLOT_ALIGN - 1) // _SLOT_ALIGN * _SLOT_ALIGN
 
 
 class TapDevice:
@@ -75,18 +115,39 @@ class TapDevice:
     mtu: int
     # Frames write_batch did not write: refused one by one, or left when the queue was full.
     dropped_frames: int
+    # Frames read that were longer than a read slot holds (see read_slot_bytes): dropped.
+    truncated_frames: int
+    # Whether batches go through the C shim (else the pure-Python loop).
+    native: bool
 
-    def __init__(self, fd: int, name: str, mac: bytes, mtu: int) -> None:
-        """Use ``TapDevice.open``; ``fd`` is the open, configured, non-blocking tun fd."""
+    def __init__(self, fd: int, name: str, mac: bytes, mtu: int, shim: Any | None = None) -> None:
+        """Use ``TapDevice.open``; ``fd`` is the open, configured, non-blocking tun fd.
+
+        ``shim`` is the loaded C module (``lanparty._native``), or None for pure Python.
+        """
         self._fd = fd
         self.name = name
         self.mac = mac
         self.mtu = mtu
         self.dropped_frames = 0
+        self.truncated_frames = 0
+        self.native = shim is not None
+        slot = read_slot_bytes(mtu)
+        self._io: _NativeIO | _PythonIO = (
+            _NativeIO(shim, slot) if shim is not None else _PythonIO(slot)
+        )
+        # A read error that came after frames of the same batch: raised on the next read.
+        self._read_error: OSError | None = None
 
     @classmethod
-    def open(cls, name: str = DEFAULT_TAP_NAME, *, mac: bytes, mtu: int) -> TapDevice:
-        """Create TAP device ``name`` with ``mac`` and ``mtu`` and bring it up."""
+    def open(
+        cls, name: str = DEFAULT_TAP_NAME, *, mac: bytes, mtu: int, native: bool | None = None
+    ) -> TapDevice:
+        """Create TAP device ``name`` with ``mac`` and ``mtu`` and bring it up.
+
+        ``native``: None uses the C shim if it was built, else pure Python;
+        True requires the shim; False forces pure Python.
+        """
         if sys.platform != "linux":  # also tells mypy --platform win32 what follows is Linux
             raise ConfigError(f"the Linux TAP device needs Linux; this is {sys.platform}")
         encoded = _check_name(name)
@@ -96,6 +157,15 @@ class TapDevice:
             raise ConfigError(f"cannot give the TAP device {name} that MAC: {exc}") from exc
         if not MIN_MTU <= mtu <= MAX_MTU:
             raise ConfigError(f"a TAP device's MTU is {MIN_MTU} to {MAX_MTU}, not {mtu}")
+        shim = None
+        if native is not False:
+            shim = load_native()
+            if shim is None and native:
+                raise ConfigError(
+                    "the native TAP I/O shim (lanparty._native) is not built: reinstall "
+                    "lanparty with a C compiler present (apt-get install gcc libc6-dev; "
+                    "pip install -e .), or open the TAP without requiring it"
+                )
         fd = _open_tun(name)
         try:
             flags = struct.pack("16sH", encoded, _IFF_TAP | _IFF_NO_PI | _IFF_TUN_EXCL)
@@ -108,7 +178,7 @@ class TapDevice:
         except BaseException:
             os.close(fd)
             raise
-        return cls(fd, actual, mac, mtu)
+        return cls(fd, actual, mac, mtu, shim)
 
     def fileno(self) -> int:
         return self._fd
@@ -133,7 +203,7 @@ class TapDevice:
     async def receive_batch(self) -> list[bytes]:
         """Wait for at least one frame from the PC; at most ``BATCH_FRAMES``."""
         while True:
-            await trio.lowlevel.wait_readable(self._fd)
+            await self.wait_readable()
             frames = self.read_batch()
             if frames:
                 return frames
@@ -144,25 +214,27 @@ class TapDevice:
 
     async def wait_readable(self) -> None:
         """Wait until the PC has sent a frame (or the device has an error to report)."""
+        if self._read_error is not None:
+            await trio.lowlevel.checkpoint()
+            return
         await trio.lowlevel.wait_readable(self._fd)
 
     def read_batch(self) -> list[bytes]:
         """Every frame waiting, up to ``BATCH_FRAMES``; never blocks; [] if none.
 
-        Raises ``HostNetworkError`` when the device went away.
+        Raises ``HostNetworkError`` when the device went away (after handing
+        out, in an earlier call, the frames read before that was seen).
         """
-        frames: list[bytes] = []
-        read, fd = os.read, self._fd
-        for _ in range(BATCH_FRAMES):
-            try:
-                frame = read(fd, READ_BUFFER_BYTES)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                raise self._host_error("read from", exc) from exc
-            if frame:
-                frames.append(frame)
-        return frames
+        error, self._read_error = self._read_error, None
+        if error is None:
+            frames, truncated, error = self._io.read(self._fd)
+            self.truncated_frames += truncated
+            if error is None:
+                return frames
+            if frames:
+                self._read_error = error  # these frames first, the error next time
+                return frames
+        raise self._host_error("read from", error) from error
 
     def write_batch(self, frames: Sequence[bytes]) -> int:
         """Write ``frames`` without blocking; return how many were written.
@@ -172,20 +244,14 @@ class TapDevice:
         or too long) while the ones after it still go. Raises
         ``HostNetworkError`` when the device is down or went away.
         """
-        written = 0
-        write, fd = os.write, self._fd
-        for index, frame in enumerate(frames):
-            try:
-                write(fd, frame)
-            except OSError as exc:
-                if exc.errno in _FRAME_REFUSED:
-                    self.dropped_frames += 1
-                    continue
-                if exc.errno in _QUEUE_FULL:
-                    self.dropped_frames += len(frames) - index
-                    break
-                raise self._host_error("write to", exc) from exc
-            written += 1
+        if not frames:
+            return 0
+        written, refused, error = self._io.write(self._fd, frames)
+        self.dropped_frames += refused
+        if error is not None:
+            if error.errno not in _QUEUE_FULL:
+                raise self._host_error("write to", error) from error
+            self.dropped_frames += len(frames) - written - refused
         return written
 
     def close(self) -> None:
@@ -207,6 +273,107 @@ class TapDevice:
                 f"({exc.strerror}); restart lanparty"
             )
         return HostNetworkError(f"cannot {action} the TAP device {self.name}: {exc.strerror}")
+
+
+class _NativeIO:
+    """Batches through the C shim: one call per batch, the read()/write() loop in C.
+
+    Reads land in ``BATCH_FRAMES`` slots of one buffer made once per device
+    (not cleared: the kernel only touches the bytes frames fill) and are
+    handed out as ``bytes``: one copy, which costs the same as handing out
+    memoryviews once the session has put its header in front of each frame
+    (measured: native/README.md), and the frames stay valid after the next
+    batch. Writes pass the frames laid end to end (one ``b"".join``: half the
+    cost of an array of pointers to each frame) and their lengths.
+    """
+
+    def __init__(self, module: Any, slot: int) -> None:
+        self._lib, ffi = module.lib, module.ffi
+        self._ffi = ffi
+        self._slot = slot
+        self._buffer = ffi.new_allocator(should_clear_after_alloc=False)(
+            "char[]", BATCH_FRAMES * slot
+        )
+        self._view = ffi.buffer(self._buffer)
+        self._offsets = range(0, BATCH_FRAMES * slot, slot)
+        self._lengths = ffi.new("uint32_t[]", BATCH_FRAMES)
+        self._refused = ffi.new("uint32_t *")
+        self._stop_errno = ffi.new("int *")
+
+    def read(self, fd: int) -> tuple[list[bytes], int, OSError | None]:
+        """The frames read, how many were cut (dropped), and the error that stopped it."""
+        count: int = self._lib.lp_tap_read_batch(
+            fd, self._buffer, self._slot, BATCH_FRAMES, self._lengths, self._stop_errno
+        )
+        number = self._stop_errno[0]
+        error = _os_error(number) if number else None
+        if count <= 0:
+            return [], 0, error
+        slot, view = self._slot, self._view
+        lengths: list[int] = self._ffi.unpack(self._lengths, count)
+        if slot not in lengths:
+            frames = [
+                view[offset : offset + length]
+                for offset, length in zip(self._offsets, lengths, strict=False)
+            ]
+            return frames, 0, error
+        frames = [
+            view[offset : offset + length]
+            for offset, length in zip(self._offsets, lengths, strict=False)
+            if length != slot
+        ]
+        return frames, count - len(frames), error
+
+    def write(self, fd: int, frames: Sequence[bytes]) -> tuple[int, int, OSError | None]:
+        """How many frames were written and refused, and the error that stopped the rest."""
+        lengths = self._ffi.new("uint32_t[]", [len(frame) for frame in frames])
+        written: int = self._lib.lp_tap_write_batch(
+            fd, b"".join(frames), lengths, len(frames), self._refused, self._stop_errno
+        )
+        number = self._stop_errno[0]
+        return written, int(self._refused[0]), _os_error(number) if number else None
+
+
+class _PythonIO:
+    """The same batches as a loop of ``os.read`` / ``os.write``, when the shim is not built."""
+
+    def __init__(self, slot: int) -> None:
+        self._slot = slot
+
+    def read(self, fd: int) -> tuple[list[bytes], int, OSError | None]:
+        frames: list[bytes] = []
+        truncated = 0
+        read, slot = os.read, self._slot
+        for _ in range(BATCH_FRAMES):
+            try:
+                frame = read(fd, slot)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                return frames, truncated, exc
+            if len(frame) == slot:
+                truncated += 1
+            elif frame:
+                frames.append(frame)
+        return frames, truncated, None
+
+    def write(self, fd: int, frames: Sequence[bytes]) -> tuple[int, int, OSError | None]:
+        written = refused = 0
+        write = os.write
+        for frame in frames:
+            try:
+                write(fd, frame)
+            except OSError as exc:
+                if exc.errno in _FRAME_REFUSED:
+                    refused += 1
+                    continue
+                return written, refused, exc
+            written += 1
+        return written, refused, None
+
+
+def _os_error(number: int) -> OSError:
+    return OSError(number, os.strerror(number))
 
 
 def _ioctl(target: int | socket.socket, request: int, ifreq: bytes) -> bytes:
