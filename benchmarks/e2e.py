@@ -124,6 +124,10 @@ def main() -> int:
     parser.add_argument("--pings", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--client-bps", metavar="RATE",
+        help="the relay's per-client limit (its default, 100M, caps player -> LAN)",
+    )  # fmt: skip
     args = parser.parse_args()
     for tool in ("ping", "iperf3"):
         if shutil.which(tool) is None:
@@ -131,8 +135,9 @@ def main() -> int:
                 f"{tool} is missing (Debian: apt-get install iputils-ping iperf3)", file=sys.stderr
             )
             return 2
+    relay_args = ["--client-bps", args.client_bps] if args.client_bps else []
     with tempfile.TemporaryDirectory(prefix="lanparty-e2e-") as state, running_bridge(
-        Path(state)
+        Path(state), relay_args=relay_args
     ) as bridge, direct_host(bridge.topo) as direct:  # fmt: skip
         topo = bridge.topo
         server = topo.popen(topo.lanhost, ["iperf3", "-s", "-B", LAN_HOST_IP],

@@ -157,10 +157,17 @@ def _stop(process: subprocess.Popen[str] | None, timeout_s: float = 15) -> int |
 class Bridge:
     """The relay and gateway processes running on a topology."""
 
-    def __init__(self, topo: Topology, state_dir: Path, gateway_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        topo: Topology,
+        state_dir: Path,
+        gateway_args: Sequence[str] = (),
+        relay_args: Sequence[str] = (),
+    ) -> None:
         self.topo = topo
         self.state_dir = state_dir
         self.gateway_args = list(gateway_args)
+        self.relay_args = list(relay_args)
         self.gateway_log = state_dir / "gateway.log"
         self.relay: subprocess.Popen[str] | None = None
         self.gateway: subprocess.Popen[str] | None = None
@@ -170,7 +177,8 @@ class Bridge:
         self.relay = self.topo.popen(
             self.topo.relay,
             [sys.executable, "-m", "lanparty.relay", "--listen", f"0.0.0.0:{RELAY_PORT}",
-             "--state-dir", str(self.state_dir / "relay"), "--log-level", "warning"],
+             "--state-dir", str(self.state_dir / "relay"), "--log-level", "warning",
+             *self.relay_args],
             stdout=subprocess.PIPE,
         )  # fmt: skip
         assert self.relay.stdout is not None
@@ -214,11 +222,11 @@ class Bridge:
 
 @contextmanager
 def running_bridge(
-    state_dir: Path, *gateway_args: str, ageing_s: float = 300.0
+    state_dir: Path, *gateway_args: str, ageing_s: float = 300.0, relay_args: Sequence[str] = ()
 ) -> Iterator[Bridge]:
     """A topology with the relay and the gateway running in it; all gone on exit."""
     with topology(bridge_ageing_s=ageing_s) as topo:
-        bridge = Bridge(topo, state_dir, gateway_args)
+        bridge = Bridge(topo, state_dir, gateway_args, relay_args)
         try:
             bridge.start_relay()
             bridge.start_gateway()
