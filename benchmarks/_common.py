@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,32 @@ def machine_summary() -> str:
         f"{platform.node()}: {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
+
+
+def marked_frames(destination: bytes, source: bytes, size: int, count: int) -> list[bytes]:
+    """``count`` frames of ``size`` bytes with the test ethertype, numbered."""
+    head = destination + source + b"\x88\xb5"
+    return [head + n.to_bytes(4, "big") + bytes(size - 18) for n in range(count)]
+
+
+class Totals:
+    """Frames moved and the wall and CPU seconds they took (CPU of ``cpu_clock``)."""
+
+    def __init__(self, cpu_clock: Callable[[], float] = time.process_time) -> None:
+        self.frames = 0
+        self.wall_s = 0.0
+        self.cpu_s = 0.0
+        self._cpu_clock = cpu_clock
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), self._cpu_clock()
+        yield
+        self.wall_s += time.perf_counter() - wall
+        self.cpu_s += self._cpu_clock() - cpu
+
+    def per_s(self) -> float:
+        return self.frames / self.wall_s if self.wall_s else 0.0
+
+    def cpu_us(self) -> float:
+        return self.cpu_s * 1e6 / self.frames if self.frames else float("nan")

@@ -33,15 +33,15 @@ import secrets
 import select
 import statistics
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 
-from benchmarks._common import machine_summary, pin_to_cpu
+from benchmarks._common import Totals, machine_summary, marked_frames, pin_to_cpu
 from lanparty.gateway import packet_socket
 from lanparty.gateway.packet_socket import PacketSocket
 
 ETH_P_ALL = 0x0003
 FRAME_SIZES = (60, 1514)
+SOURCE_MAC = bytes.fromhex("020000000002")
 BURST_FRAMES = 2000  # fits the 4 MiB receive buffer even for 1514-byte frames
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -78,38 +78,11 @@ def inside(name: str) -> Iterator[None]:
         os.close(original)
 
 
-def frames_of(size: int, count: int, destination: bytes) -> list[bytes]:
-    head = destination + bytes.fromhex("020000000002") + b"\x88\xb5"
-    return [head + n.to_bytes(4, "big") + bytes(size - 18) for n in range(count)]
-
-
-class Totals:
-    """Frames moved and the wall and CPU seconds they took."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.wall_s = 0.0
-        self.cpu_s = 0.0
-
-    @contextlib.contextmanager
-    def timing(self) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        yield
-        self.wall_s += time.perf_counter() - wall
-        self.cpu_s += time.process_time() - cpu
-
-    def per_s(self) -> float:
-        return self.frames / self.wall_s if self.wall_s else 0.0
-
-    def cpu_us(self) -> float:
-        return self.cpu_s * 1e6 / self.frames if self.frames else float("nan")
-
-
 def queue_bursts(
     peer: PacketSocket, size: int, until: Callable[[Totals], bool], drain: Callable[[], int]
 ) -> tuple[Totals, Totals]:
     """Send bursts from the peer and drain each; return (fill, drain) totals."""
-    burst = frames_of(size, BURST_FRAMES, bytes.fromhex("020000000001"))
+    burst = marked_frames(bytes.fromhex("020000000001"), SOURCE_MAC, size, BURST_FRAMES)
     batches = [burst[i : i + 64] for i in range(0, len(burst), 64)]
     fill, drained = Totals(), Totals()
     while not until(fill):
@@ -134,7 +107,9 @@ def drain_burst(sock: PacketSocket) -> int:
 
 
 def bench_send(sock: PacketSocket, size: int, until: Callable[[Totals], bool]) -> Totals:
-    batch = frames_of(size, packet_socket.BATCH_FRAMES, bytes.fromhex("020000000002"))
+    batch = marked_frames(
+        bytes.fromhex("020000000002"), SOURCE_MAC, size, packet_socket.BATCH_FRAMES
+    )
     sent = Totals()
     while not until(sent):
         with sent.timing():

@@ -33,7 +33,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from benchmarks._common import machine_summary, pin_to_cpu
+from benchmarks._common import Totals, machine_summary, marked_frames, pin_to_cpu
 from lanparty._native_loader import native_available
 from lanparty.client.linux.tap import BATCH_FRAMES, TapDevice, read_slot_bytes
 from lanparty.demo.netns import inside
@@ -63,36 +63,9 @@ def namespace() -> Iterator[str]:
         subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
-def frames_of(destination: bytes, source: bytes, count: int) -> list[bytes]:
-    head = destination + source + b"\x88\xb5"
-    return [head + n.to_bytes(4, "big") + bytes(FRAME_BYTES - 18) for n in range(count)]
-
-
-class Totals:
-    """Frames moved and the wall and thread CPU seconds they took."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.wall_s = 0.0
-        self.cpu_s = 0.0
-
-    @contextlib.contextmanager
-    def timing(self) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        yield
-        self.wall_s += time.perf_counter() - wall
-        self.cpu_s += time.thread_time() - cpu
-
-    def per_s(self) -> float:
-        return self.frames / self.wall_s if self.wall_s else 0.0
-
-    def cpu_us(self) -> float:
-        return self.cpu_s * 1e6 / self.frames if self.frames else float("nan")
-
-
 def bench_read(tap: TapDevice, pc: socket.socket, args: argparse.Namespace) -> Totals:
-    burst = frames_of(TAP_MAC, PC_MAC, BURST_FRAMES)
-    drained = Totals()
+    burst = marked_frames(TAP_MAC, PC_MAC, FRAME_BYTES, BURST_FRAMES)
+    drained = Totals(time.thread_time)
     while drained.frames < args.frames and drained.wall_s < args.seconds:
         for frame in burst:
             pc.send(frame)
@@ -110,8 +83,8 @@ def bench_read(tap: TapDevice, pc: socket.socket, args: argparse.Namespace) -> T
 
 
 def bench_write(tap: TapDevice, args: argparse.Namespace) -> Totals:
-    batch = frames_of(NOBODY_MAC, PC_MAC, BATCH_FRAMES)
-    written = Totals()
+    batch = marked_frames(NOBODY_MAC, PC_MAC, FRAME_BYTES, BATCH_FRAMES)
+    written = Totals(time.thread_time)
     while written.frames < args.frames and written.wall_s < args.seconds:
         with written.timing():
             for _ in range(16):
