@@ -67,14 +67,17 @@ __all__ = [
 
 # OpenVPN's PRODUCT_TAP_WIN_MIN_MAJOR/MINOR (facts 1.1).
 MIN_DRIVER_VERSION: Final = (9, 9)
-# Reads pending in the driver at once; it queues up to 64 frames for us
-# when none is (TAP6 PACKET_QUEUE_SIZE, facts 1.3).
+# Reads pending in the driver at once. Frames that find none wait in the
+# driver's queue, which has no frame limit (TAP6 mem.c leaves its
+# PACKET_QUEUE_SIZE of 64 unenforced in the NDIS 6 driver); past 4 MiB
+# queued (TAP_BUFFER_SIZE, 9.24.2 and later) the driver stops completing
+# the stack's sends (flow control) rather than drop.
 OUTSTANDING_READS: Final = 8
 # One frame per read; a larger frame fails the read (ERROR_MORE_DATA) and is
 # lost. NDIS hands the driver at most 1514 bytes, 1518 with an 802.1Q tag.
 READ_BUFFER_BYTES: Final = 2048
 # Frames read but not yet taken by receive_batch: past this, the readers
-# stop issuing reads and the driver's own queue takes the overflow.
+# stop issuing reads and the frames wait in the driver's queue.
 MAX_QUEUED_READS: Final = 256
 BATCH_FRAMES: Final = 64
 # TAP_MAX_FRAME_SIZE (14 + 1500, TAP6 constants.h); the driver does not
