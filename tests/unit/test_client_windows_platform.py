@@ -160,6 +160,7 @@ class AdapterSetUp:
         self.registry = FakeRegistry()
         self.events: list[tuple[str, Any]] = []
         self.tap = types.SimpleNamespace(index=17, name="LAN party")
+        self.max_frame: int | None = None
         monkeypatch.setattr(module, "WindowsRegistry", lambda: self.registry)
         monkeypatch.setattr(module, "open_windows_tap", self.open_windows_tap)
         profile = types.ModuleType("lanparty.client.windows.profile")
@@ -168,9 +169,16 @@ class AdapterSetUp:
 
     @contextlib.asynccontextmanager
     async def open_windows_tap(
-        self, candidates: Sequence[TapAdapter], *, chosen_by_user: bool, mac: bytes, mtu: int
+        self,
+        candidates: Sequence[TapAdapter],
+        *,
+        chosen_by_user: bool,
+        mac: bytes,
+        mtu: int,
+        max_frame: int | None,
     ) -> AsyncIterator[Any]:
         self.events.append(("tap open", ([c.name for c in candidates], chosen_by_user, mac, mtu)))
+        self.max_frame = max_frame
         yield self.tap
         self.events.append(("tap closed", None))
 
@@ -193,6 +201,18 @@ async def test_open_adapter_finds_opens_and_closes_the_tap(
         ("tap open", (["LAN party"], False, MAC, 1400)),
         ("tap closed", None),
     ]
+
+
+async def test_the_rooms_max_frame_reaches_the_tap(
+    platform_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = AdapterSetUp(monkeypatch, platform_module)
+    add_tap_adapter(setup.registry, "0001", name="LAN party")
+    platform = platform_module.WindowsPlatform()
+    async with platform.open_adapter(None, mac=MAC, mtu=1500, max_frame=1518):
+        assert setup.max_frame == 1518
+    async with platform.open_adapter(None, mac=MAC, mtu=1500):
+        assert setup.max_frame is None  # the TAP works it out from the MTU
 
 
 async def test_a_named_adapter_is_chosen_by_the_user(

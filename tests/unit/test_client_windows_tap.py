@@ -103,8 +103,12 @@ class FakeDriver:
         return len(data)
 
     def deliver(self, *frames: bytes, wake_in_reverse: bool = False) -> None:
+        """Complete one pending read per frame; a frame its buffer cannot hold is lost."""
         reads = [self.pending.popleft() for _ in frames]
         for read, data in zip(reads, frames, strict=True):
+            if len(data) > len(read.buffer):
+                read.error = WinError(CONSTANTS["ERROR_MORE_DATA"])
+                continue
             read.buffer[: len(data)] = data
             read.length = len(data)
         for read in reversed(reads) if wake_in_reverse else reads:
@@ -217,8 +221,9 @@ async def test_frames_are_written_in_order_and_bad_sizes_refused(
 ) -> None:
     driver = FakeDriver()
     tap = windows_tap(tap_module, driver)
-    too_long = frame(99, size=tap_module.MAX_FRAME_BYTES + 1)
-    longest = frame(98, size=tap_module.MAX_FRAME_BYTES)
+    assert tap.max_frame == 1400 + 18  # the room's: MTU, Ethernet header, one 802.1Q tag
+    too_long = frame(99, size=tap.max_frame + 1)
+    longest = frame(98, size=tap.max_frame)
     frames = [frame(number) for number in range(40)]
     async with trio.open_nursery() as nursery:
         tap.start(nursery)
@@ -227,6 +232,43 @@ async def test_frames_are_written_in_order_and_bad_sizes_refused(
         assert tap.dropped_frames == 2
         await trio.testing.wait_all_tasks_blocked()
         assert driver.written == [*frames, longest]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_room_of_mtu_1500_carries_tagged_frames_of_1518_bytes(
+    tap_module: types.ModuleType,
+) -> None:
+    driver = FakeDriver()
+    tap = windows_tap(tap_module, driver, mtu=1500)
+    tagged = frame(1, size=1518)  # the driver strips the 802.1Q tag (facts 1.3)
+    async with trio.open_nursery() as nursery:
+        tap.start(nursery)
+        assert tap.send_batch([tagged, frame(2, size=1519)]) == 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert driver.written == [tagged]
+        assert tap.dropped_frames == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_read_buffers_hold_the_rooms_largest_frame(tap_module: types.ModuleType) -> None:
+    driver = FakeDriver()
+    tap = windows_tap(tap_module, driver, mtu=4000)  # an adapter whose MTU was raised
+    largest = frame(1, size=4018)
+    async with trio.open_nursery() as nursery:
+        tap.start(nursery)
+        await trio.testing.wait_all_tasks_blocked()
+        driver.deliver(largest)
+        assert await tap.receive_batch() == [largest]
+        assert tap.oversized_reads == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_explicit_max_frame_bounds_both_ways(tap_module: types.ModuleType) -> None:
+    driver = FakeDriver()
+    tap = windows_tap(tap_module, driver, mtu=1500, max_frame=1514)
+    async with trio.open_nursery() as nursery:
+        tap.start(nursery)
+        assert tap.send_batch([frame(1, size=1514), frame(2, size=1518)]) == 1
         nursery.cancel_scope.cancel()
 
 
@@ -419,7 +461,7 @@ async def test_opening_asks_the_driver_then_connects_then_registers(
         ) as tap:
             await trio.testing.wait_all_tasks_blocked()
             assert len(windows.drivers[0].pending) == tap_module.OUTSTANDING_READS
-            assert (tap.name, tap.index, tap.mtu) == ("LAN party", 17, 1400)
+            assert (tap.name, tap.index, tap.mtu, tap.max_frame) == ("LAN party", 17, 1400, 1418)
     handle = 0x101
     access = CONSTANTS["GENERIC_READ"] | CONSTANTS["GENERIC_WRITE"]
     flags = CONSTANTS["FILE_ATTRIBUTE_SYSTEM"] | CONSTANTS["FILE_FLAG_OVERLAPPED"]

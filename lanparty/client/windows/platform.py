@@ -59,12 +59,19 @@ class WindowsPlatform:
 
     @asynccontextmanager
     async def open_adapter(
-        self, name: str | None, *, mac: bytes, mtu: int
+        self, name: str | None, *, mac: bytes, mtu: int, max_frame: int | None = None
     ) -> AsyncIterator[VirtualAdapter]:
+        """``ClientPlatform.open_adapter``; ``max_frame`` is the room's (default: from ``mtu``)."""
         candidates = adapters_to_try(find_tap_adapters(WindowsRegistry()), name, mac=mac)
         async with AsyncExitStack() as stack:
             tap = await stack.enter_async_context(
-                open_windows_tap(candidates, chosen_by_user=name is not None, mac=mac, mtu=mtu)
+                open_windows_tap(
+                    candidates,
+                    chosen_by_user=name is not None,
+                    mac=mac,
+                    mtu=mtu,
+                    max_frame=max_frame,
+                )
             )
             if self.private_network:
                 from lanparty.client.windows.profile import (  # noqa: PLC0415

@@ -52,14 +52,14 @@ from lanparty.client.windows.adapters import (
 from lanparty.errors import ConfigError, HostNetworkError
 from lanparty.obs import events
 from lanparty.proto.mac import format_mac
+from lanparty.proto.mtu import max_frame as room_max_frame
 
 if sys.platform != "win32":
     raise ImportError(f"lanparty.client.windows.tap needs Windows; this is {sys.platform}")
 
 __all__ = [
     "BATCH_FRAMES",
-    "MAX_FRAME_BYTES",
-    "READ_BUFFER_BYTES",
+    "MIN_READ_BUFFER_BYTES",
     "DriverInfo",
     "WindowsTap",
     "open_windows_tap",
@@ -74,16 +74,17 @@ MIN_DRIVER_VERSION: Final = (9, 9)
 # the stack's sends (flow control) rather than drop.
 OUTSTANDING_READS: Final = 8
 # One frame per read; a larger frame fails the read (ERROR_MORE_DATA) and is
-# lost. NDIS hands the driver at most 1514 bytes, 1518 with an 802.1Q tag.
-READ_BUFFER_BYTES: Final = 2048
+# lost. NDIS hands the driver at most 1514 bytes, 1518 with an 802.1Q tag;
+# a read buffer is this, or the room's largest frame when that is larger.
+MIN_READ_BUFFER_BYTES: Final = 2048
 # Frames read but not yet taken by receive_batch: past this, the readers
 # stop issuing reads and the frames wait in the driver's queue.
 MAX_QUEUED_READS: Final = 256
 BATCH_FRAMES: Final = 64
-# TAP_MAX_FRAME_SIZE (14 + 1500, TAP6 constants.h); the driver does not
-# check, it is ours to refuse larger frames (facts 1.3). It also refuses
-# frames shorter than an Ethernet header.
-MAX_FRAME_BYTES: Final = 1514
+# The driver refuses frames shorter than an Ethernet header. It does not
+# check an upper bound (facts 1.3): frames longer than the room's max_frame
+# are ours to refuse. It strips an 802.1Q tag, so the room's max_frame (MTU,
+# Ethernet header, one tag) fits the adapter whose MTU check_driver passed.
 MIN_FRAME_BYTES: Final = 14
 WRITER_TASKS: Final = 16
 MAX_QUEUED_WRITES: Final = 256
@@ -141,10 +142,13 @@ class WindowsTap:
         mtu: int,
         driver: DriverInfo,
         ipv4_lookup: Callable[[int], str | None],
+        max_frame: int | None = None,
     ) -> None:
         self.adapter = adapter
         self.luid = luid
         self.driver = driver
+        self.max_frame = room_max_frame(mtu) if max_frame is None else max_frame
+        """The room's largest frame (``Welcome.max_frame``); longer ones are refused."""
         self._device = device
         self._index = index
         self._mtu = mtu
@@ -208,15 +212,16 @@ class WindowsTap:
         """Queue ``frames`` for the PC; how many were taken. Never waits (no task switch).
 
         The writer tasks hand them to the driver, in order. Frames longer
-        than ``MAX_FRAME_BYTES`` or shorter than an Ethernet header are
+        than ``max_frame`` or shorter than an Ethernet header are
         refused, and frames past ``MAX_QUEUED_WRITES`` waiting dropped, all
         counted in ``dropped_frames``.
         """
         if self._failure is not None:
             raise self._failure
         taken = 0
+        max_frame = self.max_frame
         for position, frame in enumerate(frames):
-            if not MIN_FRAME_BYTES <= len(frame) <= MAX_FRAME_BYTES:
+            if not MIN_FRAME_BYTES <= len(frame) <= max_frame:
                 self._dropped_frames += 1
                 continue
             if len(self._outgoing) + self._writes_in_flight >= MAX_QUEUED_WRITES:
@@ -239,7 +244,7 @@ class WindowsTap:
         return frames
 
     async def _read_frames(self) -> None:
-        buffer = bytearray(READ_BUFFER_BYTES)
+        buffer = bytearray(max(MIN_READ_BUFFER_BYTES, self.max_frame))
         view = memoryview(buffer)
         while self._failure is None:
             await self._read_room.acquire()
@@ -393,13 +398,19 @@ class _OverlappedDevice:
 
 @asynccontextmanager
 async def open_windows_tap(
-    candidates: Sequence[TapAdapter], *, chosen_by_user: bool, mac: bytes, mtu: int
+    candidates: Sequence[TapAdapter],
+    *,
+    chosen_by_user: bool,
+    mac: bytes,
+    mtu: int,
+    max_frame: int | None = None,
 ) -> AsyncIterator[WindowsTap]:
     """The first of ``candidates`` that opens, checked and connected, carrying frames.
 
     An adapter open in another program is skipped for the next one unless
     the player chose it (``chosen_by_user``). ``ConfigError`` with what to
-    do when none can be used.
+    do when none can be used. ``max_frame``: the room's largest frame
+    (default: the one a room of ``mtu`` has).
     """
     adapter, handle = _open_first_free(candidates, chosen_by_user=chosen_by_user)
     try:
@@ -427,6 +438,7 @@ async def open_windows_tap(
             mtu=mtu,
             driver=driver,
             ipv4_lookup=_interface_ipv4,
+            max_frame=max_frame,
         )
         async with trio.open_nursery() as nursery:
             tap.start(nursery)
