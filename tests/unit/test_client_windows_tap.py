@@ -165,6 +165,50 @@ async def test_a_batch_is_everything_read_in_order_up_to_the_batch_size(
         nursery.cancel_scope.cancel()
 
 
+async def test_while_discarding_the_tap_is_drained_and_nothing_stale_is_delivered(
+    tap_module: types.ModuleType,
+) -> None:
+    driver = FakeDriver()
+    tap = windows_tap(tap_module, driver)
+    async with trio.open_nursery() as nursery:
+        tap.start(nursery)
+        await trio.testing.wait_all_tasks_blocked()
+        driver.deliver(frame(0), frame(1))  # read, not yet taken when the session is lost
+        tap.set_discarding(True)
+        assert tap.discarding
+        stale = 0
+        for _ in range(2 * tap_module.MAX_QUEUED_READS // tap_module.OUTSTANDING_READS):
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(driver.pending) == tap_module.OUTSTANDING_READS  # still reading
+            driver.deliver(*(frame(100 + stale + i) for i in range(len(driver.pending))))
+            stale += tap_module.OUTSTANDING_READS
+        await trio.testing.wait_all_tasks_blocked()
+        assert tap.discarded_frames == 2 + stale
+        tap.set_discarding(False)  # the next session
+        driver.deliver(frame(9999))
+        assert await tap.receive_batch() == [frame(9999)]
+        assert tap.dropped_frames == 0  # discarded frames are not failures to deliver
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_read_completing_out_of_order_is_still_discarded_in_order(
+    tap_module: types.ModuleType,
+) -> None:
+    driver = FakeDriver()
+    tap = windows_tap(tap_module, driver)
+    async with trio.open_nursery() as nursery:
+        tap.start(nursery)
+        await trio.testing.wait_all_tasks_blocked()
+        tap.set_discarding(True)
+        driver.deliver(frame(0), frame(1), frame(2), wake_in_reverse=True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert tap.discarded_frames == 3
+        tap.set_discarding(False)
+        driver.deliver(frame(3))
+        assert await tap.receive_batch() == [frame(3)]
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_frame_too_large_for_the_buffer_is_counted_and_skipped(
     tap_module: types.ModuleType,
 ) -> None:

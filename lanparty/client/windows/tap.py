@@ -25,7 +25,9 @@ queue in order; ``send_batch`` only appends to that queue (bounded by
 ``MAX_QUEUED_WRITES``; the rest are dropped and counted), so it never waits
 for the driver. The reader and writer tasks live in a nursery owned by
 ``open_windows_tap``'s context and are cancelled when it exits, before the
-handle is closed.
+handle is closed. While no session carries frames, ``set_discarding(True)``
+keeps the reads going and throws the frames away: left in the driver, they
+would reach the next session as a burst of stale frames.
 
 Windows only: importing this module elsewhere raises ``ImportError``.
 """
@@ -156,6 +158,8 @@ class WindowsTap:
         self._dropped_frames = 0
         # Frames the driver had to drop because they did not fit a read buffer.
         self.oversized_reads = 0
+        self._discarding = False
+        self._discarded_frames = 0
         self._failure: HostNetworkError | None = None
         self._next_ticket = 0
         self._next_delivery = 0
@@ -182,8 +186,29 @@ class WindowsTap:
     def dropped_frames(self) -> int:
         return self._dropped_frames
 
+    @property
+    def discarding(self) -> bool:
+        return self._discarding
+
+    @property
+    def discarded_frames(self) -> int:
+        """Frames read and thrown away while ``discarding``."""
+        return self._discarded_frames
+
     def ipv4_address(self) -> str | None:
         return self._ipv4_lookup(self._index)
+
+    def set_discarding(self, discarding: bool) -> None:
+        """While True, frames from the PC are still read, but thrown away (and counted).
+
+        For while no session carries them: unread, they would wait in the
+        driver's queue (up to 4 MiB, see ``OUTSTANDING_READS``) and flood
+        the room, stale, when reading resumes. Turning it on also throws
+        away what was read and not yet taken by ``receive_batch``.
+        """
+        self._discarding = discarding
+        if discarding:
+            self._discard_completed()
 
     def start(self, nursery: trio.Nursery) -> None:
         """Start the reader and writer tasks in ``nursery`` (cancelled to stop them)."""
@@ -267,8 +292,20 @@ class WindowsTap:
 
     def _complete(self, ticket: int, frame: bytes | None) -> None:
         self._completed[ticket] = frame
-        if ticket == self._next_delivery:
+        if self._discarding:
+            self._discard_completed()
+        elif ticket == self._next_delivery:
             self._frame_completed.unpark_all()
+
+    def _discard_completed(self) -> None:
+        # In ticket order, as receive_batch would take them: a later read
+        # may not overtake one still pending in the driver.
+        while self._next_delivery in self._completed:
+            frame = self._completed.pop(self._next_delivery)
+            self._next_delivery += 1
+            self._read_room.release()
+            if frame is not None:
+                self._discarded_frames += 1
 
     async def _write_frames(self) -> None:
         while self._failure is None:
