@@ -15,6 +15,8 @@ from the same Win32 codes:
   differs only in metric is ERROR_OBJECT_ALREADY_EXISTS; deleting one that
   is not there is ERROR_NOT_FOUND (``RouteNotFoundError``);
 - not elevated (``elevated = False``): every change is ERROR_ACCESS_DENIED;
+- an interface in ``disconnected`` (a TAP whose media is not connected yet)
+  keeps its routes, but ``best_route`` does not choose them;
 - ``refuse(method, code)`` makes a method fail with a chosen Win32 code.
 
 ``FakeIphlpapi`` is the DLL itself, the functions ``iphlpapi.py`` calls,
@@ -71,6 +73,7 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
         self.guids: dict[uuid.UUID, int] = {}
         self.elevated = True
         self.refusals: dict[str, int] = {}
+        self.disconnected: set[int] = set()
 
     # set-up
 
@@ -108,11 +111,13 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
         )
 
     def choose_route(self, address: IPAddress) -> Route | None:
-        """Longest prefix, then the lowest route metric plus interface metric."""
+        """Longest prefix, then the lowest route metric plus interface metric; connected only."""
         candidates = [
             route
             for route in self.routes
-            if route.destination.version == address.version and address in route.destination
+            if route.destination.version == address.version
+            and address in route.destination
+            and route.interface_index not in self.disconnected
         ]
         if not candidates:
             return None

@@ -303,3 +303,40 @@ async def test_lan_broadcasts_go_through_the_tap_while_it_runs(
     async with guards(net, journal):
         assert (await net.best_route(BROADCAST)).interface_index == TAP  # 256 + 10
     assert (await net.best_route(BROADCAST)).interface_index == ETH
+
+
+async def test_pinned_while_the_tap_is_disconnected_the_relay_route_stays_off_the_tap(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    """The order for Windows: pin the relay route while the TAP's media is disconnected
+    (its routes inactive), connect the media, then check the pin (issue 13, item 2).
+
+    A route left on the TAP (a static address's prefix, a persistent route) covers the
+    relay: asked once the TAP is connected, the best route would be that one, and the
+    pin would send the tunnel's own traffic into the tunnel.
+    """
+    leftover = Route(ip_network("198.18.5.0/24"), None, TAP, 0)
+    net.routes.append(leftover)
+    net.disconnected.add(TAP)  # open_adapter(..., connect_media=False)
+    async with guards(net, journal) as applied:
+        assert applied.relay_route.route == RELAY_ROUTE  # through Ethernet
+        net.disconnected.discard(TAP)  # tap.connect_media()
+        await applied.relay_route.verify()
+        assert (await net.best_route(RELAY)).interface_index == ETH
+
+    net.routes.remove(leftover)
+    net.routes.append(Route(ip_network("198.18.5.9/32"), None, TAP, 0))  # a leftover host route
+    net.disconnected.add(TAP)
+    async with guards(net, journal) as applied:
+        net.disconnected.discard(TAP)
+        with pytest.raises(HostNetworkError, match="not the pinned route"):
+            await applied.relay_route.verify()  # the TAP's route wins on metric: refuse to go on
+
+
+async def test_pinned_after_the_media_connects_the_relay_route_goes_through_the_tap(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    """What the old order did: the leftover TAP route was the best route when pinning."""
+    net.routes.append(Route(ip_network("198.18.5.0/24"), None, TAP, 0))
+    async with guards(net, journal) as applied:
+        assert applied.relay_route.route.interface_index == TAP

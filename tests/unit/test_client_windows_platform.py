@@ -161,6 +161,7 @@ class AdapterSetUp:
         self.events: list[tuple[str, Any]] = []
         self.tap = types.SimpleNamespace(index=17, name="LAN party")
         self.max_frame: int | None = None
+        self.connect_media = True
         monkeypatch.setattr(module, "WindowsRegistry", lambda: self.registry)
         monkeypatch.setattr(module, "open_windows_tap", self.open_windows_tap)
         profile = types.ModuleType("lanparty.client.windows.profile")
@@ -176,9 +177,11 @@ class AdapterSetUp:
         mac: bytes,
         mtu: int,
         max_frame: int | None,
+        connect_media: bool,
     ) -> AsyncIterator[Any]:
         self.events.append(("tap open", ([c.name for c in candidates], chosen_by_user, mac, mtu)))
         self.max_frame = max_frame
+        self.connect_media = connect_media
         yield self.tap
         self.events.append(("tap closed", None))
 
@@ -213,6 +216,18 @@ async def test_the_rooms_max_frame_reaches_the_tap(
         assert setup.max_frame == 1518
     async with platform.open_adapter(None, mac=MAC, mtu=1500):
         assert setup.max_frame is None  # the TAP works it out from the MTU
+
+
+async def test_the_media_can_be_left_disconnected_for_the_caller_to_connect(
+    platform_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = AdapterSetUp(monkeypatch, platform_module)
+    add_tap_adapter(setup.registry, "0001", name="LAN party")
+    platform = platform_module.WindowsPlatform()
+    async with platform.open_adapter(None, mac=MAC, mtu=1400):
+        assert setup.connect_media is True  # as before, unless asked
+    async with platform.open_adapter(None, mac=MAC, mtu=1400, connect_media=False):
+        assert setup.connect_media is False
 
 
 async def test_a_named_adapter_is_chosen_by_the_user(

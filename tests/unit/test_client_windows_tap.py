@@ -514,10 +514,10 @@ async def test_opening_asks_the_driver_then_connects_then_registers(
         ("TAP_WIN_IOCTL_GET_VERSION", handle, None, 12, ffi.NULL),
         ("TAP_WIN_IOCTL_GET_MAC", handle, None, 6, ffi.NULL),
         ("TAP_WIN_IOCTL_GET_MTU", handle, None, 4, ffi.NULL),
+        ("device", handle),
         # Connected (1), with a 4-byte output buffer as OpenVPN gives it (facts 1.1).
         ("TAP_WIN_IOCTL_SET_MEDIA_STATUS", handle, 1, 4, ffi.NULL),
         ("register_with_iocp", handle),  # after every synchronous IOCTL (facts 1.5)
-        ("device", handle),
         ("CloseHandle", handle),
     ]
     (event,) = [log for log in logs if log["event"] == events.TAP_ADAPTER_OPENED]
@@ -529,6 +529,37 @@ async def test_opening_asks_the_driver_then_connects_then_registers(
     )
     assert event["index"] == 17
     assert event["luid"] == 0x0006_0000_0100_0000 + chosen.guid.int % 7
+
+
+async def test_the_link_can_stay_down_until_the_relay_route_is_pinned(
+    tap_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``connect_media=False``: open and checked, media disconnected (no route through it
+    is active yet) until ``connect_media()``, which connects it and starts the reads."""
+    windows = Windows(tap_module, monkeypatch)
+    handle = 0x101
+    async with tap_module.open_windows_tap(
+        [adapter()], chosen_by_user=False, mac=MAC, mtu=1400, connect_media=False
+    ) as tap:
+        await trio.testing.wait_all_tasks_blocked()
+        names = [call[0] for call in windows.calls]
+        assert "TAP_WIN_IOCTL_SET_MEDIA_STATUS" not in names
+        assert "register_with_iocp" not in names
+        assert not tap.media_connected
+        assert tap.send_batch([frame(1)]) == 1  # queued for when the link is up
+        assert windows.drivers[0].pending == deque()
+        mark = len(windows.calls)
+        await tap.connect_media()
+        await tap.connect_media()  # once is enough
+        await trio.testing.wait_all_tasks_blocked()
+        assert tap.media_connected
+        assert windows.calls[mark:] == [
+            ("TAP_WIN_IOCTL_SET_MEDIA_STATUS", handle, 1, 4, ffi.NULL),
+            ("register_with_iocp", handle),
+        ]
+        assert len(windows.drivers[0].pending) == tap_module.OUTSTANDING_READS
+        assert windows.drivers[0].written == [frame(1)]
+    assert windows.calls[-1] == ("CloseHandle", handle)
 
 
 async def test_a_wrong_driver_mac_fails_before_the_link_is_connected(

@@ -59,9 +59,21 @@ class WindowsPlatform:
 
     @asynccontextmanager
     async def open_adapter(
-        self, name: str | None, *, mac: bytes, mtu: int, max_frame: int | None = None
+        self,
+        name: str | None,
+        *,
+        mac: bytes,
+        mtu: int,
+        max_frame: int | None = None,
+        connect_media: bool = True,
     ) -> AsyncIterator[VirtualAdapter]:
-        """``ClientPlatform.open_adapter``; ``max_frame`` is the room's (default: from ``mtu``)."""
+        """``ClientPlatform.open_adapter``, and two options of Windows' own.
+
+        ``max_frame``: the room's (default: from ``mtu``). ``connect_media``
+        False: the TAP's link stays down (no route through it is used)
+        until ``tap.connect_media()``, so that the relay's route can be
+        pinned first.
+        """
         candidates = adapters_to_try(find_tap_adapters(WindowsRegistry()), name, mac=mac)
         async with AsyncExitStack() as stack:
             tap = await stack.enter_async_context(
@@ -71,6 +83,7 @@ class WindowsPlatform:
                     mac=mac,
                     mtu=mtu,
                     max_frame=max_frame,
+                    connect_media=connect_media,
                 )
             )
             if self.private_network:

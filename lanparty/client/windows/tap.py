@@ -9,7 +9,10 @@ Opening (windows-facts 1.2, 1.5): ``CreateFileW`` on ``\\\\.\\Global\\{GUID}.tap
 with ``FILE_FLAG_OVERLAPPED``; then, synchronously and *before* the handle
 is registered with Trio's I/O completion port (a completion Trio did not
 ask for would reach its event loop), the driver's version, MAC and MTU, and
-media status "connected" (reads fail until then, facts 1.3). The driver
+media status "connected" (reads fail until then, facts 1.3). With
+``connect_media=False`` the last two steps wait for ``connect_media()``:
+until then Windows uses no route through the TAP, so the caller can pin the
+relay's route first, as the host reached it before the TAP (issue 13). The driver
 passes on only frames addressed to its own MAC (facts 1.3), and has no way
 to change it while open (facts 1.4): a driver MAC other than this PC's
 identity is refused with the command that fixes it.
@@ -145,7 +148,9 @@ class WindowsTap:
         driver: DriverInfo,
         ipv4_lookup: Callable[[int], str | None],
         max_frame: int | None = None,
+        connect: Callable[[], None] | None = None,
     ) -> None:
+        """``connect``: what connects the media (None: it is connected already)."""
         self.adapter = adapter
         self.luid = luid
         self.driver = driver
@@ -169,6 +174,8 @@ class WindowsTap:
         self._outgoing: deque[bytes] = deque()
         self._writes_in_flight = 0
         self._frame_queued = trio.lowlevel.ParkingLot()
+        self._connect = connect
+        self._nursery: trio.Nursery | None = None
 
     @property
     def name(self) -> str:
@@ -210,8 +217,31 @@ class WindowsTap:
         if discarding:
             self._discard_completed()
 
+    @property
+    def media_connected(self) -> bool:
+        return self._connect is None
+
     def start(self, nursery: trio.Nursery) -> None:
-        """Start the reader and writer tasks in ``nursery`` (cancelled to stop them)."""
+        """Start the reader and writer tasks in ``nursery`` (cancelled to stop them).
+
+        With the media not connected yet, they start when it is.
+        """
+        self._nursery = nursery
+        if self._connect is None:
+            self._start_tasks(nursery)
+
+    async def connect_media(self) -> None:
+        """Connect the media (link up: Windows starts to use the TAP), then move frames."""
+        await trio.lowlevel.checkpoint()
+        if self._connect is None:
+            return
+        if self._nursery is None:
+            raise RuntimeError("WindowsTap.start must come before connect_media")
+        self._connect()
+        self._connect = None
+        self._start_tasks(self._nursery)
+
+    def _start_tasks(self, nursery: trio.Nursery) -> None:
         for _ in range(OUTSTANDING_READS):
             nursery.start_soon(self._read_frames)
         for _ in range(WRITER_TASKS):
@@ -441,13 +471,15 @@ async def open_windows_tap(
     mac: bytes,
     mtu: int,
     max_frame: int | None = None,
+    connect_media: bool = True,
 ) -> AsyncIterator[WindowsTap]:
     """The first of ``candidates`` that opens, checked and connected, carrying frames.
 
     An adapter open in another program is skipped for the next one unless
     the player chose it (``chosen_by_user``). ``ConfigError`` with what to
     do when none can be used. ``max_frame``: the room's largest frame
-    (default: the one a room of ``mtu`` has).
+    (default: the one a room of ``mtu`` has). ``connect_media=False``: the
+    media stays disconnected until ``WindowsTap.connect_media()``.
     """
     adapter, handle = _open_first_free(candidates, chosen_by_user=chosen_by_user)
     try:
@@ -464,9 +496,12 @@ async def open_windows_tap(
             luid=luid,
         )
         check_driver(driver, adapter, mac=mac, mtu=mtu)
-        _device_control(handle, adapter, "SET_MEDIA_STATUS", 4, in_value=1)
         handle_value = int(ffi.cast("uintptr_t", handle))
-        trio.lowlevel.register_with_iocp(handle_value)
+
+        def connect() -> None:
+            _device_control(handle, adapter, "SET_MEDIA_STATUS", 4, in_value=1)
+            trio.lowlevel.register_with_iocp(handle_value)
+
         tap = WindowsTap(
             _OverlappedDevice(handle_value),
             adapter=adapter,
@@ -476,9 +511,12 @@ async def open_windows_tap(
             driver=driver,
             ipv4_lookup=_interface_ipv4,
             max_frame=max_frame,
+            connect=connect,
         )
         async with trio.open_nursery() as nursery:
             tap.start(nursery)
+            if connect_media:
+                await tap.connect_media()
             try:
                 yield tap
             finally:
