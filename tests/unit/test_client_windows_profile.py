@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import math
 import re
+import subprocess
+from typing import Any
 
 import pytest
 import structlog.testing
@@ -65,7 +67,8 @@ def test_the_command_line_carries_the_script_encoded() -> None:
         *("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass"),
         "-EncodedCommand",
     ]
-    assert base64.b64decode(command[-1]).decode("utf-16-le") == script
+    sent = base64.b64decode(command[-1]).decode("utf-16-le")
+    assert sent == profile.UTF8_OUTPUT + script
     assert profile.powershell_executable({}).startswith("C:\\Windows\\System32\\")
 
 
@@ -96,6 +99,44 @@ def test_parsing_what_get_printed() -> None:
         parse(PowerShellResult(0, "Öffentlich\r\n", ""))
     with pytest.raises(HostNetworkError, match="no output"):
         parse(PowerShellResult(0, "", ""))
+
+
+def test_powershell_is_asked_for_utf8_output_without_a_byte_order_mark() -> None:
+    """Windows PowerShell 5.1 writes redirected output in the OEM code page unless told."""
+    assert profile.UTF8_OUTPUT == (
+        "try { [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false } catch { }\n"
+    )
+
+
+class FakeRunProcess:
+    def __init__(self, stdout: bytes, stderr: bytes = b"", returncode: int = 0) -> None:
+        self.result = subprocess.CompletedProcess([], returncode, stdout, stderr)
+        self.commands: list[list[str]] = []
+
+    async def __call__(self, command: list[str], **options: object) -> Any:
+        self.commands.append(command)
+        return self.result
+
+
+@pytest.mark.parametrize(
+    ("stdout", "stderr", "expected"),
+    [
+        # As asked: UTF-8 (a byte order mark, should one come, is not text).
+        ("Privé\r\n".encode(), b"", ("Privé\r\n", "")),
+        (b"\xef\xbb\xbfPublic\r\n", b"", ("Public\r\n", "")),
+        # Said before the script could ask (PowerShell's own errors): the OEM code page.
+        (b"", b"Acc\x8as refus\x82", ("", "Accès refusé")),
+    ],
+)
+async def test_output_is_read_as_utf8_else_in_the_oem_code_page(
+    monkeypatch: pytest.MonkeyPatch, stdout: bytes, stderr: bytes, expected: tuple[str, str]
+) -> None:
+    fake = FakeRunProcess(stdout, stderr)
+    monkeypatch.setattr(profile.trio, "run_process", fake)
+    monkeypatch.setattr(profile, "oem_encoding", lambda: "cp850")
+    result = await profile.run_powershell("exit 0")
+    assert (result.stdout, result.stderr) == expected
+    assert len(fake.commands) == 1
 
 
 async def test_running_powershell_where_there_is_none() -> None:

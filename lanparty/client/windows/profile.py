@@ -18,7 +18,10 @@ compiler. The COM route (INetworkListManager) would need the interfaces'
 vtable layouts, which the facts do not give (only their GUIDs), COM
 initialised on the calling thread, and matching adapters by GUID. The
 script is passed with ``-EncodedCommand`` (nothing to quote) and its own
-exit code says "no profile yet", whatever the language of Windows.
+exit code says "no profile yet", whatever the language of Windows. Windows
+PowerShell 5.1 writes redirected output in the OEM code page, so the
+script first asks for UTF-8 (``UTF8_OUTPUT``); what PowerShell says before
+that line runs, or output that is not UTF-8, is read in the OEM code page.
 
 When: the TAP's profile appears only some seconds after link-up, and may
 change once DHCP across the tunnel has answered, which needs the bridge to
@@ -37,6 +40,7 @@ network only.
 from __future__ import annotations
 
 import base64
+import codecs
 import enum
 import os
 import sys
@@ -62,6 +66,12 @@ PATIENCE_S = 120.0
 POWERSHELL_TIMEOUT_S = 30.0
 RESTORE_TIMEOUT_S = 30.0
 NO_PROFILE_EXIT_CODE = 3
+
+UTF8_OUTPUT = (
+    "try { [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false } catch { }\n"
+)
+"""The line every script starts with: UTF-8 output, no byte order mark (if refused, the
+output stays in the OEM code page, which ``decode_output`` falls back to)."""
 
 _CREATE_NO_WINDOW = 0x08000000  # no console window flashing up for PowerShell
 _BY_HAND = (
@@ -101,8 +111,11 @@ def powershell_executable(environ: Mapping[str, str]) -> str:
 
 
 def powershell_command(script: str, environ: Mapping[str, str]) -> list[str]:
-    """The command line that runs ``script`` (passed base64 of UTF-16LE, as PowerShell takes it)."""
-    encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
+    """The command line that runs ``script`` (passed base64 of UTF-16LE, as PowerShell takes it).
+
+    ``UTF8_OUTPUT`` comes first.
+    """
+    encoded = base64.b64encode((UTF8_OUTPUT + script).encode("utf-16-le")).decode("ascii")
     return [
         powershell_executable(environ),
         "-NoLogo",
@@ -160,6 +173,21 @@ def parse_categories(result: PowerShellResult) -> list[NetworkCategory] | None:
 # running them
 
 
+def oem_encoding() -> str:
+    """The codec of the OEM code page (Python's ``oem``, Windows only; elsewhere UTF-8)."""
+    return "oem" if sys.platform == "win32" else "utf-8"
+
+
+def decode_output(data: bytes) -> str:
+    """PowerShell's output: UTF-8 as asked, else (said before it was asked) the OEM code page."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode(oem_encoding(), errors="replace")
+
+
 async def run_powershell(script: str) -> PowerShellResult:
     """Run ``script`` in Windows PowerShell; ``HostNetworkError`` if it cannot run or hangs."""
     command = powershell_command(script, os.environ)
@@ -184,9 +212,7 @@ async def run_powershell(script: str) -> PowerShellResult:
             f"PowerShell did not finish within {POWERSHELL_TIMEOUT_S:.0f} s"
         ) from None
     return PowerShellResult(
-        completed.returncode,
-        completed.stdout.decode("utf-8", errors="replace"),
-        completed.stderr.decode("utf-8", errors="replace"),
+        completed.returncode, decode_output(completed.stdout), decode_output(completed.stderr)
     )
 
 
