@@ -23,7 +23,7 @@ from lanparty.transport.connection import (
     ConnectionClosedError,
 )
 from lanparty.transport.server import QuicServer, serve
-from lanparty.transport.settings import TransportSettings
+from lanparty.transport.settings import RetryPolicy, TransportSettings
 from lanparty.transport.trust import (
     PinnedCertificate,
     SpkiPin,
@@ -43,6 +43,7 @@ __all__ = [
     "PinnedCertificate",
     "QuicBackend",
     "QuicServer",
+    "RetryPolicy",
     "ServerIdentity",
     "SpkiPin",
     "SystemTrust",

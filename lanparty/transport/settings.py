@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 from lanparty import ALPN
@@ -13,6 +15,15 @@ DEFAULT_MAX_UDP_PAYLOAD_BYTES = 1452
 QUIC_MIN_UDP_PAYLOAD_BYTES = 1200
 
 
+class RetryPolicy(enum.StrEnum):
+    """When a server answers a new client with a Retry (address validation, RFC 9000 8.1)."""
+
+    # When new handshakes come faster than retry_above_handshakes_per_s.
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 @attrs.frozen
 class TransportSettings:
     backend: QuicBackend = QuicBackend.QH3
@@ -21,9 +32,18 @@ class TransportSettings:
     handshake_timeout_s: float = 10.0
     max_udp_payload_bytes: int = attrs.field(default=DEFAULT_MAX_UDP_PAYLOAD_BYTES)
     send_queue_frames: int = 256
-    # Server side: connections still in their handshake, beyond which new
-    # Initials are ignored (a flood of them must not grow memory without bound).
+    # Server side: connections still in their handshake; a new one beyond it
+    # replaces the oldest (a flood of them must not grow memory without bound,
+    # nor lock newcomers out for good).
     max_pending_handshakes: int = 1024
+    # Server side: connections (handshaking or not) from one IPv4 address or
+    # one IPv6 /64; a LAN party behind one NAT stays far below it.
+    max_connections_per_source: int = 64
+    retry: RetryPolicy = RetryPolicy.AUTO
+    # With RetryPolicy.AUTO: new handshakes per second (and as a burst) before
+    # new clients must prove their address with a Retry.
+    retry_above_handshakes_per_s: float = 50.0
+    retry_token_lifetime_s: float = 10.0
     receive_queue_frames: int = 4096
     alpn: str = ALPN
     batch_io: bool = True
