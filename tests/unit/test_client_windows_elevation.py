@@ -17,6 +17,7 @@ import pytest
 
 from lanparty.client.windows import _decl_advapi32, _decl_shell32
 from lanparty.errors import ConfigError
+from tests.unit.test_client_windows_console import FakeToolhelp, tree
 from tests.unit.test_client_windows_platform import imported_as_on_windows
 
 ERROR_CANCELLED = _decl_shell32.CONSTANTS["ERROR_CANCELLED"]
@@ -190,28 +191,28 @@ def test_a_token_that_cannot_be_read_is_a_config_error(
         elevation.is_elevated()
 
 
-class _Console:
-    def __init__(self, processes: int) -> None:
-        self.processes = processes
-
-    def GetConsoleProcessList(self, process_list: object, count: int) -> int:  # noqa: N802
-        assert count >= 1
-        return self.processes
-
-
 @pytest.mark.parametrize(
-    ("exit_code", "processes", "waits"),
-    [(1, 1, True), (0, 1, False), (1, 2, False), (3, 1, True)],
+    ("exit_code", "chain", "waits"),
+    [
+        (1, [], True),
+        (0, [], False),
+        # The shortcut's launcher and python.exe share the window, which goes with them.
+        (1, ["lanparty-client.exe"], True),
+        (1, ["cmd.exe", "lanparty-client.exe"], False),  # the shell keeps its window
+        (3, [], True),
+    ],
 )
-def test_a_failure_keeps_a_window_of_its_own_open(
+def test_a_failure_keeps_a_window_that_would_close_open(
     elevation: types.ModuleType,
     monkeypatch: pytest.MonkeyPatch,
     exit_code: int,
-    processes: int,
+    chain: list[str],
     waits: bool,
 ) -> None:
     prompts: list[str] = []
-    monkeypatch.setattr(elevation, "_kernel32", lambda: _Console(processes))
-    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "")
+    processes, on_console = tree(*chain)
+    fake = FakeToolhelp(list(processes.values()), on_console)
+    monkeypatch.setattr(elevation.console, "_kernel32", lambda: fake)
+    monkeypatch.setattr("builtins.input", prompts.append)
     elevation.keep_window_open_on_error(exit_code)
     assert bool(prompts) is waits

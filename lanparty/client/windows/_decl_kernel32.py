@@ -1,8 +1,9 @@
-"""cffi (ABI mode) declarations of the kernel32.dll calls that drive a TAP-Windows6 adapter.
+"""cffi (ABI mode) declarations of the kernel32.dll calls: the TAP-Windows6 adapter, the console.
 
 Pure declarations: this module imports on any OS, so that the layout test
 (``tests/winlayout.py``) can check them against the mingw-w64 headers on
-Linux. ``tap.py`` and ``elevation.py`` open the DLL (Windows only).
+Linux. ``tap.py``, ``elevation.py`` and ``console.py`` open the DLL
+(Windows only).
 
 ``GetLastError`` cannot be called through cffi's ABI mode reliably (cffi
 itself may change the thread's last error between two calls): call sites use
@@ -40,14 +41,32 @@ int32_t WINAPI DeviceIoControl(
     void *lpOverlapped);
 int32_t WINAPI CloseHandle(HANDLE hObject);
 HANDLE WINAPI GetCurrentProcess(void);
+uint32_t WINAPI GetCurrentProcessId(void);
 uint32_t WINAPI GetConsoleProcessList(uint32_t *lpdwProcessList, uint32_t dwProcessCount);
+
+typedef struct {
+    uint32_t dwSize;
+    uint32_t cntUsage;
+    uint32_t th32ProcessID;
+    uintptr_t th32DefaultHeapID;
+    uint32_t th32ModuleID;
+    uint32_t cntThreads;
+    uint32_t th32ParentProcessID;
+    int32_t pcPriClassBase;
+    uint32_t dwFlags;
+    uint16_t szExeFile[260];
+} PROCESSENTRY32W;
+
+HANDLE WINAPI CreateToolhelp32Snapshot(uint32_t dwFlags, uint32_t th32ProcessID);
+int32_t WINAPI Process32FirstW(HANDLE hSnapshot, PROCESSENTRY32W *lppe);
+int32_t WINAPI Process32NextW(HANDLE hSnapshot, PROCESSENTRY32W *lppe);
 """
 
 ffi: Final = cffi.FFI()
 ffi.cdef(CDEF)
 
-HEADERS: Final = ("windows.h", "winioctl.h")
-STRUCTS: Final = ("HANDLE",)
+HEADERS: Final = ("windows.h", "winioctl.h", "tlhelp32.h")
+STRUCTS: Final = ("HANDLE", "PROCESSENTRY32W")
 
 _TAP_IOCTL = "CTL_CODE(FILE_DEVICE_UNKNOWN, {}, METHOD_BUFFERED, FILE_ANY_ACCESS)"
 
@@ -64,6 +83,7 @@ CONSTANTS: Final = {
     "TAP_WIN_IOCTL_GET_VERSION": 0x00220008,
     "TAP_WIN_IOCTL_GET_MTU": 0x0022000C,
     "TAP_WIN_IOCTL_SET_MEDIA_STATUS": 0x00220018,
+    "TH32CS_SNAPPROCESS": 0x2,
     "ERROR_FILE_NOT_FOUND": 2,
     "ERROR_PATH_NOT_FOUND": 3,
     "ERROR_ACCESS_DENIED": 5,

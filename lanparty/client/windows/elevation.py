@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from lanparty.client.windows import _decl_advapi32, _decl_kernel32, _decl_shell32
+from lanparty.client.windows import _decl_advapi32, _decl_kernel32, _decl_shell32, console
 from lanparty.client.windows._decl_kernel32 import wide_string
 from lanparty.errors import ConfigError
 
@@ -182,19 +182,9 @@ def not_elevated_after_relaunch() -> ConfigError:
     )
 
 
-def owns_its_console_alone() -> bool:
-    """Whether this process is the only one on its console window.
-
-    True for the window Windows opened for an elevated relaunch or a
-    shortcut: it closes when we exit, taking an error message with it.
-    """
-    processes = _decl_kernel32.ffi.new("uint32_t[2]")
-    return int(_kernel32().GetConsoleProcessList(processes, 2)) == 1
-
-
 def keep_window_open_on_error(exit_code: int) -> None:
-    """After a failure, wait for Enter when the window would otherwise vanish."""
-    if exit_code == 0 or not owns_its_console_alone():
+    """After a failure, wait for Enter when the window would otherwise vanish (``console``)."""
+    if exit_code == 0 or not console.window_closes_when_we_exit():
         return
     with contextlib.suppress(EOFError, OSError):
         input("lanparty-client stopped (see above). Press Enter to close this window.")
