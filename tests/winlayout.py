@@ -18,7 +18,12 @@ Windows research notes' ``winlayout-probe.c``:
   which fails on a wrong number of arguments, a pointer passed for an
   integer or the other way round, and (with ``-Wconversion -Werror``) a
   declared integer wider than, or of another signedness than, the header's;
-  the result is assigned to the declared result type and its size checked.
+  the result is assigned to the declared result type and its size checked;
+- for each function-pointer type among ``STRUCTS`` (a callback's, such as
+  ``PHANDLER_ROUTINE``): the same call through a null pointer of the
+  header's type, so the callback's arguments and result are checked as a
+  function's are; a function's argument of such a type is passed as one of
+  the header's type (any other function-pointer argument as ``void *``).
 
 Each assertion's message names what it checks (``SHELLEXECUTEINFOW.fMask:
 offset 4 in the cffi declaration``), so a compiler error says what drifted.
@@ -93,7 +98,7 @@ def generate_probe(declarations: DeclarationModule, *, title: str = "") -> str:
         expression = expressions.get(name, name)
         lines.append(_constant_assertion(name, expression, value))
     lines.append("")
-    lines.extend(_function_checks(ffi))
+    lines.extend(_function_checks(ffi, declarations.STRUCTS))
     return "\n".join(lines) + "\n"
 
 
@@ -152,6 +157,11 @@ def _type_assertions(ffi: Any, type_name: str) -> Iterator[str]:
         yield from _field_assertions(ffi, type_name, ctype, prefix="", base_offset=0)
 
 
+def _function_pointer_types(ffi: Any, struct_names: Sequence[str]) -> dict[Any, str]:
+    """The function-pointer types among ``struct_names`` (cffi's kind ``function``), by ctype."""
+    return {ffi.typeof(name): name for name in struct_names if ffi.typeof(name).kind == "function"}
+
+
 def _field_assertions(
     ffi: Any, type_name: str, ctype: Any, *, prefix: str, base_offset: int
 ) -> Iterator[str]:
@@ -189,18 +199,21 @@ def _constant_assertion(name: str, expression: str, value: int) -> str:
     return f'_Static_assert({condition}, "{name} == {value:#x} in the cffi declarations");'
 
 
-def _function_checks(ffi: Any) -> Iterator[str]:
-    names = _declared_functions(ffi)
-    if not names:
+def _function_checks(ffi: Any, struct_names: Sequence[str] = ()) -> Iterator[str]:
+    callbacks = _function_pointer_types(ffi, struct_names)
+    callees = [(name, ffi.typeof(c_type)) for name, c_type in _declared_functions(ffi)]
+    callees += [(f"(({name})0)", ctype) for ctype, name in callbacks.items()]
+    if not callees:
         return
     yield "/* functions: called with the declared types in a function that never runs */"
     yield "__attribute__((unused)) static void lanparty_check_functions(void)"
     yield "{"
-    for name, c_type in names:
-        function = ffi.typeof(c_type)
+    for name, function in callees:
         arguments = []
         for index, argument in enumerate(function.args):
-            if argument.kind == "pointer":
+            if argument in callbacks:
+                arguments.append(f"*({callbacks[argument]} *)0")
+            elif argument.kind in ("pointer", "function"):
                 arguments.append("*(void **)0")
             elif argument.kind == "primitive":
                 arguments.append(f"*({argument.cname} *)0")

@@ -1,4 +1,4 @@
-"""The console window: does it close when we exit (the process tree decides)?
+"""The console window: does it close when we exit (the process tree decides), and its close.
 
 ``console.py`` imports anywhere; its kernel32 calls go to a fake here that
 answers ``GetConsoleProcessList`` and walks a process table the way
@@ -8,10 +8,12 @@ filling the real cffi ``PROCESSENTRY32W``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from lanparty.client.windows import _decl_kernel32, console
 from lanparty.client.windows.console import ProcessEntry, window_closes_with_us
@@ -169,3 +171,117 @@ def test_without_a_process_snapshot_only_a_console_of_our_own_counts(
     monkeypatch.setattr(console, "_kernel32", lambda: fake)
     monkeypatch.setattr(ffi, "getwinerror", lambda: (5, "Access is denied."), raising=False)
     assert console.window_closes_when_we_exit() is closes
+
+
+class FakeConsoleControl:
+    """SetConsoleCtrlHandler, recorded; ``signal`` calls the handler as Windows does."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.handlers: list[Any] = []
+        self.calls: list[tuple[str, int]] = []
+
+    def SetConsoleCtrlHandler(self, handler: Any, add: int) -> int:  # noqa: N802
+        self.calls.append(("add" if add else "remove", id(handler)))
+        if self.refuse:
+            return 0
+        if add:
+            self.handlers.append(handler)
+        else:
+            self.handlers.remove(handler)
+        return 1
+
+    def signal(self, ctrl_type: int) -> threading.Thread:
+        """The event in a new thread of ours, as Windows does; the thread's result in .result."""
+        (handler,) = self.handlers
+
+        def run() -> None:
+            thread.result = int(handler(ctrl_type))  # type: ignore[attr-defined]
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+
+@pytest.fixture
+def control(monkeypatch: pytest.MonkeyPatch) -> FakeConsoleControl:
+    fake = FakeConsoleControl()
+    monkeypatch.setattr(console, "_kernel32", lambda: fake)
+    monkeypatch.setattr(ffi, "getwinerror", lambda: (6, "The handle is invalid."), raising=False)
+    return fake
+
+
+@pytest.mark.parametrize("event", ["CTRL_CLOSE_EVENT", "CTRL_LOGOFF_EVENT", "CTRL_SHUTDOWN_EVENT"])
+def test_closing_the_window_stops_the_client_and_waits_for_its_restore(
+    control: FakeConsoleControl, event: str
+) -> None:
+    """Windows ends the process once the handler returns: it returns once restored."""
+    interrupts: list[str] = []
+    with console.interrupt_on_close(lambda: interrupts.append("Ctrl+C")) as handler:
+        thread = control.signal(CONSTANTS[event])
+        thread.join(0.2)
+        assert interrupts == ["Ctrl+C"]  # what Ctrl+C does: the guards restore
+        assert thread.is_alive()  # holding the process for the restore
+        assert handler.closing
+    thread.join(5)
+    assert not thread.is_alive()
+    assert thread.result == 1  # type: ignore[attr-defined]
+    assert control.handlers == []
+    assert [what for what, _ in control.calls] == ["add", "remove"]
+
+
+def test_ctrl_c_is_left_to_python(control: FakeConsoleControl) -> None:
+    interrupts: list[str] = []
+    with console.interrupt_on_close(lambda: interrupts.append("Ctrl+C")):
+        thread = control.signal(CONSTANTS["CTRL_C_EVENT"])
+        thread.join(5)
+        assert thread.result == 0  # type: ignore[attr-defined]  # the next handler: Python's
+    assert interrupts == []
+
+
+def test_ctrl_break_stops_the_client_as_ctrl_c_does(control: FakeConsoleControl) -> None:
+    interrupts: list[str] = []
+    with console.interrupt_on_close(lambda: interrupts.append("Ctrl+C")):
+        thread = control.signal(CONSTANTS["CTRL_BREAK_EVENT"])
+        thread.join(5)
+        assert thread.result == 1  # type: ignore[attr-defined]  # handled: the process goes on
+    assert interrupts == ["Ctrl+C"]
+
+
+def test_the_client_is_stopped_once_however_many_events_come(
+    control: FakeConsoleControl,
+) -> None:
+    interrupts: list[str] = []
+    with console.interrupt_on_close(lambda: interrupts.append("Ctrl+C")):
+        threads = [
+            control.signal(CONSTANTS["CTRL_BREAK_EVENT"]),
+            control.signal(CONSTANTS["CTRL_CLOSE_EVENT"]),
+            control.signal(CONSTANTS["CTRL_CLOSE_EVENT"]),
+        ]
+        threads[0].join(5)
+    for thread in threads:
+        thread.join(5)
+        assert thread.result == 1  # type: ignore[attr-defined]
+    assert interrupts == ["Ctrl+C"]
+
+
+def test_the_handler_gives_up_waiting_after_the_budget(
+    control: FakeConsoleControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "CLOSE_WAIT_S", 0.05)
+    with console.interrupt_on_close(lambda: None):
+        thread = control.signal(CONSTANTS["CTRL_CLOSE_EVENT"])
+        thread.join(5)
+        assert thread.result == 1  # type: ignore[attr-defined]
+
+
+def test_a_handler_windows_refuses_leaves_the_client_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeConsoleControl(refuse=True)
+    monkeypatch.setattr(console, "_kernel32", lambda: fake)
+    monkeypatch.setattr(ffi, "getwinerror", lambda: (6, "The handle is invalid."), raising=False)
+    with structlog.testing.capture_logs() as logs, console.interrupt_on_close(lambda: None):
+        pass
+    assert [what for what, _ in fake.calls] == ["add"]
+    assert "The handle is invalid." in logs[0]["error"]

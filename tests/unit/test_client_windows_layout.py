@@ -149,3 +149,44 @@ def test_a_missing_compiler_is_an_error_saying_how_to_install_it(
     monkeypatch.setattr(winlayout, "COMPILER", "no-such-compiler-x86_64-w64-mingw32-gcc")
     with pytest.raises(FileNotFoundError, match=r"scripts/test\.sh"):
         winlayout.compile_probe("", tmp_path / "empty.c")
+
+
+def drifted_kernel32(old: str, new: str) -> types.SimpleNamespace:
+    assert old in _decl_kernel32.CDEF
+    ffi = cffi.FFI()
+    ffi.cdef(_decl_kernel32.CDEF.replace(old, new))
+    return types.SimpleNamespace(
+        ffi=ffi,
+        HEADERS=_decl_kernel32.HEADERS,
+        STRUCTS=_decl_kernel32.STRUCTS,
+        CONSTANTS={},
+        CONSTANT_EXPRESSIONS={},
+    )
+
+
+def test_a_callback_type_is_called_and_passed_as_the_headers() -> None:
+    source = winlayout.generate_probe(_decl_kernel32)
+    assert "((PHANDLER_ROUTINE)0)(*(uint32_t *)0)" in source
+    assert "SetConsoleCtrlHandler(*(PHANDLER_ROUTINE *)0, *(int32_t *)0)" in source
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        # The console control handler's argument declared wider than the header's DWORD.
+        ("*PHANDLER_ROUTINE)(uint32_t", "*PHANDLER_ROUTINE)(uint64_t", "conversion"),
+        # Its result wider than BOOL.
+        (
+            "int32_t (WINAPI *PHANDLER_ROUTINE)",
+            "int64_t (WINAPI *PHANDLER_ROUTINE)",
+            "result size 8",
+        ),
+    ],
+)
+def test_a_drifted_callback_type_fails_to_compile(
+    old: str, new: str, named: str, tmp_path: Path
+) -> None:
+    module = drifted_kernel32(old, new)
+    returncode, stderr = compile_or_fail(winlayout.generate_probe(module), tmp_path / "drift.c")
+    assert returncode != 0
+    assert named in stderr, stderr

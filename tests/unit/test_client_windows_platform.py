@@ -137,20 +137,35 @@ def test_a_relaunched_copy_still_unelevated_stops_instead_of_looping(
     assert fake.relaunches == []
 
 
-def test_the_host_network_is_the_ip_helper_one(
+def test_the_host_network_is_the_ip_helper_one_restored_when_the_window_closes(
     platform_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The console control handler spans the host network: everything the client
+    changes is put back inside it, so closing the window waits for that."""
     hostnet = types.ModuleType("lanparty.client.windows.hostnet")
-    made: list[object] = []
+    events: list[str] = []
 
     class WindowsHostNetwork:
-        def __init__(self) -> None:
-            made.append(self)
+        def __enter__(self) -> WindowsHostNetwork:
+            events.append("host network open")
+            return self
+
+        def __exit__(self, *exc_info: object) -> None:
+            events.append("host network closed")
+
+    @contextlib.contextmanager
+    def interrupt_on_close() -> Iterator[None]:
+        events.append("close handler on")
+        yield
+        events.append("close handler off")
 
     hostnet.WindowsHostNetwork = WindowsHostNetwork  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "lanparty.client.windows.hostnet", hostnet)
-    result = platform_module.WindowsPlatform().open_host_network()
-    assert made == [result]
+    monkeypatch.setattr(platform_module.console, "interrupt_on_close", interrupt_on_close)
+    with platform_module.WindowsPlatform().open_host_network() as opened:
+        assert isinstance(opened, WindowsHostNetwork)
+        assert events == ["close handler on", "host network open"]
+    assert events[2:] == ["host network closed", "close handler off"]
 
 
 class AdapterSetUp:

@@ -57,6 +57,9 @@ typedef struct {
     uint16_t szExeFile[260];
 } PROCESSENTRY32W;
 
+typedef int32_t (WINAPI *PHANDLER_ROUTINE)(uint32_t CtrlType);
+int32_t WINAPI SetConsoleCtrlHandler(PHANDLER_ROUTINE HandlerRoutine, int32_t Add);
+
 HANDLE WINAPI CreateToolhelp32Snapshot(uint32_t dwFlags, uint32_t th32ProcessID);
 int32_t WINAPI Process32FirstW(HANDLE hSnapshot, PROCESSENTRY32W *lppe);
 int32_t WINAPI Process32NextW(HANDLE hSnapshot, PROCESSENTRY32W *lppe);
@@ -66,7 +69,7 @@ ffi: Final = cffi.FFI()
 ffi.cdef(CDEF)
 
 HEADERS: Final = ("windows.h", "winioctl.h", "tlhelp32.h")
-STRUCTS: Final = ("HANDLE", "PROCESSENTRY32W")
+STRUCTS: Final = ("HANDLE", "PROCESSENTRY32W", "PHANDLER_ROUTINE")
 
 _TAP_IOCTL = "CTL_CODE(FILE_DEVICE_UNKNOWN, {}, METHOD_BUFFERED, FILE_ANY_ACCESS)"
 
@@ -84,6 +87,11 @@ CONSTANTS: Final = {
     "TAP_WIN_IOCTL_GET_MTU": 0x0022000C,
     "TAP_WIN_IOCTL_SET_MEDIA_STATUS": 0x00220018,
     "TH32CS_SNAPPROCESS": 0x2,
+    "CTRL_C_EVENT": 0,
+    "CTRL_BREAK_EVENT": 1,
+    "CTRL_CLOSE_EVENT": 2,
+    "CTRL_LOGOFF_EVENT": 5,
+    "CTRL_SHUTDOWN_EVENT": 6,
     "ERROR_FILE_NOT_FOUND": 2,
     "ERROR_PATH_NOT_FOUND": 3,
     "ERROR_ACCESS_DENIED": 5,

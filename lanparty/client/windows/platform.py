@@ -5,7 +5,10 @@
 - ``ensure_privileges``: elevated, go on; otherwise start an elevated copy
   (the User Account Control prompt) and let this process exit
   (``elevation.py``).
-- ``open_host_network``: ``hostnet.WindowsHostNetwork`` (IP Helper).
+- ``open_host_network``: ``hostnet.WindowsHostNetwork`` (IP Helper), with
+  a console control handler for as long as it is open, so that closing the
+  window (or logging off) stops the client as Ctrl+C does, and Windows
+  waits for the restore (``console.py``).
 - ``open_adapter``: the TAP-Windows6 adapter found in the registry
   (``adapters.py``), opened and checked (``tap.py``); with
   ``private_network``, its network profile is also Private while it is
@@ -17,8 +20,13 @@ Windows only: importing this module elsewhere raises ``ImportError``.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import (
+    AbstractContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 
 from lanparty.client.hostnet import HostNetwork
 from lanparty.client.platform import VirtualAdapter
@@ -27,7 +35,7 @@ from lanparty.client.windows.adapters import adapters_to_try, find_tap_adapters
 if sys.platform != "win32":
     raise ImportError(f"lanparty.client.windows.platform needs Windows; this is {sys.platform}")
 
-from lanparty.client.windows import elevation
+from lanparty.client.windows import console, elevation
 from lanparty.client.windows.registry import WindowsRegistry
 from lanparty.client.windows.tap import open_windows_tap
 
@@ -53,9 +61,7 @@ class WindowsPlatform:
         return False
 
     def open_host_network(self) -> AbstractContextManager[HostNetwork]:
-        from lanparty.client.windows.hostnet import WindowsHostNetwork  # noqa: PLC0415
-
-        return WindowsHostNetwork()
+        return _host_network_restored_on_close()
 
     @asynccontextmanager
     async def open_adapter(
@@ -93,3 +99,13 @@ class WindowsPlatform:
 
                 await stack.enter_async_context(private_network_profile(tap.index))
             yield tap
+
+
+@contextmanager
+def _host_network_restored_on_close() -> Iterator[HostNetwork]:
+    from lanparty.client.windows.hostnet import WindowsHostNetwork  # noqa: PLC0415
+
+    # The client changes the host only inside this block, and has put it back when the
+    # block ends: the handler holds a closing window until then.
+    with console.interrupt_on_close(), WindowsHostNetwork() as hostnet:
+        yield hostnet
