@@ -1,16 +1,18 @@
 """The endpoint session: what a gateway or client does with a relay.
 
-Connect with the user's trust mode, say ``hello``, and turn the answer into
-a ``Session`` (``welcome``) or a ``RejectedError`` (``reject``). A session
-then carries Ethernet frames both ways and reports peer events.
+Connect with the user's trust mode, say ``hello`` with the role's
+credentials (PROTOCOL.md 10), and turn the answer into a ``Session``
+(``welcome``) or a ``RejectedError`` (``reject``). A session then carries
+Ethernet frames both ways and reports peer events.
 
-    async with open_session(relay, role=Role.CLIENT, room="party", mac=mac) as session:
+    async with open_session(relay, credentials=ClientCredentials(...), mac=mac) as session:
         session.send_frames(frames)
         frames = await session.receive_frames()
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -19,9 +21,11 @@ import structlog
 import trio
 
 from lanparty import __version__
+from lanparty.credentials import ClientCredentials, GatewayCredentials
 from lanparty.ctrl import (
     ControlProtocolError,
     Disconnect,
+    DisconnectReason,
     Hello,
     PeerInfo,
     PeerJoined,
@@ -59,8 +63,10 @@ PERMANENT_REJECTS = frozenset(
         RejectCode.INVALID_ROLE,
         RejectCode.INVALID_ROOM,
         RejectCode.INVALID_MAC,
-        RejectCode.GATEWAY_PRESENT,
         RejectCode.MTU_TOO_SMALL,
+        RejectCode.NOT_AUTHORIZED,
+        # A MAC is bound to one client id for the room's whole life (PROTOCOL.md 10).
+        RejectCode.DUPLICATE_MAC,
     }
 )
 
@@ -81,6 +87,81 @@ class RejectedError(LanpartyError):
         return self.code in PERMANENT_REJECTS
 
 
+class EvictedError(LanpartyError):
+    """The relay ended our session for a reason a reconnect cannot fix."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _eviction_message(reason: str, role: Role) -> str | None:
+    if reason == DisconnectReason.KEY_ROTATED:
+        return (
+            "the party's host made a new invite, so this one no longer opens the room: "
+            "ask them for the new invite"
+        )
+    if reason == DisconnectReason.REPLACED:
+        if role is Role.GATEWAY:
+            return (
+                "another gateway with this gateway's keys (the same --state-dir) opened the "
+                "room and took this one's place; run only one"
+            )
+        return (
+            "another lanparty client with this PC's identity joined the room and took this "
+            "one's place; run only one"
+        )
+    return None
+
+
+def raise_if_evicted(event: Disconnect, role: Role) -> str:
+    """Why the relay disconnected us; ``EvictedError`` when reconnecting cannot help."""
+    message = _eviction_message(event.reason, role)
+    if message is not None:
+        raise EvictedError(event.reason, message)
+    return f"the relay disconnected us: {event.reason[:200]}"
+
+
+Credentials = GatewayCredentials | ClientCredentials
+
+
+def hello_for(credentials: Credentials, *, mac: str, max_datagram: int, software: str) -> Hello:
+    """The hello a gateway or a client says (PROTOCOL.md 10)."""
+    if isinstance(credentials, GatewayCredentials):
+        return Hello(
+            role=Role.GATEWAY,
+            room=credentials.room_id,
+            mac=mac,
+            max_datagram=max_datagram,
+            software=software,
+            gateway_key=credentials.gateway_key,
+            client_key_sha256=credentials.client_key_sha256,
+            room_name=credentials.room_name,
+            operator_token=credentials.operator_token,
+        )
+    return Hello(
+        role=Role.CLIENT,
+        room=credentials.room_id,
+        mac=mac,
+        max_datagram=max_datagram,
+        software=software,
+        client_key=credentials.client_key,
+        client_id=credentials.client_id,
+    )
+
+
+__all__ = [
+    "Credentials",
+    "EvictedError",
+    "RejectedError",
+    "RelayEndpoint",
+    "Session",
+    "hello_for",
+    "open_session",
+    "raise_if_evicted",
+]
+
+
 @attrs.frozen
 class RelayEndpoint:
     """Where the relay is and how to trust it."""
@@ -98,6 +179,7 @@ class Session:
         self.connection = connection
         self.peer_id = welcome.peer_id
         self.room = welcome.room
+        self.room_name = welcome.room_name
         self.mtu = welcome.mtu
         self.max_frame = welcome.max_frame
         self.mac = mac
@@ -210,8 +292,7 @@ async def _await_welcome(connection: Connection) -> Welcome:
 async def open_session(
     relay: RelayEndpoint,
     *,
-    role: Role,
-    room: str,
+    credentials: Credentials,
     mac: bytes,
     settings: TransportSettings | None = None,
     software: str = SOFTWARE,
@@ -228,9 +309,8 @@ async def open_session(
     ) as connection:
         mac_text = format_mac(mac)
         connection.send_control(
-            Hello(
-                role=role,
-                room=room,
+            hello_for(
+                credentials,
                 mac=mac_text,
                 max_datagram=connection.max_datagram_payload,
                 software=software,
@@ -240,6 +320,7 @@ async def open_session(
         log.info(
             events.SESSION_STARTED,
             room=session.room,
+            room_name=session.room_name,
             peer_id=session.peer_id,
             mtu=session.mtu,
             peers=len(session.peers),
@@ -248,8 +329,10 @@ async def open_session(
         try:
             yield session
         finally:
-            if not connection.is_closed:
-                connection.send_control(Disconnect(reason="leaving"))
+            # The relay may have closed the connection meanwhile (replaced, rotated key):
+            # then there is nobody left to tell.
+            with contextlib.suppress(TransportError):
+                connection.send_control(Disconnect(reason=DisconnectReason.LEAVING))
                 with trio.CancelScope(shield=True):
                     await connection.wait_control_delivered(1.0)
-                connection.close(CLOSE_NORMAL, "leaving")
+            connection.close(CLOSE_NORMAL, "leaving")

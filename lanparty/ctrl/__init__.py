@@ -26,6 +26,7 @@ from lanparty.ctrl.framing import (
 )
 from lanparty.ctrl.messages import (
     Disconnect,
+    DisconnectReason,
     DropCounts,
     Hello,
     Message,
@@ -42,7 +43,6 @@ from lanparty.ctrl.messages import (
     Welcome,
 )
 from lanparty.ctrl.validation import (
-    is_valid_room,
     validate_hello,
     validate_relay_message,
 )
@@ -54,6 +54,7 @@ __all__ = [
     "ControlProtocolError",
     "DecoderFailedError",
     "Disconnect",
+    "DisconnectReason",
     "DropCounts",
     "FramingError",
     "Hello",
@@ -83,7 +84,6 @@ __all__ = [
     "Welcome",
     "converter",
     "encode_message",
-    "is_valid_room",
     "make_converter",
     "structure_message",
     "unstructure_message",

@@ -18,6 +18,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from lanparty.credentials import b64url
 from lanparty.ctrl.errors import InvalidMessageError, MissingTypeError, UnknownTypeError
 from lanparty.ctrl.messages import (
     Disconnect,
@@ -84,6 +85,21 @@ def _unstructure_drops(drops: DropCounts) -> dict[str, int]:
     return dict(drops)
 
 
+def _unstructure_hello(hello: Hello) -> dict[str, Any]:
+    """Byte strings as base64url, fields a role does not send left out."""
+    fields: dict[str, Any] = {}
+    for field in attrs.fields(Hello):
+        value = getattr(hello, field.name)
+        if value is None:
+            continue
+        if isinstance(value, bytes):
+            value = b64url(value)
+        elif isinstance(value, StrEnum):
+            value = value.value
+        fields[field.name] = value
+    return fields
+
+
 def make_converter() -> cattrs.Converter:
     """A converter for control messages; ``converter`` is the shared instance."""
     converter = cattrs.Converter(detailed_validation=True)
@@ -126,8 +142,10 @@ def make_converter() -> cattrs.Converter:
         return structure
 
     converter.register_structure_hook_factory(attrs.has, attrs_hook)
+    converter.register_unstructure_hook(Hello, _unstructure_hello)
     converter.register_unstructure_hook(
-        Hello, make_dict_unstructure_fn(Hello, converter, software=override(omit_if_default=True))
+        Welcome,
+        make_dict_unstructure_fn(Welcome, converter, room_name=override(omit_if_default=True)),
     )
     converter.register_unstructure_hook(
         Stats,

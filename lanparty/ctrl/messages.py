@@ -1,9 +1,11 @@
-"""Control-stream messages (PROTOCOL.md section 2) as frozen values.
+"""Control-stream messages (PROTOCOL.md sections 2 and 10) as frozen values.
 
 Every message is keyword-only and immutable. MAC fields are normalised to
 lower-case ``aa:bb:cc:dd:ee:ff`` on construction, so a message never holds
 two spellings of one address. Semantic checks of received messages live in
-``lanparty.ctrl.validation``; these classes only fix the shapes.
+``lanparty.ctrl.validation``; these classes only fix the shapes. Secret
+fields (keys, the operator token) are left out of ``repr``, so a message
+in a log line or a traceback shows no key.
 """
 
 from __future__ import annotations
@@ -41,10 +43,22 @@ class RejectCode(StrEnum):
     INVALID_MAC = "invalid_mac"
     ROOM_FULL = "room_full"
     RELAY_FULL = "relay_full"
-    GATEWAY_PRESENT = "gateway_present"
     DUPLICATE_MAC = "duplicate_mac"
     MTU_TOO_SMALL = "mtu_too_small"
     HELLO_TIMEOUT = "hello_timeout"
+    NOT_AUTHORIZED = "not_authorized"
+    ROOM_NOT_OPEN = "room_not_open"
+
+
+class DisconnectReason(StrEnum):
+    """The ``reason`` of a ``disconnect`` the relay sends (the field itself is free text)."""
+
+    LEAVING = "leaving"
+    RELAY_SHUTDOWN = "relay shutting down"
+    MALFORMED = "malformed datagrams"
+    REPLACED = "replaced"
+    KEY_ROTATED = "key_rotated"
+    ROOM_CLOSED = "room_closed"
 
 
 class PeerLeftReason(StrEnum):
@@ -75,6 +89,8 @@ def to_drop_counts(drops: Mapping[Any, int] | Iterable[tuple[str, int]]) -> Drop
 
 @attrs.frozen(kw_only=True)
 class Hello:
+    """``room`` is the room id; the credentials a role brings are None for the other role."""
+
     TYPE: ClassVar[MessageType] = MessageType.HELLO
 
     protocol: int = PROTOCOL_VERSION
@@ -83,6 +99,14 @@ class Hello:
     mac: str = attrs.field(converter=normalize_mac)
     max_datagram: int
     software: str | None = None
+    # gateway
+    gateway_key: bytes | None = attrs.field(default=None, repr=False)
+    client_key_sha256: str | None = None
+    room_name: str | None = None
+    operator_token: str | None = attrs.field(default=None, repr=False)
+    # client
+    client_key: bytes | None = attrs.field(default=None, repr=False)
+    client_id: bytes | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -105,6 +129,7 @@ class Welcome:
     max_frame: int
     peers: tuple[PeerInfo, ...] = ()
     software: str
+    room_name: str | None = None
 
 
 @attrs.frozen(kw_only=True)

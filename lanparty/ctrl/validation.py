@@ -1,19 +1,20 @@
-"""The rules a received control message must follow (PROTOCOL.md sections 2 and 4).
+"""The rules a received control message must follow (PROTOCOL.md sections 2, 4 and 10).
 
-``validate_hello`` is where the relay's hello rules live, in the order the
-protocol fixes; room-state rules (gateway_present, duplicate_mac, room_full,
-relay_full) need the relay's rooms and are the relay's. ``validate_relay_message``
+``validate_hello`` is where the shape rules of a hello live, in the order
+the protocol fixes; credentials and room state (not_authorized,
+room_not_open, duplicate_mac, room_full, relay_full, mtu_too_small) need
+the relay's rooms and are the switch's. ``validate_relay_message``
 checks what an endpoint receives, so that a broken or hostile relay yields a
 typed error rather than nonsense further down.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TypeVar
 
 from lanparty import PROTOCOL_VERSION
+from lanparty.credentials import is_room_id, is_room_name, is_sha256_hex, parse_key
 from lanparty.ctrl.errors import HelloRejectedError, InvalidMessageError
 from lanparty.ctrl.messages import (
     Disconnect,
@@ -28,17 +29,11 @@ from lanparty.ctrl.messages import (
     Welcome,
 )
 from lanparty.proto.mac import InvalidMacError, check_endpoint_mac, format_mac, parse_mac
-from lanparty.proto.mtu import MIN_ROOM_MTU, endpoint_capacity, max_frame, required_max_datagram
+from lanparty.proto.mtu import MIN_ROOM_MTU, max_frame
 
 _T = TypeVar("_T", int, str)
 
 _SHOWN_CHARS = 40
-_ROOM = re.compile(r"[A-Za-z0-9_-]{1,32}")
-
-
-def is_valid_room(room: str) -> bool:
-    """1 to 32 characters of ``A-Z a-z 0-9 _ -``."""
-    return _ROOM.fullmatch(room) is not None
 
 
 def is_unicode_text(text: str) -> bool:
@@ -97,23 +92,49 @@ def _hello_field(fields: Mapping[str, object], name: str, kind: type[_T]) -> _T:
     )
 
 
-def validate_hello(fields: Mapping[str, object]) -> Hello:
-    """Apply the hello rules in protocol order; raise ``HelloRejectedError`` on the first failure.
+_MAX_SOFTWARE_CHARS = 64
+_MAX_OPERATOR_TOKEN_CHARS = 256
 
-    ``fields`` is the decoded JSON object; unknown fields (``type`` included) are ignored.
+
+def _optional_field(fields: Mapping[str, object], name: str) -> str | None:
+    return _hello_field(fields, name, str) if name in fields else None
+
+
+def _key_field(fields: Mapping[str, object], name: str) -> bytes:
+    """A 32-byte key or id; the message never quotes the value (it may be a secret)."""
+    key = parse_key(_hello_field(fields, name, str))
+    if key is None:
+        raise HelloRejectedError(
+            RejectCode.MALFORMED,
+            f"the hello field {name!r} must be 32 bytes in base64url without padding "
+            "(43 characters)",
+        )
+    return key
+
+
+def validate_hello(fields: Mapping[str, object]) -> Hello:
+    """Apply the shape rules of a hello in protocol order (PROTOCOL.md 10, step 1).
+
+    Raises ``HelloRejectedError`` on the first failure: field shapes shared
+    by both protocol versions, ``protocol`` (so that a version 1 endpoint
+    hears ``unsupported_protocol``, not ``malformed``), ``role``, the role's
+    credential fields, ``room``, ``mac``. Credentials and room state
+    (``max_datagram`` included: it says something about the room) are the
+    switch's. ``fields`` is the decoded JSON object; unknown fields are
+    ignored. ``software`` is cut to 64 characters.
     """
     protocol = _hello_field(fields, "protocol", int)
     role_text = _hello_field(fields, "role", str)
     room = _hello_field(fields, "room", str)
     mac_text = _hello_field(fields, "mac", str)
     max_datagram = _hello_field(fields, "max_datagram", int)
-    software = _hello_field(fields, "software", str) if "software" in fields else None
+    software = _optional_field(fields, "software")
 
     if protocol != PROTOCOL_VERSION:
         raise HelloRejectedError(
             RejectCode.UNSUPPORTED_PROTOCOL,
-            f"this relay speaks lanparty protocol {PROTOCOL_VERSION}, not {_shown_int(protocol)}; "
-            "use a lanparty version that matches the relay",
+            f"this relay speaks lanparty protocol {PROTOCOL_VERSION} (invite-only rooms), "
+            f"not {_shown_int(protocol)}; update lanparty on this machine",
         )
     try:
         role = Role(role_text)
@@ -122,10 +143,37 @@ def validate_hello(fields: Mapping[str, object]) -> Hello:
             RejectCode.INVALID_ROLE,
             f"the role must be 'client' or 'gateway', not {_shown(role_text)}",
         ) from None
-    if not is_valid_room(room):
+    gateway_key = client_key_sha256 = room_name = operator_token = None
+    client_key = client_id = None
+    if role is Role.GATEWAY:
+        gateway_key = _key_field(fields, "gateway_key")
+        client_key_sha256 = _hello_field(fields, "client_key_sha256", str)
+        if not is_sha256_hex(client_key_sha256):
+            raise HelloRejectedError(
+                RejectCode.MALFORMED,
+                "the hello field 'client_key_sha256' must be 64 lower-case hex digits",
+            )
+        room_name = _optional_field(fields, "room_name")
+        if room_name is not None and not is_room_name(room_name):
+            raise HelloRejectedError(
+                RejectCode.MALFORMED,
+                f"the room name {_shown(room_name)} is not allowed: use 1 to 32 letters, "
+                "digits, spaces, '_' or '-'",
+            )
+        operator_token = _optional_field(fields, "operator_token")
+        if operator_token is not None and len(operator_token) > _MAX_OPERATOR_TOKEN_CHARS:
+            raise HelloRejectedError(
+                RejectCode.MALFORMED,
+                f"the operator token is longer than {_MAX_OPERATOR_TOKEN_CHARS} characters",
+            )
+    else:
+        client_key = _key_field(fields, "client_key")
+        client_id = _key_field(fields, "client_id")
+    if not is_room_id(room):
         raise HelloRejectedError(
             RejectCode.INVALID_ROOM,
-            f"the room name {_shown(room)} is not allowed: use 1 to 32 letters, digits, '_' or '-'",
+            f"{_shown(room)} is not a room id (26 characters of a-z and 2-7): "
+            "use the invite the party's gateway printed",
         )
     try:
         mac = parse_mac(mac_text)
@@ -135,22 +183,19 @@ def validate_hello(fields: Mapping[str, object]) -> Hello:
         if len(mac_text) > _SHOWN_CHARS:
             problem = f"{_shown(mac_text)} is not a MAC address like 02:00:00:aa:bb:cc"
         raise HelloRejectedError(RejectCode.INVALID_MAC, problem) from None
-    if endpoint_capacity(max_datagram) < MIN_ROOM_MTU:
-        raise HelloRejectedError(
-            RejectCode.MTU_TOO_SMALL,
-            f"a max_datagram of {_shown_int(max_datagram)} bytes carries an IP MTU of only "
-            f"{_shown_int(endpoint_capacity(max_datagram))}; the smallest room MTU, "
-            f"{MIN_ROOM_MTU}, needs a max_datagram of at least "
-            f"{required_max_datagram(MIN_ROOM_MTU)} "
-            "(check the path MTU to the relay)",
-        )
     return Hello(
         protocol=protocol,
         role=role,
         room=room,
         mac=format_mac(mac),
         max_datagram=max_datagram,
-        software=software,
+        software=None if software is None else software[:_MAX_SOFTWARE_CHARS],
+        gateway_key=gateway_key,
+        client_key_sha256=client_key_sha256,
+        room_name=room_name,
+        operator_token=operator_token,
+        client_key=client_key,
+        client_id=client_id,
     )
 
 
@@ -172,8 +217,10 @@ def _check_welcome(welcome: Welcome) -> None:
         raise _invalid("welcome", f"protocol {welcome.protocol} is not protocol {PROTOCOL_VERSION}")
     if welcome.peer_id < 0:
         raise _invalid("welcome", f"peer_id {welcome.peer_id} is negative")
-    if not is_valid_room(welcome.room):
-        raise _invalid("welcome", f"the room name {_shown(welcome.room)} is not allowed")
+    if not is_room_id(welcome.room):
+        raise _invalid("welcome", f"{_shown(welcome.room)} is not a room id")
+    if welcome.room_name is not None and not is_room_name(welcome.room_name):
+        raise _invalid("welcome", f"the room name {_shown(welcome.room_name)} is not allowed")
     if welcome.mtu < MIN_ROOM_MTU:
         raise _invalid("welcome", f"mtu {welcome.mtu} is below {MIN_ROOM_MTU}")
     if welcome.max_frame != max_frame(welcome.mtu):

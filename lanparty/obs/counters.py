@@ -30,6 +30,7 @@ class DropReason(StrEnum):
     RATE_LIMITED_UNKNOWN_UNICAST = "rate_limited_unknown_unicast"
     RATE_LIMITED_TOTAL = "rate_limited_total"
     REFLECTION = "reflection"
+    NO_GATEWAY = "no_gateway"  # to the LAN while the room's gateway is away (grace period)
     # transport
     OVERSIZE = "oversize"  # larger than the QUIC packet or the receiver's max_datagram
     SEND_QUEUE_FULL = "send_queue_full"

@@ -25,6 +25,9 @@ HELLO_RECEIVED: Final = "hello_received"
 PEER_JOINED: Final = "peer_joined"
 PEER_LEFT: Final = "peer_left"
 PEER_REJECTED: Final = "peer_rejected"
+PEER_EVICTED: Final = "peer_evicted"
+WAITING_FOR_GATEWAY: Final = "waiting_for_gateway"
+INVITE_ROTATED: Final = "invite_rotated"
 CONTROL_MESSAGE_IGNORED: Final = "control_message_ignored"
 CONTROL_PROTOCOL_ERROR: Final = "control_protocol_error"
 STATS: Final = "stats"
@@ -58,6 +61,9 @@ ALL_EVENTS: Final = frozenset(
         PEER_JOINED,
         PEER_LEFT,
         PEER_REJECTED,
+        PEER_EVICTED,
+        WAITING_FOR_GATEWAY,
+        INVITE_ROTATED,
         CONTROL_MESSAGE_IGNORED,
         CONTROL_PROTOCOL_ERROR,
         STATS,

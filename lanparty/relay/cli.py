@@ -13,8 +13,9 @@ import structlog
 import trio
 
 from lanparty import __version__
+from lanparty.credentials import is_sha256_hex
 from lanparty.errors import ConfigError, LanpartyError, find_error
-from lanparty.invite import Invite, check_invite_host
+from lanparty.invite import check_invite_host
 from lanparty.obs import add_log_level_argument, configure_logging, events
 from lanparty.relay.metrics import start_metrics_server
 from lanparty.relay.service import Relay, RelayConfig
@@ -22,6 +23,7 @@ from lanparty.relay.switch import RelayLimits
 from lanparty.signals import wait_for_termination
 from lanparty.transport import (
     QuicBackend,
+    RetryPolicy,
     ServerIdentity,
     TransportSettings,
     load_or_create_dev_identity,
@@ -91,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-host",
         type=_config(check_invite_host),
         metavar="NAME",
-        help="the name or address players reach this relay at, for the printed invite line "
-        "(default: the listen address, or the placeholder HOST when listening on all "
-        "addresses); the invite's room is the placeholder ROOM: replace it with any room name",
+        help="the name or address gateways and players reach this relay at, for the printed "
+        "gateway command line (default: the listen address, or the placeholder HOST when "
+        "listening on all addresses)",
     )
     cert = parser.add_argument_group("certificate (default: a development certificate, kept)")
     cert.add_argument(
@@ -140,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="MACs learned behind a gateway, per room (default %(default)s)",
     )
     rooms.add_argument(
+        "--room-grace-s",
+        type=float,
+        default=defaults.room_grace_s,
+        help="how long a room outlives its gateway, its players staying connected "
+        "(default %(default)s)",
+    )
+    rooms.add_argument(
+        "--gateway-tokens",
+        type=Path,
+        metavar="FILE",
+        help="open rooms only for gateways with a listed operator token: FILE holds the "
+        "SHA-256 hex of each allowed token, one a line (default: any gateway may open rooms)",
+    )
+    rooms.add_argument(
         "--malformed-limit",
         type=int,
         default=defaults.malformed_limit,
@@ -177,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--quic-backend", choices=[b.value for b in QuicBackend], default=QuicBackend.QH3.value
+    )
+    parser.add_argument(
+        "--retry",
+        choices=[p.value for p in RetryPolicy],
+        default=RetryPolicy.AUTO.value,
+        help="make new clients prove their address with a QUIC Retry: when handshakes "
+        "come fast (auto, the default), always, or never",
     )
     add_log_level_argument(parser)
     return parser
@@ -219,6 +242,7 @@ def build_config(args: argparse.Namespace, identity: ServerIdentity) -> RelayCon
         client_bps=args.client_bps,
         client_burst_bytes=args.client_burst_bytes,
         gateway_bps=args.gateway_bps,
+        room_grace_s=args.room_grace_s,
     )
     host, port = args.listen
     return RelayConfig(
@@ -226,30 +250,58 @@ def build_config(args: argparse.Namespace, identity: ServerIdentity) -> RelayCon
         port=port,
         identity=identity,
         limits=limits,
-        settings=TransportSettings(backend=QuicBackend(args.quic_backend)),
+        settings=TransportSettings(
+            backend=QuicBackend(args.quic_backend), retry=RetryPolicy(args.retry)
+        ),
         log_decisions=args.log_level == "debug",
+        operator_token_hashes=(
+            None if args.gateway_tokens is None else read_gateway_tokens(args.gateway_tokens)
+        ),
     )
 
 
-INVITE_HOST_PLACEHOLDER = "HOST"
-INVITE_ROOM_PLACEHOLDER = "ROOM"
+def read_gateway_tokens(path: Path) -> frozenset[str]:
+    """``--gateway-tokens``: one SHA-256 hex a line; blank lines and ``#`` comments skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read --gateway-tokens {path}: {exc}") from exc
+    hashes = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip().lower()
+        if not entry:
+            continue
+        if not is_sha256_hex(entry):
+            raise ConfigError(
+                f"--gateway-tokens {path}, line {number}: not a SHA-256 hex digest "
+                "(64 hex digits; make one with: printf %s TOKEN | sha256sum)"
+            )
+        hashes.add(entry)
+    if not hashes:
+        raise ConfigError(f"--gateway-tokens {path} lists no token: no gateway could open a room")
+    return frozenset(hashes)
+
+
+HOST_PLACEHOLDER = "HOST"
 _WILDCARD_HOSTS = frozenset({"", "::", "0.0.0.0"})
 
 
-def invite_line(listen_host: str, port: int, pin: str, public_host: str | None) -> str:
-    """The invite to hand out, with the placeholder ROOM (and HOST when unknown) to replace.
+def gateway_command(listen_host: str, port: int, pin: str, public_host: str | None) -> str:
+    """The command line a party's host runs on its gateway (HOST when the name is unknown).
 
     The host is ``--public-host``, else the listen address unless it is a
-    wildcard (then HOST: the relay cannot know the name players reach it at).
+    wildcard (then HOST: the relay cannot know the name it is reached at).
     """
     host = public_host
     if host is None and listen_host not in _WILDCARD_HOSTS:
         host = listen_host
     try:
-        invite = Invite(host or INVITE_HOST_PLACEHOLDER, port, INVITE_ROOM_PLACEHOLDER, pin)
-    except ConfigError:  # a listen address no invite can hold (an IPv6 zone, say)
-        invite = Invite(INVITE_HOST_PLACEHOLDER, port, INVITE_ROOM_PLACEHOLDER, pin)
-    return invite.format()
+        shown = check_invite_host(host or HOST_PLACEHOLDER)
+    except ConfigError:  # a listen address an invite cannot hold (an IPv6 zone, say)
+        shown = HOST_PLACEHOLDER
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"lanparty-gateway eth0 --relay {shown}:{port} --relay-pin {pin}"
 
 
 async def run(config: RelayConfig, args: argparse.Namespace, certificate: str) -> None:
@@ -264,8 +316,14 @@ async def run(config: RelayConfig, args: argparse.Namespace, certificate: str) -
         )
         print(f"certificate: {certificate}")
         print(f"pin: {config.identity.spki_pin}")
-        print(f"endpoints use: --relay HOST:{port} --relay-pin {config.identity.spki_pin}")
-        print(f"invite: {invite_line(host, port, config.identity.spki_pin, args.public_host)}")
+        command = gateway_command(host, port, config.identity.spki_pin, args.public_host)
+        print(f"gateway: {command}")
+        print("  (a party's host runs this on its gateway, which prints the players' invite)")
+        if config.operator_token_hashes is not None:
+            print(
+                f"rooms: only gateways with one of the {len(config.operator_token_hashes)} "
+                "listed operator tokens (--operator-token-file) may open rooms"
+            )
         if args.metrics is not None:
             metrics_host, metrics_port = start_metrics_server(relay.switch, *args.metrics)
             print(f"metrics: http://{metrics_host}:{metrics_port}/metrics")

@@ -4,13 +4,16 @@ Everything decided about a frame or a hello is decided in ``switch.py``;
 this module moves bytes and messages and keeps time:
 
 - admission: the first control message must be a valid ``hello`` within
-  10 s; the switch admits or refuses it, the refusal goes out as ``reject``
-  and is delivered (acknowledged, or 1 s) before the connection closes;
+  10 s; the switch admits or refuses it (given the connection's real
+  DATAGRAM budget), the refusal goes out as ``reject`` and is delivered
+  (acknowledged, or 1 s) before the connection closes; sessions the switch
+  evicts (replaced, rotated invite key) are told ``disconnect``;
 - per member: its frames are forwarded as the pump hands them over
   (``_forward_batch``: a batch per wake-up, no task switch, one flush per
   target); a control loop (``disconnect``, a second ``hello``, broken
   frames); ``stats`` every 5 s; a watch for the malformed threshold;
 - leaving: the switch forgets the member and the room hears ``peer_left``;
+  a room reaper ends rooms whose gateway left ``room_grace_s`` ago;
 - shutdown: every peer is told ``disconnect`` before the relay exits.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -27,6 +31,7 @@ import trio
 from lanparty.ctrl import (
     ControlProtocolError,
     Disconnect,
+    DisconnectReason,
     Hello,
     HelloRejectedError,
     PeerJoined,
@@ -40,7 +45,7 @@ from lanparty.ctrl import (
 from lanparty.errors import TransportError
 from lanparty.obs import DropReason, events
 from lanparty.proto import format_mac
-from lanparty.relay.switch import Member, RelayLimits, Switch
+from lanparty.relay.switch import Eviction, Member, RelayLimits, Switch
 from lanparty.transport import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -71,6 +76,8 @@ class RelayConfig:
     stats_interval_s: float = STATS_INTERVAL_S
     # Log every forwarding decision (debug level); costs per frame, so off unless asked.
     log_decisions: bool = False
+    # SHA-256 hex of the operator tokens that may open rooms (None: any gateway).
+    operator_token_hashes: frozenset[str] | None = None
 
 
 MemberLoop = Callable[[Member], Awaitable[PeerLeftReason]]
@@ -81,10 +88,13 @@ class Relay:
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
-        self.switch = Switch(config.limits)
+        self.switch = Switch(config.limits, operator_token_hashes=config.operator_token_hashes)
         self.server: QuicServer | None = None
         self._shutting_down = False
         self._malformed: dict[Member, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+        # Set when a room may have started its grace period: the reaper looks again.
+        self._grace_started = trio.Event()
 
     async def serve(
         self, *, task_status: trio.TaskStatus[QuicServer] = trio.TASK_STATUS_IGNORED
@@ -92,6 +102,8 @@ class Relay:
         """Listen and serve until cancelled; reports the ``QuicServer`` once listening."""
         config = self.config
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._end_expired_rooms)
             self.server = await nursery.start(
                 serve, config.host, config.port, config.identity, self._handle, config.settings
             )
@@ -135,22 +147,30 @@ class Relay:
                 )
                 return None
             try:
-                member, welcome, others = self.switch.admit(
-                    message, connection, trio.current_time()
+                admission = self.switch.admit(
+                    message,
+                    connection,
+                    trio.current_time(),
+                    datagram_budget=connection.max_datagram_payload,
                 )
             except HelloRejectedError as exc:
                 await self._refuse(connection, exc.reject_code, str(exc), hello=message)
                 return None
-            connection.send_control(welcome)
+            for eviction in admission.evicted:
+                self._evicted(eviction)
+            member = admission.member
+            connection.send_control(admission.welcome)
             joined = PeerJoined(peer_id=member.peer_id, role=member.role, mac=member.mac_text)
-            for other in others:
+            for other in admission.joined:
                 _send_control(other, joined)
             log.info(
                 events.PEER_JOINED,
                 room=message.room,
+                room_name=message.room_name,
                 peer_id=member.peer_id,
                 role=str(member.role),
                 mac=member.mac_text,
+                mtu=member.room.mtu,
                 address=connection.peer_address,
                 software=message.software,
             )
@@ -180,6 +200,33 @@ class Relay:
         else:
             await connection.wait_control_delivered(DELIVERY_WAIT_S)
         connection.close(CLOSE_REFUSED, str(code))
+
+    def _evicted(self, eviction: Eviction) -> None:
+        """A member the switch removed: the room hears ``peer_left``, it hears ``disconnect``."""
+        member = eviction.member
+        left = PeerLeft(peer_id=member.peer_id, reason=PeerLeftReason.DISCONNECT)
+        for other in eviction.tell:
+            _send_control(other, left)
+        log.info(
+            events.PEER_EVICTED,
+            room=member.room.id,
+            peer_id=member.peer_id,
+            role=str(member.role),
+            reason=str(eviction.reason),
+        )
+        assert self._nursery is not None
+        self._nursery.start_soon(self._disconnect, member, str(eviction.reason), CLOSE_NORMAL)
+
+    async def _end_expired_rooms(self) -> None:
+        """End rooms whose gateway left ``room_grace_s`` ago (PROTOCOL.md 10, room life)."""
+        switch = self.switch
+        while True:
+            self._grace_started = trio.Event()
+            for eviction in switch.end_expired_rooms(trio.current_time()):
+                self._evicted(eviction)
+            expiry = switch.next_room_expiry()
+            with trio.move_on_at(math.inf if expiry is None else expiry):
+                await self._grace_started.wait()
 
     # ------------------------------------------------------ member tasks
 
@@ -212,7 +259,7 @@ class Relay:
     async def _malformed_watch(self, member: Member) -> PeerLeftReason:
         """Disconnect a member once it passed the malformed threshold."""
         await self._malformed[member].wait()
-        await self._disconnect(member, "malformed datagrams", CLOSE_REFUSED)
+        await self._disconnect(member, DisconnectReason.MALFORMED, CLOSE_REFUSED)
         return PeerLeftReason.MALFORMED
 
     async def _control_loop(self, member: Member) -> PeerLeftReason:
@@ -258,6 +305,8 @@ class Relay:
 
     def _leave(self, member: Member, reason: PeerLeftReason) -> None:
         others = self.switch.leave(member, trio.current_time())
+        if member.is_gateway:
+            self._grace_started.set()
         if self._shutting_down:
             reason = PeerLeftReason.RELAY_SHUTDOWN
         else:
@@ -267,7 +316,7 @@ class Relay:
         member.handle.close(CLOSE_NORMAL)
         log.info(
             events.PEER_LEFT,
-            room=member.room.name,
+            room=member.room.id,
             peer_id=member.peer_id,
             reason=str(reason),
             **member.counters.snapshot().log_fields(),
@@ -281,7 +330,7 @@ class Relay:
         await connection.wait_control_delivered(DELIVERY_WAIT_S)
         connection.close(code, reason)
 
-    async def disconnect_all(self, reason: str = "relay shutting down") -> None:
+    async def disconnect_all(self, reason: str = DisconnectReason.RELAY_SHUTDOWN) -> None:
         """Tell every member ``disconnect`` and close once delivered (at most 1 s)."""
         self._shutting_down = True
         members = [m for room in self.switch.rooms.values() for m in room.members.values()]
@@ -319,7 +368,7 @@ def _log_decision(
     dropped = isinstance(decision, DropReason)
     log.debug(
         events.FRAME_DROPPED if dropped else events.FRAME_FORWARDED,
-        room=member.room.name,
+        room=member.room.id,
         peer_id=member.peer_id,
         src=format_mac(frame[6:12]) if len(frame) >= 12 else None,
         dst=format_mac(frame[0:6]) if len(frame) >= 6 else None,

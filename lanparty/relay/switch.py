@@ -1,12 +1,14 @@
-"""The relay's switch: rooms, admission and the forwarding decision (PROTOCOL.md 4-9).
+"""The relay's switch: rooms, admission and the forwarding decision (PROTOCOL.md 4-10).
 
 Sans-I/O in the style of h11: no sockets, no clock, no logging. The shell
-(``service.py``) hands in a validated ``hello`` and gets a member or a
-``HelloRejectedError``; it hands in each received datagram with the time and
-gets back the members to send the same bytes to, or the ``DropReason``.
+(``service.py``) hands in a validated ``hello`` with the connection's real
+DATAGRAM budget and gets an ``Admission`` or a ``HelloRejectedError``; it
+hands in each received datagram with the time and gets back the members to
+send the same bytes to, or the ``DropReason``.
 
-- ``Switch.admit``: the room-state rules of a ``hello`` (section 2) and the
-  room MTU (section 4);
+- ``Switch.admit``: a hello's credentials and room state (section 10), the
+  room MTU (section 4), and the sessions it replaces or evicts;
+- ``Switch.end_expired_rooms``: rooms whose gateway left ``room_grace_s`` ago;
 - ``Switch.forward``: one datagram through section 5 in order, with the
   safety filters (``filters.py``, section 6), the rate limits (section 7)
   and the malformed threshold (section 8);
@@ -24,7 +26,14 @@ Where the contract is silent:
   unicast.
 - A gateway frame that passes the source check teaches its source MAC even
   if a later step (a filter, a rate limit) drops it: section 5 learns at
-  step 2. A client may take a learned MAC once it has aged out.
+  step 2. No client may take a MAC learned in the room's life (PROTOCOL.md
+  10); the room remembers at most four times ``max_learned_macs_per_room``
+  of them, and binds at most four client MACs per client seat, forgetting
+  the oldest binding of a client that is not connected when full.
+- While a room has no gateway (grace period), a client's unicast frame to
+  a MAC that is not a client's is dropped as ``no_gateway``.
+- A session evicted (replaced, rotated key) leaves like any member:
+  ``peer_left`` to the others with the reason the shell gives.
 - The malformed threshold trips when ``malformed_limit + 1`` malformed
   datagrams arrive less than ``malformed_window_s`` apart (first to last).
 - Section 5's order is kept strictly: a frame dropped as ``reflection`` has
@@ -42,6 +51,7 @@ Where the contract is silent:
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import math
 import types
@@ -51,8 +61,9 @@ from typing import Any
 
 import attrs
 
+from lanparty.credentials import keys_match, room_id_for, sha256_hex
 from lanparty.ctrl.errors import HelloRejectedError
-from lanparty.ctrl.messages import Hello, PeerInfo, RejectCode, Role, Welcome
+from lanparty.ctrl.messages import DisconnectReason, Hello, PeerInfo, RejectCode, Role, Welcome
 from lanparty.errors import ConfigError
 from lanparty.obs.counters import DropReason, TrafficCounters
 from lanparty.proto.mac import parse_mac
@@ -76,6 +87,24 @@ _RATE_LIMITED_BROADCAST = DropReason.RATE_LIMITED_BROADCAST
 _RATE_LIMITED_UNKNOWN_UNICAST = DropReason.RATE_LIMITED_UNKNOWN_UNICAST
 _RATE_LIMITED_TOTAL = DropReason.RATE_LIMITED_TOTAL
 _REFLECTION = DropReason.REFLECTION
+_NO_GATEWAY = DropReason.NO_GATEWAY
+
+# Bounds on what a room remembers for its whole life (PROTOCOL.md 10): client
+# MAC bindings per client seat, LAN MACs per learned-MAC slot.
+_MAC_BINDINGS_PER_SEAT = 4
+_LIFELONG_MACS_PER_LEARNED = 4
+_GATEWAY_NOT_AUTHORIZED = (
+    "this gateway may not open this room here: its key does not match the room id, or "
+    "this relay opens rooms only for gateways with an operator token it lists "
+    "(ask the relay's operator for one: --operator-token-file)"
+)
+_CLIENT_NOT_AUTHORIZED = (
+    "this invite's key does not open the room: the party's host may have made a new "
+    "invite; ask them for the current one"
+)
+_ROOM_NOT_OPEN = (
+    "the party's gateway has not opened this room on the relay (yet, or any more); waiting for it"
+)
 
 _BITS_PER_BYTE = 8
 
@@ -116,6 +145,8 @@ class RelayLimits:
     gateway_burst_bytes: float = 1024 * 1024
     # Not in the contract: bounds the memory a gateway can make a room use.
     max_learned_macs_per_room: int = 4096
+    # How long a room outlives its gateway (its clients stay; PROTOCOL.md 10).
+    room_grace_s: float = 300.0
 
     def __attrs_post_init__(self) -> None:
         check_relay_mtu(self.relay_mtu)
@@ -130,6 +161,10 @@ class RelayLimits:
             )
         _check_positive("malformed_window_s", self.malformed_window_s, "number of seconds")
         _check_positive("lan_mac_ageing_s", self.lan_mac_ageing_s, "number of seconds")
+        if not (math.isfinite(self.room_grace_s) and self.room_grace_s >= 0):
+            raise ConfigError(
+                f"--room-grace-s must be 0 or more seconds, not {self.room_grace_s!r}"
+            )
         for name in ("client_broadcast_pps", "client_unknown_unicast_pps"):
             _check_positive(name, getattr(self, name), "number of frames per second")
         for name in ("client_broadcast_burst", "client_unknown_unicast_burst"):
@@ -161,6 +196,7 @@ class Member:
         "as_target",
         "broadcast_bucket",
         "byte_bucket",
+        "client_id",
         "counters",
         "handle",
         "is_client",
@@ -194,6 +230,8 @@ class Member:
         self.room = room
         self.max_datagram = max_datagram
         self.handle = handle
+        # A client's id in its room (set on admission); empty for a gateway.
+        self.client_id = b""
         self.counters = TrafficCounters()
         # False once it has left its room (``Switch.leave``).
         self.active = True
@@ -240,40 +278,74 @@ class Member:
             self.should_disconnect = True
 
     def __repr__(self) -> str:
-        return f"<Member {self.peer_id} {self.role} {self.mac_text} in {self.room.name!r}>"
+        return f"<Member {self.peer_id} {self.role} {self.mac_text} in {self.room.id}>"
 
 
 class Room:
-    """The members of one room and its MAC tables; it exists while it has members."""
+    """One room: its gateway, clients, MAC tables and the bindings kept for its whole life.
+
+    A room is opened by its gateway and exists while it has one, and for
+    ``room_grace_s`` after the gateway left (``gateway_left_at``).
+    """
 
     __slots__ = (
         "_max_learned_macs",
+        "_max_lifelong_macs",
+        "client_key_sha256",
+        "client_macs",
         "clients",
         "gateway",
+        "gateway_left_at",
+        "id",
         "lan_mac_ageing_s",
         "learned_macs",
+        "lifelong_lan_macs",
+        "mac_owners",
         "max_frame",
         "members",
         "mtu",
         "name",
+        "sessions",
     )
 
-    def __init__(self, name: str, mtu: int, *, limits: RelayLimits) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        mtu: int,
+        *,
+        client_key_sha256: str,
+        name: str | None,
+        limits: RelayLimits,
+    ) -> None:
+        self.id = room_id
+        # The gateway's label, shown to players; not an identifier.
         self.name = name
-        # Fixed by the first member for the room's whole life (section 4).
+        # Fixed when the gateway opens the room, for the room's whole life (section 4).
         self.mtu = mtu
         self.max_frame = max_frame(mtu)
+        self.client_key_sha256 = client_key_sha256
         # In joining order (peer ids increase).
         self.members: dict[int, Member] = {}
         self.gateway: Member | None = None
+        self.gateway_left_at: float | None = None
         # Client MAC -> client.
         self.clients: dict[bytes, Member] = {}
+        # Client id -> its current session.
+        self.sessions: dict[bytes, Member] = {}
+        # For the room's whole life: client MAC -> the client id that holds it,
+        # and client id -> its MAC (one at a time). Oldest first.
+        self.mac_owners: dict[bytes, bytes] = {}
+        self.client_macs: dict[bytes, bytes] = {}
         # MAC learned behind the gateway -> when a frame last came from it.
         # Ordered by that time (a refresh moves the MAC to the end), so that
         # expiring stops at the first fresh entry.
         self.learned_macs: dict[bytes, float] = {}
+        # Every LAN MAC seen in the room's life (the gateway's own included),
+        # which no client may ever claim; bounded.
+        self.lifelong_lan_macs: set[bytes] = set()
         self.lan_mac_ageing_s = limits.lan_mac_ageing_s
         self._max_learned_macs = limits.max_learned_macs_per_room
+        self._max_lifelong_macs = _LIFELONG_MACS_PER_LEARNED * limits.max_learned_macs_per_room
 
     @property
     def client_count(self) -> int:
@@ -294,17 +366,20 @@ class Room:
         del self.learned_macs[mac]
         return False
 
-    def mac_in_use(self, mac: bytes, now: float) -> bool:
-        """Whether a new member may not take ``mac`` here (section 2's ``duplicate_mac``)."""
-        return mac in self.clients or self.is_lan_mac(mac, now)
+    def remember_lan_mac(self, mac: bytes) -> None:
+        lifelong = self.lifelong_lan_macs
+        if len(lifelong) < self._max_lifelong_macs:
+            lifelong.add(mac)
 
     def learn(self, mac: bytes, now: float) -> None:
         """Note that a gateway frame came from ``mac`` (a unicast address, not a client's)."""
         learned = self.learned_macs
-        if learned.pop(mac, None) is None and len(learned) >= self._max_learned_macs:
-            self.expire_learned_macs(now)
+        if learned.pop(mac, None) is None:
             if len(learned) >= self._max_learned_macs:
-                return
+                self.expire_learned_macs(now)
+                if len(learned) >= self._max_learned_macs:
+                    return
+            self.remember_lan_mac(mac)
         learned[mac] = now
 
     def expire_learned_macs(self, now: float) -> int:
@@ -319,16 +394,69 @@ class Room:
             del learned[mac]
         return len(expired)
 
+    def bind_client_mac(self, client_id: bytes, mac: bytes, max_bindings: int) -> None:
+        """Bind ``mac`` to ``client_id`` for the room's life; a client id holds one MAC."""
+        previous = self.client_macs.pop(client_id, None)
+        if previous is not None and previous != mac:
+            del self.mac_owners[previous]
+        self.mac_owners.pop(mac, None)
+        # Full: forget the oldest binding of a client that is not connected.
+        while len(self.mac_owners) >= max_bindings:
+            for old_mac, old_id in self.mac_owners.items():
+                if old_id not in self.sessions:
+                    del self.mac_owners[old_mac]
+                    del self.client_macs[old_id]
+                    break
+            else:
+                break
+        self.mac_owners[mac] = client_id
+        self.client_macs[client_id] = mac
+
     def __repr__(self) -> str:
-        return f"<Room {self.name!r} mtu={self.mtu} members={len(self.members)}>"
+        return f"<Room {self.id} mtu={self.mtu} members={len(self.members)}>"
+
+
+@attrs.frozen
+class Eviction:
+    """A member the switch removed from its room; the shell sends it ``disconnect``.
+
+    ``tell`` are the members to send ``peer_left`` (empty when the room ended).
+    """
+
+    member: Member
+    reason: DisconnectReason
+    tell: tuple[Member, ...]
+
+
+@attrs.frozen
+class Admission:
+    """An admitted hello: the member, its welcome, who hears ``peer_joined``, who was evicted."""
+
+    member: Member
+    welcome: Welcome
+    joined: tuple[Member, ...]
+    evicted: tuple[Eviction, ...] = ()
 
 
 class Switch:
-    """Every room of one relay, and the decisions about hellos and frames."""
+    """Every room of one relay, and the decisions about hellos and frames.
 
-    def __init__(self, limits: RelayLimits, *, software: str = "lanparty-relay") -> None:
+    ``operator_token_hashes``: the SHA-256 hex of the tokens a gateway must
+    present to open a room (``--gateway-tokens``), or None for any gateway.
+    """
+
+    def __init__(
+        self,
+        limits: RelayLimits,
+        *,
+        software: str = "lanparty-relay",
+        operator_token_hashes: frozenset[str] | None = None,
+    ) -> None:
         self.limits = limits
         self.software = software
+        self._operator_token_hashes = (
+            None if operator_token_hashes is None else tuple(sorted(operator_token_hashes))
+        )
         self._rooms: dict[str, Room] = {}
         self._peer_ids = itertools.count(1)
         self._peer_count = 0
@@ -347,99 +475,155 @@ class Switch:
 
     @property
     def rooms(self) -> Mapping[str, Room]:
-        """Room name -> room, read-only and live."""
+        """Room id -> room, read-only and live."""
         return types.MappingProxyType(self._rooms)
 
-    def get_room(self, name: str) -> Room | None:
-        return self._rooms.get(name)
+    def get_room(self, room_id: str) -> Room | None:
+        return self._rooms.get(room_id)
 
     # ------------------------------------------------------------ joining
 
-    def admit(self, hello: Hello, handle: Any, now: float) -> tuple[Member, Welcome, list[Member]]:
-        """Admit a validated ``hello``; return the member, its welcome, and who to tell.
+    def admit(self, hello: Hello, handle: Any, now: float, *, datagram_budget: int) -> Admission:
+        """Admit a validated ``hello`` (PROTOCOL.md 10: steps 2 and 3, then the sessions).
 
-        Applies the room-state rules in protocol order (``mtu_too_small``,
-        ``gateway_present``, ``duplicate_mac``, ``room_full``, ``relay_full``)
-        and raises ``HelloRejectedError`` for the first that fails. The
-        members returned are to be sent ``peer_joined``.
+        ``datagram_budget`` is the DATAGRAM payload the member's QUIC
+        connection can really carry; its capacity is computed from the
+        smaller of that and its declared ``max_datagram``. Raises
+        ``HelloRejectedError`` for the first rule that fails; nothing about
+        the room is said before the credentials pass.
         """
-        mtu = self._check_admission(hello, now)
-        room = self._rooms.get(hello.room)
+        room = self._authorize(hello, now)
+        mac = parse_mac(hello.mac)
+        if hello.role is Role.GATEWAY:
+            replaced = None if room is None else room.gateway
+        else:
+            assert room is not None
+            assert hello.client_id is not None
+            replaced = room.sessions.get(hello.client_id)
+        max_datagram = min(hello.max_datagram, datagram_budget)
+        mtu = self._check_room_state(
+            hello, room=room, mac=mac, replaced=replaced, max_datagram=max_datagram, now=now
+        )
+
+        evicted: list[Eviction] = []
+        if replaced is not None:
+            evicted.append(self._evict(replaced, DisconnectReason.REPLACED, now))
         if room is None:
-            room = self._rooms[hello.room] = Room(hello.room, mtu, limits=self.limits)
-        existing = list(room.members.values())
+            assert hello.client_key_sha256 is not None
+            room = self._rooms[hello.room] = Room(
+                hello.room,
+                mtu,
+                client_key_sha256=hello.client_key_sha256,
+                name=hello.room_name,
+                limits=self.limits,
+            )
+        elif hello.role is Role.GATEWAY:
+            assert hello.client_key_sha256 is not None
+            room.name = hello.room_name
+            if not keys_match(hello.client_key_sha256, room.client_key_sha256):
+                room.client_key_sha256 = hello.client_key_sha256
+                for client in list(room.clients.values()):
+                    evicted.append(self._evict(client, DisconnectReason.KEY_ROTATED, now))
+
+        existing = tuple(room.members.values())
         member = Member(
             peer_id=next(self._peer_ids),
             role=hello.role,
-            mac=parse_mac(hello.mac),
+            mac=mac,
             room=room,
-            max_datagram=hello.max_datagram,
+            max_datagram=max_datagram,
             handle=handle,
             limits=self.limits,
         )
         room.members[member.peer_id] = member
         if member.is_client:
-            room.clients[member.mac] = member
-            # An aged-out learned entry would otherwise linger under a client's MAC.
-            room.learned_macs.pop(member.mac, None)
+            assert hello.client_id is not None
+            room.clients[mac] = member
+            room.sessions[hello.client_id] = member
+            member.client_id = hello.client_id
+            room.bind_client_mac(hello.client_id, mac, self._max_mac_bindings)
         else:
             room.gateway = member
+            room.gateway_left_at = None
+            room.remember_lan_mac(mac)
         self._peer_count += 1
         _share_others(room)
         welcome = Welcome(
             peer_id=member.peer_id,
-            room=room.name,
+            room=room.id,
             mtu=room.mtu,
             max_frame=room.max_frame,
             peers=tuple(other.peer_info() for other in existing),
             software=self.software,
+            room_name=room.name,
         )
-        return member, welcome, existing
+        return Admission(member=member, welcome=welcome, joined=existing, evicted=tuple(evicted))
 
-    def _check_admission(self, hello: Hello, now: float) -> int:
-        """Raise ``HelloRejectedError`` for the first rule ``hello`` breaks; return the room MTU."""
-        limits = self.limits
+    @property
+    def _max_mac_bindings(self) -> int:
+        return _MAC_BINDINGS_PER_SEAT * self.limits.max_clients_per_room
+
+    def _authorize(self, hello: Hello, now: float) -> Room | None:
+        """Step 2: the credentials; return the room (None: a gateway opens a new one)."""
+        if hello.role is Role.GATEWAY:
+            assert hello.gateway_key is not None
+            derived = room_id_for(hello.gateway_key)
+            authorized = hmac.compare_digest(derived.encode(), hello.room.encode())
+            if self._operator_token_hashes is not None:
+                token = hello.operator_token
+                token_hash = sha256_hex(token.encode()) if token is not None else ""
+                # Every listed hash compared, in constant time each: no early exit.
+                listed = False
+                for allowed in self._operator_token_hashes:
+                    listed |= keys_match(token_hash, allowed)
+                authorized &= listed
+            if not authorized:
+                raise HelloRejectedError(RejectCode.NOT_AUTHORIZED, _GATEWAY_NOT_AUTHORIZED)
+            return self._rooms.get(hello.room)
         room = self._rooms.get(hello.room)
-        name = hello.room
-        admission = admit_mtu(
-            hello.max_datagram,
-            relay_mtu=limits.relay_mtu,
-            current_room_mtu=None if room is None else room.mtu,
-        )
-        if not admission.admitted:
-            capacity = endpoint_capacity(hello.max_datagram)
-            if room is None:
-                situation = f"the smallest room MTU is {MIN_ROOM_MTU} bytes"
-            else:
-                situation = (
-                    f"room {name!r} has an MTU of {room.mtu} bytes, fixed by its first member"
-                )
-            raise HelloRejectedError(
-                RejectCode.MTU_TOO_SMALL,
-                f"{situation}, but datagrams of {hello.max_datagram} bytes carry an MTU of "
-                f"only {capacity}; joining needs a max_datagram of at least "
-                f"{admission.required_max_datagram} bytes (check the path MTU to the relay)",
-            )
+        if room is None or self._has_expired(room, now):
+            raise HelloRejectedError(RejectCode.ROOM_NOT_OPEN, _ROOM_NOT_OPEN)
+        assert hello.client_key is not None
+        if not keys_match(sha256_hex(hello.client_key), room.client_key_sha256):
+            raise HelloRejectedError(RejectCode.NOT_AUTHORIZED, _CLIENT_NOT_AUTHORIZED)
+        return room
+
+    def _check_room_state(
+        self,
+        hello: Hello,
+        *,
+        room: Room | None,
+        mac: bytes,
+        replaced: Member | None,
+        max_datagram: int,
+        now: float,
+    ) -> int:
+        """Step 3 (``replaced`` counts as gone); return the room's MTU."""
+        limits = self.limits
+        label = "this room" if room is None or room.name is None else f"room {room.name!r}"
         if room is not None:
-            if hello.role is Role.GATEWAY and room.gateway is not None:
-                raise HelloRejectedError(
-                    RejectCode.GATEWAY_PRESENT,
-                    f"room {name!r} already has a gateway and a room has only one; "
-                    "stop the other gateway or use another room name",
+            if hello.role is Role.CLIENT:
+                owner = room.mac_owners.get(mac)
+                taken = (owner is not None and owner != hello.client_id) or (
+                    mac in room.lifelong_lan_macs
                 )
-            if room.mac_in_use(parse_mac(hello.mac), now):
+            else:
+                client = room.clients.get(mac)
+                taken = client is not None and client is not replaced
+            if taken:
                 raise HelloRejectedError(
                     RejectCode.DUPLICATE_MAC,
-                    f"the MAC address {hello.mac} is already in use in room {name!r}; "
+                    f"the MAC address {hello.mac} belongs to another device in {label}; "
                     "every device in a room needs its own, so use another MAC address",
                 )
-            if hello.role is Role.CLIENT and room.client_count >= limits.max_clients_per_room:
+            seats_taken = room.client_count - (replaced is not None)
+            if hello.role is Role.CLIENT and seats_taken >= limits.max_clients_per_room:
                 raise HelloRejectedError(
                     RejectCode.ROOM_FULL,
-                    f"room {name!r} is full ({limits.max_clients_per_room} players); "
-                    "try again when someone leaves, or use another room",
+                    f"{label} is full ({limits.max_clients_per_room} players); "
+                    "try again when someone leaves",
                 )
-        if self._peer_count >= limits.max_peers:
+        if self._peer_count - (replaced is not None) >= limits.max_peers:
             raise HelloRejectedError(
                 RejectCode.RELAY_FULL,
                 f"this relay is full ({limits.max_peers} connections); "
@@ -448,8 +632,26 @@ class Switch:
         if room is None and len(self._rooms) >= limits.max_rooms:
             raise HelloRejectedError(
                 RejectCode.RELAY_FULL,
-                f"this relay already hosts its limit of {limits.max_rooms} rooms; join an "
-                "existing room, try again later, or use another relay",
+                f"this relay already hosts its limit of {limits.max_rooms} rooms; "
+                "try again later, or use another relay",
+            )
+        admission = admit_mtu(
+            max_datagram,
+            relay_mtu=limits.relay_mtu,
+            current_room_mtu=None if room is None else room.mtu,
+        )
+        if not admission.admitted:
+            capacity = endpoint_capacity(max_datagram)
+            situation = (
+                f"the smallest room MTU is {MIN_ROOM_MTU} bytes"
+                if room is None
+                else f"{label} has an MTU of {room.mtu} bytes"
+            )
+            raise HelloRejectedError(
+                RejectCode.MTU_TOO_SMALL,
+                f"{situation}, but this connection carries datagrams of {max_datagram} bytes, "
+                f"an MTU of only {capacity}; joining needs a max_datagram of at least "
+                f"{admission.required_max_datagram} bytes (check the path MTU to the relay)",
             )
         return admission.room_mtu
 
@@ -458,8 +660,8 @@ class Switch:
     def leave(self, member: Member, now: float) -> list[Member]:
         """Remove ``member`` from its room (section 9); return who to send ``peer_left``.
 
-        A gateway takes every learned LAN MAC with it. The room ends with its
-        last member. Calling it again for the same member returns ``[]``.
+        A gateway takes every learned LAN MAC with it and starts the room's
+        grace period. Calling it again for the same member returns ``[]``.
         """
         if not member.active:
             return []
@@ -468,17 +670,42 @@ class Switch:
         del room.members[member.peer_id]
         if member.is_client:
             del room.clients[member.mac]
+            if room.sessions.get(member.client_id) is member:
+                del room.sessions[member.client_id]
         else:
             room.gateway = None
+            room.gateway_left_at = now
             room.learned_macs.clear()
         self._peer_count -= 1
         member.others = ()
         member.as_target = ()
-        if not room.members:
-            del self._rooms[room.name]
-            return []
         _share_others(room)
         return list(room.members.values())
+
+    def _evict(self, member: Member, reason: DisconnectReason, now: float) -> Eviction:
+        return Eviction(member=member, reason=reason, tell=tuple(self.leave(member, now)))
+
+    def _has_expired(self, room: Room, now: float) -> bool:
+        left_at = room.gateway_left_at
+        return left_at is not None and now - left_at >= self.limits.room_grace_s
+
+    def next_room_expiry(self) -> float | None:
+        """When the next room without a gateway ends (None: no room is waiting)."""
+        grace_s = self.limits.room_grace_s
+        times = [r.gateway_left_at for r in self._rooms.values() if r.gateway_left_at is not None]
+        return min(times) + grace_s if times else None
+
+    def end_expired_rooms(self, now: float) -> list[Eviction]:
+        """End every room whose gateway left ``room_grace_s`` ago; its clients are evicted."""
+        evicted: list[Eviction] = []
+        for room in [r for r in self._rooms.values() if self._has_expired(r, now)]:
+            for client in list(room.clients.values()):
+                self.leave(client, now)
+                evicted.append(
+                    Eviction(member=client, reason=DisconnectReason.ROOM_CLOSED, tell=())
+                )
+            del self._rooms[room.id]
+        return evicted
 
     # ---------------------------------------------------------- forwarding
 
@@ -530,7 +757,9 @@ class Switch:
             client = room.clients.get(destination)
             if client is not None:
                 targets = client.as_target
-            elif (gateway := room.gateway) is not None and room.is_lan_mac(destination, now):
+            elif (gateway := room.gateway) is None:
+                return self._drop(member, _NO_GATEWAY)
+            elif room.is_lan_mac(destination, now):
                 targets = gateway.as_target
             else:
                 targets = member.others

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -15,9 +16,10 @@ from pathlib import Path
 import attrs
 import trio
 
+from lanparty.credentials import ClientCredentials, GatewayCredentials, room_id_for
 from lanparty.ctrl import Role
 from lanparty.proto import parse_mac
-from lanparty.session import RelayEndpoint, Session, open_session
+from lanparty.session import Credentials, RelayEndpoint, Session, open_session
 from lanparty.transport import SpkiPin, TransportSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,16 +66,23 @@ class RelayProcess:
 
 
 @contextmanager
-def relay_process(state_dir: Path, *args: str) -> Iterator[RelayProcess]:
-    """Start ``python -m lanparty.relay`` on 127.0.0.1 with a metrics port, and stop it after."""
+def relay_process(
+    state_dir: Path, *args: str, log_path: Path | None = None
+) -> Iterator[RelayProcess]:
+    """Start ``python -m lanparty.relay`` on 127.0.0.1 with a metrics port, and stop it after.
+
+    ``log_path``: the relay's log (stderr) goes there instead of the test's output.
+    """
     command = [
         sys.executable, "-m", "lanparty.relay",
         "--listen", "127.0.0.1:0", "--state-dir", str(state_dir),
         "--metrics", "127.0.0.1:0", "--log-level", "warning", *args,
     ]  # fmt: skip
+    log = None if log_path is None else log_path.open("a")
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
+        stderr=log,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -100,6 +109,8 @@ def relay_process(state_dir: Path, *args: str) -> Iterator[RelayProcess]:
         if process.poll() is None:
             process.kill()
             process.wait()
+        if log is not None:
+            log.close()
 
 
 def frame(
@@ -114,6 +125,40 @@ def mac(text: str) -> bytes:
     return parse_mac(text)
 
 
+def _test_key(what: str, room: str) -> bytes:
+    return hashlib.sha256(f"test {what} of room {room}".encode()).digest()
+
+
+def gateway_credentials(
+    room: str = "party", *, client_key: bytes | None = None
+) -> GatewayCredentials:
+    """The keys of the test gateway of ``room`` (a label; each has its own keys)."""
+    return GatewayCredentials(
+        gateway_key=_test_key("gateway key", room),
+        client_key=_test_key("client key", room) if client_key is None else client_key,
+        room_name=room,
+    )
+
+
+def room_id(room: str = "party") -> str:
+    return room_id_for(_test_key("gateway key", room))
+
+
+def client_credentials(
+    mac_text: str,
+    room: str = "party",
+    *,
+    client_key: bytes | None = None,
+    secret: bytes | None = None,
+) -> ClientCredentials:
+    """A client of ``room`` with the room's invite key; its identity follows its MAC."""
+    return ClientCredentials(
+        room_id=room_id(room),
+        client_key=_test_key("client key", room) if client_key is None else client_key,
+        identity_secret=_test_key(f"identity {mac_text}", "any") if secret is None else secret,
+    )
+
+
 @asynccontextmanager
 async def member(
     relay: RelayProcess,
@@ -122,11 +167,27 @@ async def member(
     role: Role = Role.CLIENT,
     room: str = "party",
     settings: TransportSettings | None = None,
+    credentials: Credentials | None = None,
 ) -> AsyncIterator[Session]:
+    if credentials is None:
+        credentials = (
+            gateway_credentials(room)
+            if role is Role.GATEWAY
+            else client_credentials(mac_text, room)
+        )
     async with open_session(
-        relay.endpoint, role=role, room=room, mac=parse_mac(mac_text), settings=settings
+        relay.endpoint, credentials=credentials, mac=parse_mac(mac_text), settings=settings
     ) as session:
         yield session
+
+
+ROOM_OPENER_MAC = "00:16:3e:00:00:f0"
+
+
+async def open_room(relay: RelayProcess, room: str = "party") -> None:
+    """Let the room's gateway open ``room`` and leave: the room stays for the grace period."""
+    async with member(relay, ROOM_OPENER_MAC, role=Role.GATEWAY, room=room):
+        pass
 
 
 async def receive_until(session: Session, marker: bytes, timeout_s: float = 10) -> list[bytes]:

@@ -23,7 +23,7 @@ from lanparty.ctrl import (
     Stats,
     encode_message,
 )
-from lanparty.session import RejectedError, RelayEndpoint, open_session
+from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.transport import (
     CLOSE_REFUSED,
     ConnectionClosedError,
@@ -34,11 +34,15 @@ from lanparty.transport import (
 from tests.integration.relay_harness import (
     BROADCAST,
     RelayProcess,
+    client_credentials,
     frame,
+    gateway_credentials,
     mac,
     member,
+    open_room,
     receive_until,
     relay_process,
+    room_id,
 )
 
 CLIENT_A, CLIENT_B, CLIENT_C = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
@@ -74,20 +78,23 @@ async def test_admission_welcome_and_peer_events(relay: RelayProcess) -> None:
 @pytest.mark.parametrize(
     ("hello_fields", "code"),
     [
-        ({"protocol": 2}, RejectCode.UNSUPPORTED_PROTOCOL),
+        ({"protocol": 1}, RejectCode.UNSUPPORTED_PROTOCOL),
+        ({"protocol": 3}, RejectCode.UNSUPPORTED_PROTOCOL),
         ({"role": "router"}, RejectCode.INVALID_ROLE),
-        ({"room": "no spaces!"}, RejectCode.INVALID_ROOM),
+        ({"room": "party"}, RejectCode.INVALID_ROOM),
         ({"mac": "00:11:22:33:44:55"}, RejectCode.INVALID_MAC),  # client MAC must be local
         ({"mac": "03:00:00:00:00:01"}, RejectCode.INVALID_MAC),  # multicast
-        ({"max_datagram": 500}, RejectCode.MTU_TOO_SMALL),
+        ({"client_key": "short"}, RejectCode.MALFORMED),
         ({"max_datagram": True}, RejectCode.MALFORMED),
+        ({"room": "a" * 26}, RejectCode.ROOM_NOT_OPEN),
     ],
 )
 async def test_each_invalid_hello_gets_its_reject(
     relay: RelayProcess, hello_fields: dict[str, object], code: RejectCode
 ) -> None:
-    hello = {"type": "hello", "protocol": 1, "role": "client", "room": "party",
-             "mac": CLIENT_A, "max_datagram": 1408, **hello_fields}  # fmt: skip
+    hello = {"type": "hello", "protocol": 2, "role": "client", "room": room_id(),
+             "mac": CLIENT_A, "max_datagram": 1408, "client_key": "A" * 43,
+             "client_id": "A" * 43, **hello_fields}  # fmt: skip
     body = json.dumps(hello).encode()
     reject = await _raw_hello(relay, len(body).to_bytes(4, "big") + body)
     assert reject["code"] == code
@@ -113,7 +120,7 @@ async def test_broken_first_frames_are_rejected_as_malformed(relay: RelayProcess
         reject = await _raw_hello(relay, raw)
         assert reject["code"] == RejectCode.MALFORMED
     # Still serving everyone else.
-    async with member(relay, CLIENT_A) as client:
+    async with member(relay, GATEWAY, role=Role.GATEWAY), member(relay, CLIENT_A) as client:
         assert client.peer_id > 0
 
 
@@ -131,35 +138,44 @@ async def expect_reject(
 async def test_room_state_refusals(tmp_path: Path) -> None:
     local_gateway = "06:16:3e:00:00:01"  # a gateway MAC a client could also claim
     learned = "02:16:3e:00:00:42"
-    with relay_process(tmp_path, "--max-clients-per-room", "2", "--max-peers", "4") as relay:
+    with relay_process(
+        tmp_path, "--max-clients-per-room", "2", "--max-peers", "5", "--max-rooms", "2"
+    ) as relay:
         async with member(relay, local_gateway, role=Role.GATEWAY) as gateway:
-            refusal = await expect_reject(
-                relay, "00:16:3e:00:00:02", RejectCode.GATEWAY_PRESENT, role=Role.GATEWAY
-            )
-            assert refusal.permanent
             await expect_reject(relay, local_gateway, RejectCode.DUPLICATE_MAC)
             async with member(relay, CLIENT_A) as a:
-                await expect_reject(relay, CLIENT_A, RejectCode.DUPLICATE_MAC)
+                refusal = await expect_reject(
+                    relay,
+                    CLIENT_A,
+                    RejectCode.DUPLICATE_MAC,
+                    credentials=client_credentials(CLIENT_A, secret=bytes(32)),
+                )
+                assert refusal.permanent
                 # A LAN MAC learned behind the gateway is taken too.
                 announce = frame(BROADCAST, mac(learned), b"lan host")
                 gateway.send_frame(announce)
                 await receive_until(a, announce)
                 await expect_reject(relay, learned, RejectCode.DUPLICATE_MAC)
                 # The same MAC in another room is fine.
-                async with member(relay, CLIENT_A, room="other"):
+                async with (
+                    member(relay, "00:16:3e:00:00:0f", role=Role.GATEWAY, room="other"),
+                    member(relay, CLIENT_A, room="other"),
+                ):
                     pass
                 async with member(relay, CLIENT_B):
                     refusal = await expect_reject(relay, CLIENT_C, RejectCode.ROOM_FULL)
                     assert not refusal.permanent
-                    async with member(relay, CLIENT_C, room="third"):
-                        await expect_reject(
-                            relay, "02:00:00:00:00:0d", RejectCode.RELAY_FULL, room="fourth"
-                        )
+                    # "other" lives on for its grace period: two rooms, the limit
+                    refusal = await expect_reject(
+                        relay, "00:16:3e:00:00:0e", RejectCode.RELAY_FULL, role=Role.GATEWAY,
+                        room="fourth",
+                    )  # fmt: skip
+                    assert "2 rooms" in refusal.message
 
 
 async def test_a_member_below_the_room_mtu_is_told_what_it_needs(relay: RelayProcess) -> None:
     small = TransportSettings(max_udp_payload_bytes=1300)
-    async with member(relay, CLIENT_A):
+    async with member(relay, GATEWAY, role=Role.GATEWAY):
         with pytest.raises(RejectedError) as caught:
             async with member(relay, CLIENT_B, settings=small):
                 pass
@@ -241,6 +257,7 @@ async def test_learned_lan_macs_age_out(relay: RelayProcess) -> None:
 
 
 async def test_no_reflection_and_spoofed_sources_are_dropped(relay: RelayProcess) -> None:
+    await open_room(relay)
     async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
         to_self = frame(mac(CLIENT_A), mac(CLIENT_A), b"to myself")
         spoofed = frame(BROADCAST, mac(CLIENT_B), b"pretending to be b")
@@ -278,6 +295,7 @@ async def test_client_broadcast_rate_limit(tmp_path: Path) -> None:
     with relay_process(
         tmp_path, "--client-broadcast-pps", "10", "--client-broadcast-burst", "20"
     ) as relay:
+        await open_room(relay)
         async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
             burst = [frame(BROADCAST, mac(CLIENT_A), n.to_bytes(4, "big")) for n in range(200)]
             a.send_frames(burst)
@@ -293,6 +311,7 @@ async def test_client_broadcast_rate_limit(tmp_path: Path) -> None:
 
 async def test_malformed_threshold_disconnects_only_the_offender(tmp_path: Path) -> None:
     with relay_process(tmp_path, "--malformed-limit", "20") as relay:
+        await open_room(relay)
         async with member(relay, CLIENT_A) as good, member(relay, CLIENT_B) as bad:
             joined = await good.next_event()
             assert isinstance(joined, PeerJoined)
@@ -310,21 +329,45 @@ async def test_malformed_threshold_disconnects_only_the_offender(tmp_path: Path)
                 assert await receive_until(good, hello) == [hello]
 
 
-async def test_gateway_leaving_forgets_its_lan_macs(relay: RelayProcess) -> None:
+async def test_a_gateway_leaving_keeps_its_players_for_the_grace_period(
+    relay: RelayProcess,
+) -> None:
     learned = "02:16:3e:00:00:77"
-    async with member(relay, CLIENT_A) as a:
+    gateway_leaves = trio.Event()
+
+    async def gateway_session(*, task_status: trio.TaskStatus[Session]) -> None:
         async with member(relay, GATEWAY, role=Role.GATEWAY) as gateway:
+            task_status.started(gateway)
+            await gateway_leaves.wait()
+
+    async with trio.open_nursery() as nursery:
+        gateway = await nursery.start(gateway_session)
+        async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
             announce = frame(BROADCAST, mac(learned), b"lan host")
             gateway.send_frame(announce)
             await receive_until(a, announce)
-        left = [await a.next_event(), await a.next_event()]
-        assert isinstance(left[-1], PeerLeft)
-        # The learned MAC went with the gateway: a client may now use it.
-        async with member(relay, learned) as newcomer:
-            assert newcomer.peer_id > 0
+            gateway_leaves.set()
+            with trio.fail_after(10):
+                while not isinstance(event := await a.next_event(), PeerLeft):
+                    pass
+            assert event.peer_id == gateway.peer_id
+            # The players stay; what they send to the LAN has nowhere to go.
+            to_lan = frame(mac(LAN_HOST), mac(CLIENT_A), b"to nobody")
+            marker = frame(mac(CLIENT_B), mac(CLIENT_A), b"between players")
+            a.send_frames([to_lan, marker])
+            assert to_lan not in await receive_until(b, marker)
+            assert relay.drops("no_gateway") == 1
+            # A MAC learned in the room's life is never a client's.
+            await expect_reject(relay, learned, RejectCode.DUPLICATE_MAC)
+            # The gateway comes back: the players reach the LAN again.
+            async with member(relay, GATEWAY, role=Role.GATEWAY) as back:
+                to_gateway = frame(mac(GATEWAY), mac(CLIENT_A), b"welcome back")
+                a.send_frame(to_gateway)
+                assert await receive_until(back, to_gateway) == [to_gateway]
 
 
 async def test_stats_arrive_every_five_seconds(relay: RelayProcess) -> None:
+    await open_room(relay)
     async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B):
         a.send_frames([frame(BROADCAST, mac(CLIENT_A), b"x")] * 3)
         with trio.fail_after(12):
@@ -335,6 +378,7 @@ async def test_stats_arrive_every_five_seconds(relay: RelayProcess) -> None:
 
 
 async def test_garbage_udp_does_not_disturb_the_relay(relay: RelayProcess) -> None:
+    await open_room(relay)
     async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
         with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
             for payload in (b"", b"\x00" * 1300, b"\xc3" + bytes(1299), b"\x41" * 40):
@@ -345,9 +389,17 @@ async def test_garbage_udp_does_not_disturb_the_relay(relay: RelayProcess) -> No
 
 
 async def test_second_hello_closes_with_protocol_error(relay: RelayProcess) -> None:
+    await open_room(relay)
     async with member(relay, CLIENT_A) as a:
         a.connection.send_control(
-            Hello(role=Role.CLIENT, room="party", mac=CLIENT_A, max_datagram=1408)
+            Hello(
+                role=Role.CLIENT,
+                room=room_id(),
+                mac=CLIENT_A,
+                max_datagram=1408,
+                client_key=bytes(32),
+                client_id=bytes(32),
+            )
         )
         with trio.fail_after(10):
             info = await a.connection.wait_closed()
@@ -357,7 +409,7 @@ async def test_second_hello_closes_with_protocol_error(relay: RelayProcess) -> N
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 async def test_shutdown_tells_every_peer_and_exits_zero(tmp_path: Path, signal_number: int) -> None:
     with relay_process(tmp_path) as relay:
-        async with member(relay, CLIENT_A) as a, member(relay, GATEWAY, role=Role.GATEWAY) as g:
+        async with member(relay, GATEWAY, role=Role.GATEWAY) as g, member(relay, CLIENT_A) as a:
             assert relay.metrics()["lanparty_peers"] == 2
             assert relay.metrics()["lanparty_rooms"] == 1
             await trio.to_thread.run_sync(relay.process.send_signal, signal_number)
@@ -375,8 +427,10 @@ async def test_endpoints_can_pin_the_certificate_file_the_relay_writes(tmp_path:
     der = tmp_path / "relay.der"
     with relay_process(tmp_path / "state", "--dev-cert-der-out", str(der)) as relay:
         pinned = RelayEndpoint(relay.host, relay.port, PinnedCertificate.from_file(der))
-        async with open_session(pinned, role=Role.CLIENT, room="party", mac=mac(CLIENT_A)) as s:
-            assert s.peer_id == 1
+        async with open_session(
+            pinned, credentials=gateway_credentials(), mac=mac(GATEWAY)
+        ) as session:
+            assert session.peer_id == 1
     # A restarted relay keeps its key, so the pin printed before still holds.
     with relay_process(tmp_path / "state") as restarted:
         assert restarted.pin == relay.pin
@@ -409,6 +463,7 @@ async def test_frames_before_the_welcome_are_dropped_not_kept(relay: RelayProces
             while relay.drops("not_established") < 50:
                 await trio.sleep(0.05)
     # A peer admitted afterwards sees none of them.
+    await open_room(relay)
     async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
         marker = frame(BROADCAST, mac(CLIENT_A), b"marker")
         a.send_frame(marker)

@@ -39,8 +39,16 @@ from lanparty.ctrl import (
 )
 from tests.unit.test_ctrl_messages import endpoint_messages, relay_messages
 
-WELCOME = Welcome(peer_id=1, room="den", mtu=1400, max_frame=1418, software="relay")
-HELLO = Hello(role=Role.CLIENT, room="den", mac="02:00:00:00:00:01", max_datagram=1200)
+ROOM_ID = "abcdefghijklmnopqrstuvwxyz"
+WELCOME = Welcome(peer_id=1, room=ROOM_ID, mtu=1400, max_frame=1418, software="relay")
+HELLO = Hello(
+    role=Role.CLIENT,
+    room=ROOM_ID,
+    mac="02:00:00:00:00:01",
+    max_datagram=1200,
+    client_key=bytes(32),
+    client_id=bytes(range(32)),
+)
 STATS = Stats(rx_frames=3, rx_bytes=180, tx_frames=4, tx_bytes=240, drops={"jumbo": 1})
 PEER_LEFT = PeerLeft(peer_id=2, reason=PeerLeftReason.TIMEOUT)
 
@@ -200,15 +208,17 @@ def test_a_relay_side_hello_breaking_a_rule_raises_its_reject_code() -> None:
             json_frame(
                 {
                     "type": "hello",
-                    "protocol": 1,
+                    "protocol": 2,
                     "role": "client",
                     "room": "den",
                     "mac": "02:00:00:00:00:01",
                     "max_datagram": 500,
+                    "client_key": "A" * 43,
+                    "client_id": "A" * 43,
                 }
             )
         )
-    assert caught.value.reject_code is RejectCode.MTU_TOO_SMALL
+    assert caught.value.reject_code is RejectCode.INVALID_ROOM
 
 
 # --- framing errors -------------------------------------------------------------------------

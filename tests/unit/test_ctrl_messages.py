@@ -40,7 +40,10 @@ gateway_macs = (
     .filter(lambda mac: mac != bytes(6))
     .map(format_mac)
 )
-rooms = st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True)
+rooms = st.from_regex(r"[a-z2-7]{26}", fullmatch=True)
+room_names = st.from_regex(r"[A-Za-z0-9_ -]{1,32}", fullmatch=True)
+keys = st.binary(min_size=32, max_size=32)
+sha256_hexes = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
 peer_ids = st.integers(min_value=0, max_value=2**63)
 counts = st.integers(min_value=0, max_value=2**64)
 room_mtus = st.integers(min_value=576, max_value=65535)
@@ -76,18 +79,49 @@ def welcomes(draw: st.DrawFn) -> Welcome:
         max_frame=mtu + 18,
         peers=tuple(draw(st.permutations(peers))),
         software=draw(texts),
+        room_name=draw(st.none() | room_names),
     )
 
 
-hellos = st.builds(
-    lambda role_mac, room, max_datagram, software: Hello(
-        role=role_mac[0], room=room, mac=role_mac[1], max_datagram=max_datagram, software=software
+gateway_hellos = st.builds(
+    lambda mac, room, max_datagram, software, key, key_hash, name, token: Hello(
+        role=Role.GATEWAY,
+        room=room,
+        mac=mac,
+        max_datagram=max_datagram,
+        software=software,
+        gateway_key=key,
+        client_key_sha256=key_hash,
+        room_name=name,
+        operator_token=token,
     ),
-    roles_with_macs,
+    gateway_macs,
     rooms,
-    st.integers(min_value=595, max_value=2**32),
-    st.none() | texts,
+    st.integers(min_value=0, max_value=2**32),
+    st.none() | st.text(max_size=64),
+    keys,
+    sha256_hexes,
+    st.none() | room_names,
+    st.none() | st.text(max_size=256),
 )
+client_hellos = st.builds(
+    lambda mac, room, max_datagram, software, key, client_id: Hello(
+        role=Role.CLIENT,
+        room=room,
+        mac=mac,
+        max_datagram=max_datagram,
+        software=software,
+        client_key=key,
+        client_id=client_id,
+    ),
+    client_macs,
+    rooms,
+    st.integers(min_value=0, max_value=2**32),
+    st.none() | st.text(max_size=64),
+    keys,
+    keys,
+)
+hellos = gateway_hellos | client_hellos
 rejects = st.builds(Reject, code=st.sampled_from(RejectCode), message=texts)
 peers_joined = st.builds(
     lambda peer_id, role_mac: PeerJoined(peer_id=peer_id, role=role_mac[0], mac=role_mac[1]),
@@ -115,7 +149,7 @@ messages: st.SearchStrategy[Message] = st.one_of(relay_messages, hellos)
 # --- tests ----------------------------------------------------------------------------------
 
 
-def test_reject_codes_are_the_eleven_wire_strings() -> None:
+def test_reject_codes_are_the_wire_strings_of_version_2() -> None:
     assert {code.value for code in RejectCode} == {
         "unsupported_protocol",
         "malformed",
@@ -124,10 +158,11 @@ def test_reject_codes_are_the_eleven_wire_strings() -> None:
         "invalid_mac",
         "room_full",
         "relay_full",
-        "gateway_present",
         "duplicate_mac",
         "mtu_too_small",
         "hello_timeout",
+        "not_authorized",
+        "room_not_open",
     }
 
 
@@ -167,10 +202,20 @@ def test_messages_are_frozen_and_hashable(message: Message) -> None:
     assert hash(message) == hash(attrs.evolve(message))
 
 
-def test_hello_defaults_protocol_one_and_no_software() -> None:
+def test_hello_defaults_protocol_two_and_no_software() -> None:
     hello = Hello(role=Role.CLIENT, room="den", mac="02:00:00:00:00:01", max_datagram=1200)
-    assert hello.protocol == 1
+    assert hello.protocol == 2
     assert hello.software is None
+
+
+@given(hellos)
+def test_a_hello_s_repr_shows_no_key(hello: Hello) -> None:
+    shown = repr(hello)
+    for secret in (hello.gateway_key, hello.client_key, hello.client_id):
+        if secret is not None:
+            assert repr(secret) not in shown
+    if hello.operator_token:
+        assert f"operator_token={hello.operator_token!r}" not in shown
 
 
 def test_macs_are_normalised_to_lower_case() -> None:

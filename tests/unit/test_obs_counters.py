@@ -23,6 +23,7 @@ def test_drop_reasons_are_the_wire_strings() -> None:
         "rate_limited_unknown_unicast",
         "rate_limited_total",
         "reflection",
+        "no_gateway",
         "oversize",
         "send_queue_full",
         "receive_queue_full",

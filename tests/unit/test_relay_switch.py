@@ -7,6 +7,7 @@ threshold) and 9 (leaving) of PROTOCOL.md.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 
@@ -14,12 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lanparty.ctrl import Hello, HelloRejectedError, PeerInfo, RejectCode, Role
+from lanparty.credentials import client_id_for, room_id_for, sha256_hex
+from lanparty.ctrl import DisconnectReason, Hello, HelloRejectedError, PeerInfo, RejectCode, Role
 from lanparty.errors import ConfigError
 from lanparty.obs.counters import DropReason
-from lanparty.relay.switch import Member, RelayLimits, Switch
+from lanparty.relay.switch import Admission, Member, RelayLimits, Switch
 
-ROOM = "party"
+CLIENT_KEY = bytes(range(32))
 GATEWAY_MAC = "02:00:00:00:00:aa"  # locally administered so that a client could claim it
 LAN_HOST = bytes.fromhex("001122334455")
 OTHER_LAN_HOST = bytes.fromhex("001122334466")
@@ -39,13 +41,84 @@ def raw(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
-def hello(
-    mac: str,
-    role: Role = Role.CLIENT,
-    room: str = ROOM,
+def gateway_key(room: str) -> bytes:
+    """One gateway key per room label in these tests."""
+    return hashlib.sha256(b"gateway key of " + room.encode()).digest()
+
+
+def room_id(room: str = "party") -> str:
+    return room_id_for(gateway_key(room))
+
+
+def identity(mac: str) -> bytes:
+    """One identity secret per MAC in these tests: another MAC is another client."""
+    return hashlib.sha256(b"identity of " + mac.encode()).digest()
+
+
+ROOM = room_id()
+
+
+def gateway_hello(
+    mac: str = GATEWAY_MAC,
+    room: str = "party",
+    *,
     max_datagram: int = MAX_DATAGRAM_1400,
+    client_key: bytes = CLIENT_KEY,
+    key: bytes | None = None,
+    token: str | None = None,
 ) -> Hello:
-    return Hello(role=role, room=room, mac=mac, max_datagram=max_datagram)
+    key = gateway_key(room) if key is None else key
+    return Hello(
+        role=Role.GATEWAY,
+        room=room_id_for(gateway_key(room)),
+        mac=mac,
+        max_datagram=max_datagram,
+        gateway_key=key,
+        client_key_sha256=sha256_hex(client_key),
+        room_name=room,
+        operator_token=token,
+    )
+
+
+def client_hello(
+    mac: str,
+    room: str = "party",
+    *,
+    max_datagram: int = MAX_DATAGRAM_1400,
+    client_key: bytes = CLIENT_KEY,
+    secret: bytes | None = None,
+) -> Hello:
+    room_id_text = room_id_for(gateway_key(room))
+    secret = identity(mac) if secret is None else secret
+    return Hello(
+        role=Role.CLIENT,
+        room=room_id_text,
+        mac=mac,
+        max_datagram=max_datagram,
+        client_key=client_key,
+        client_id=client_id_for(secret, room_id_text),
+    )
+
+
+def hello(
+    mac: str, role: Role = Role.CLIENT, room: str = "party", max_datagram: int = MAX_DATAGRAM_1400
+) -> Hello:
+    if role is Role.GATEWAY:
+        return gateway_hello(mac, room, max_datagram=max_datagram)
+    return client_hello(mac, room, max_datagram=max_datagram)
+
+
+def admit(
+    switch: Switch, request: Hello, now: float = 0.0, budget: int = 65527, handle: object = None
+) -> Admission:
+    return switch.admit(request, handle, now, datagram_budget=budget)
+
+
+def open_room(switch: Switch, room: str = "party", now: float = 0.0) -> Member:
+    """A gateway opens ``room`` (its MAC differs per room)."""
+    suffix = hashlib.sha256(room.encode()).hexdigest()[:2]
+    mac = GATEWAY_MAC if room == "party" else f"00:11:22:33:44:{suffix}"
+    return admit(switch, gateway_hello(mac, room), now).member
 
 
 def datagram(
@@ -78,10 +151,11 @@ class Party:
         self.carol = self.join(client_mac(3))
 
     def join(
-        self, mac: str, role: Role = Role.CLIENT, room: str = ROOM, now: float = 0.0
+        self, mac: str, role: Role = Role.CLIENT, room: str = "party", now: float = 0.0
     ) -> Member:
-        member, _, _ = self.switch.admit(hello(mac, role, room), object(), now)
-        return member
+        if role is Role.CLIENT and self.switch.get_room(room_id(room)) is None:
+            open_room(self.switch, room, now)
+        return admit(self.switch, hello(mac, role, room), now, handle=object()).member
 
     def forward(
         self, sender: Member, data: bytes, now: float = 0.0
@@ -97,9 +171,11 @@ class Party:
         )
 
 
-def rejection(switch: Switch, request: Hello, now: float = 0.0) -> HelloRejectedError:
+def rejection(
+    switch: Switch, request: Hello, now: float = 0.0, budget: int = 65527
+) -> HelloRejectedError:
     with pytest.raises(HelloRejectedError) as caught:
-        switch.admit(request, object(), now)
+        admit(switch, request, now, budget)
     return caught.value
 
 
@@ -116,6 +192,7 @@ def test_default_limits_are_the_contract_defaults() -> None:
     assert (limits.client_unknown_unicast_pps, limits.client_unknown_unicast_burst) == (200, 400)
     assert (limits.client_bps, limits.client_burst_bytes) == (100e6, 256 * 1024)
     assert limits.gateway_bps is None
+    assert limits.room_grace_s == 300.0
 
 
 @pytest.mark.parametrize(
@@ -131,6 +208,8 @@ def test_default_limits_are_the_contract_defaults() -> None:
         ({"malformed_window_s": 0}, "--malformed-window-s"),
         ({"lan_mac_ageing_s": -5}, "--lan-mac-ageing-s"),
         ({"lan_mac_ageing_s": math.nan}, "--lan-mac-ageing-s"),
+        ({"room_grace_s": -1.0}, "--room-grace-s"),
+        ({"room_grace_s": math.inf}, "--room-grace-s"),
         ({"client_broadcast_pps": 0}, "--client-broadcast-pps"),
         ({"client_unknown_unicast_pps": math.inf}, "--client-unknown-unicast-pps"),
         ({"client_broadcast_burst": 0.5}, "--client-broadcast-burst"),
@@ -164,20 +243,21 @@ def test_limits_at_their_bounds_are_accepted() -> None:
 # --------------------------------------------------------------- admission
 
 
-def test_first_member_creates_the_room_with_its_mtu() -> None:
+def test_a_gateway_opens_its_room_with_its_mtu() -> None:
     switch = Switch(RelayLimits())
-    member, welcome, others = switch.admit(hello(client_mac(1), max_datagram=1408), "conn", 5.0)
-    assert others == []
+    admission = admit(switch, gateway_hello(max_datagram=1408), 5.0, handle="conn")
+    member, welcome = admission.member, admission.welcome
+    assert admission.joined == ()
+    assert admission.evicted == ()
     assert member.handle == "conn"
     assert member.peer_id == 1
-    assert member.role is Role.CLIENT
-    assert not member.is_gateway
-    assert member.mac == raw(client_mac(1))
-    assert member.mac_text == client_mac(1)
+    assert member.role is Role.GATEWAY
+    assert member.is_gateway
     assert member.max_datagram == 1408
     assert welcome.peer_id == 1
-    assert welcome.protocol == 1
+    assert welcome.protocol == 2
     assert welcome.room == ROOM
+    assert welcome.room_name == "party"
     assert welcome.mtu == 1389  # 1408 - 19
     assert welcome.max_frame == 1389 + 18
     assert welcome.peers == ()
@@ -185,183 +265,339 @@ def test_first_member_creates_the_room_with_its_mtu() -> None:
     room = switch.get_room(ROOM)
     assert room is not None
     assert member.room is room
-    assert (room.name, room.mtu, room.max_frame) == (ROOM, 1389, 1407)
+    assert (room.id, room.name, room.mtu, room.max_frame) == (ROOM, "party", 1389, 1407)
+    assert room.client_key_sha256 == sha256_hex(CLIENT_KEY)
     assert room.members == {1: member}
-    assert room.clients == {member.mac: member}
-    assert room.gateway is None
+    assert room.gateway is member
     assert (switch.room_count, switch.peer_count) == (1, 1)
     assert dict(switch.rooms) == {ROOM: room}
 
 
+@pytest.mark.parametrize(("budget", "mtu"), [(1419, 1400), (1200, 1181), (65527, 1400)])
+def test_the_connection_s_real_budget_caps_a_declared_max_datagram(budget: int, mtu: int) -> None:
+    switch = Switch(RelayLimits())
+    admission = admit(switch, gateway_hello(max_datagram=65535), budget=budget)
+    assert admission.welcome.mtu == mtu
+    assert admission.member.max_datagram == min(65535, budget)
+
+
+def test_a_client_whose_connection_carries_less_than_the_room_mtu_is_too_small() -> None:
+    switch = Switch(RelayLimits())
+    open_room(switch)  # MTU 1400
+    # it declares plenty, but its QUIC connection carries only 1300-byte datagrams
+    error = rejection(switch, client_hello(client_mac(1), max_datagram=65535), budget=1300)
+    assert error.reject_code is RejectCode.MTU_TOO_SMALL
+    assert "1419" in str(error)
+
+
 def test_room_mtu_is_capped_by_the_relay_mtu() -> None:
     switch = Switch(RelayLimits(relay_mtu=1280), software="relay 1.2")
-    _, welcome, _ = switch.admit(hello(client_mac(1), max_datagram=9000), None, 0.0)
+    welcome = admit(switch, gateway_hello(max_datagram=9000)).welcome
     assert (welcome.mtu, welcome.max_frame, welcome.software) == (1280, 1298, "relay 1.2")
-
-
-def test_room_mtu_stays_fixed_until_the_room_ends() -> None:
-    switch = Switch(RelayLimits())
-    small, _, _ = switch.admit(hello(client_mac(1), max_datagram=1019), None, 0.0)
-    big, welcome, _ = switch.admit(hello(client_mac(2), max_datagram=1500), None, 0.0)
-    assert welcome.mtu == 1000
-    switch.leave(small, 1.0)
-    _, welcome, _ = switch.admit(hello(client_mac(3), max_datagram=1500), None, 2.0)
-    assert welcome.mtu == 1000  # the room never ended: big stayed
-    switch.leave(big, 3.0)
-    switch.leave(switch.get_room(ROOM).members[3], 3.0)  # type: ignore[union-attr]
-    assert switch.get_room(ROOM) is None
-    _, welcome, _ = switch.admit(hello(client_mac(4), max_datagram=1500), None, 4.0)
-    assert welcome.mtu == 1400
 
 
 def test_welcome_lists_the_others_and_they_are_told() -> None:
     party = Party()
-    member, welcome, others = party.switch.admit(hello(client_mac(9)), None, 0.0)
-    assert member.peer_id == 5
-    assert welcome.peers == (
+    admission = admit(party.switch, client_hello(client_mac(9)))
+    assert admission.member.peer_id == 5
+    assert admission.welcome.peers == (
         PeerInfo(peer_id=1, role=Role.GATEWAY, mac=GATEWAY_MAC),
         PeerInfo(peer_id=2, role=Role.CLIENT, mac=client_mac(1)),
         PeerInfo(peer_id=3, role=Role.CLIENT, mac=client_mac(2)),
         PeerInfo(peer_id=4, role=Role.CLIENT, mac=client_mac(3)),
     )
-    assert others == [party.gateway, party.alice, party.bob, party.carol]
+    assert admission.joined == (party.gateway, party.alice, party.bob, party.carol)
     assert party.gateway.peer_info() == PeerInfo(peer_id=1, role=Role.GATEWAY, mac=GATEWAY_MAC)
-    assert party.gateway.is_gateway
     assert party.switch.get_room(ROOM).gateway is party.gateway  # type: ignore[union-attr]
 
 
 def test_peer_ids_are_unique_over_the_relay_life() -> None:
     switch = Switch(RelayLimits())
     seen = []
+    for room in ("a", "b"):
+        open_room(switch, room)
     for round_number in range(3):
         for room in ("a", "b"):
-            member, welcome, _ = switch.admit(hello(client_mac(1), room=room), None, 0.0)
-            assert welcome.peer_id == member.peer_id
+            member = admit(switch, client_hello(client_mac(1), room)).member
             seen.append(member.peer_id)
-            switch.leave(member, 0.0) if round_number < 2 else None
-    assert seen == [1, 2, 3, 4, 5, 6]
+            if round_number < 2:
+                switch.leave(member, 0.0)
+    assert seen == [3, 4, 5, 6, 7, 8]
 
 
-def test_mtu_too_small_names_the_max_datagram_needed() -> None:
-    party = Party()  # room MTU 1400
-    error = rejection(party.switch, hello(client_mac(9), max_datagram=1418))
-    assert error.reject_code is RejectCode.MTU_TOO_SMALL
-    assert "1419" in str(error)
-    assert "1400" in str(error)
+# ------------------------------------------------------- credentials first
+
+
+def test_a_client_of_a_room_no_gateway_opened_hears_room_not_open() -> None:
+    switch = Switch(RelayLimits())
+    error = rejection(switch, client_hello(client_mac(1)))
+    assert error.reject_code is RejectCode.ROOM_NOT_OPEN
+    assert switch.room_count == 0
+
+
+def _not_authorized_text(switch: Switch, request: Hello) -> str:
+    error = rejection(switch, request)
+    assert error.reject_code is RejectCode.NOT_AUTHORIZED
+    return str(error)
+
+
+def test_a_wrong_client_key_is_refused_with_one_message_that_names_nothing() -> None:
+    wrong = bytes(32)
+    empty = Switch(RelayLimits(relay_mtu=1280))
+    open_room(empty)
+    party = Party()
+    texts = {
+        _not_authorized_text(empty, client_hello(client_mac(7), client_key=wrong)),
+        _not_authorized_text(party.switch, client_hello(client_mac(7), client_key=wrong)),
+        # a MAC in use, a too-small datagram: still not_authorized, nothing about the room
+        _not_authorized_text(party.switch, client_hello(client_mac(1), client_key=wrong)),
+        _not_authorized_text(
+            party.switch, client_hello(client_mac(7), client_key=wrong, max_datagram=100)
+        ),
+    }
+    assert len(texts) == 1
+    (text,) = texts
+    for secret_or_state in ("'party'", ROOM, "1400", "1280", client_mac(1), GATEWAY_MAC, "4 "):
+        assert secret_or_state not in text
     assert party.switch.peer_count == 4
-    party.switch.admit(hello(client_mac(9), max_datagram=1419), None, 0.0)
+
+
+def test_a_gateway_key_that_does_not_derive_the_room_id_is_not_authorized() -> None:
+    switch = Switch(RelayLimits())
+    real = open_room(switch)
+    # a stranger knows the room id, label, relay and pin, but not the gateway key
+    squatter = gateway_hello("00:de:ad:be:ef:01", key=gateway_key("stranger"))
+    assert squatter.room == ROOM
+    assert rejection(switch, squatter).reject_code is RejectCode.NOT_AUTHORIZED
+    assert switch.get_room(ROOM).gateway is real  # type: ignore[union-attr]
+    # nor can they open it first on an empty relay
+    empty = Switch(RelayLimits())
+    assert rejection(empty, squatter).reject_code is RejectCode.NOT_AUTHORIZED
+    assert empty.room_count == 0
+
+
+def test_a_stranger_with_the_same_label_opens_another_room() -> None:
+    switch = Switch(RelayLimits())
+    stranger_key = gateway_key("stranger")
+    stranger = admit(
+        switch,
+        Hello(
+            role=Role.GATEWAY,
+            room=room_id_for(stranger_key),
+            mac="00:de:ad:be:ef:01",
+            max_datagram=MAX_DATAGRAM_1400,
+            gateway_key=stranger_key,
+            client_key_sha256=sha256_hex(bytes(32)),
+            room_name="party",
+        ),
+    ).member
+    real = open_room(switch)
+    assert stranger.room is not real.room
+    alice = admit(switch, client_hello(client_mac(1))).member
+    assert alice.room is real.room
+    assert alice.room.gateway is real
+
+
+def test_operator_tokens_decide_which_gateways_open_rooms() -> None:
+    switch = Switch(RelayLimits(), operator_token_hashes=frozenset({sha256_hex(b"let-me-in")}))
+    for token in (None, "", "let-me-in ", "LET-ME-IN"):
+        error = rejection(switch, gateway_hello(token=token))
+        assert error.reject_code is RejectCode.NOT_AUTHORIZED
+        assert "let-me-in" not in str(error)
+    assert switch.room_count == 0
+    admit(switch, gateway_hello(token="let-me-in"))
+    # clients bring no token
+    admit(switch, client_hello(client_mac(1)))
+
+
+# ------------------------------------------------------- sessions replaced
+
+
+def test_a_gateway_with_the_room_s_key_replaces_the_old_session() -> None:
+    party = Party()
+    admission = admit(party.switch, gateway_hello(), 1.0, handle="new")
+    (eviction,) = admission.evicted
+    assert eviction.member is party.gateway
+    assert eviction.reason is DisconnectReason.REPLACED
+    assert eviction.tell == (party.alice, party.bob, party.carol)
+    assert not party.gateway.active
+    room = party.switch.get_room(ROOM)
+    assert room is not None
+    assert room.gateway is admission.member
+    assert admission.joined == (party.alice, party.bob, party.carol)
+    assert party.switch.peer_count == 4
+    # the players stayed and reach the new gateway
+    assert party.forward(party.alice, datagram(raw(GATEWAY_MAC), party.alice.mac), 1.0) == (
+        admission.member,
+    )
+
+
+def test_a_new_client_key_rotates_the_invite() -> None:
+    party = Party()
+    new_key = bytes(range(100, 132))
+    admission = admit(party.switch, gateway_hello(client_key=new_key), 1.0)
+    reasons = {(e.member, e.reason) for e in admission.evicted}
+    assert reasons == {
+        (party.gateway, DisconnectReason.REPLACED),
+        (party.alice, DisconnectReason.KEY_ROTATED),
+        (party.bob, DisconnectReason.KEY_ROTATED),
+        (party.carol, DisconnectReason.KEY_ROTATED),
+    }
+    assert party.switch.peer_count == 1
+    old = rejection(party.switch, client_hello(client_mac(1)))
+    assert old.reject_code is RejectCode.NOT_AUTHORIZED
+    # the new invite opens it, and alice keeps her MAC
+    admit(party.switch, client_hello(client_mac(1), client_key=new_key), 2.0)
+
+
+def test_a_client_that_comes_back_replaces_its_old_session_with_its_mac() -> None:
+    party = Party()
+    admission = admit(party.switch, client_hello(client_mac(1)), 1.0, handle="again")
+    (eviction,) = admission.evicted
+    assert (eviction.member, eviction.reason) == (party.alice, DisconnectReason.REPLACED)
+    assert eviction.tell == (party.gateway, party.bob, party.carol)
+    assert admission.member.mac == party.alice.mac
+    assert party.switch.get_room(ROOM).clients[party.alice.mac] is admission.member  # type: ignore[union-attr]
+    assert party.switch.peer_count == 4
+
+
+def test_a_mac_is_bound_to_its_client_id_for_the_room_s_life() -> None:
+    party = Party()
+    impostor = client_hello(client_mac(1), secret=b"another identity".ljust(32, b"."))
+    assert rejection(party.switch, impostor).reject_code is RejectCode.DUPLICATE_MAC
+    # still bound after alice left, and across the gateway's grace period
+    party.switch.leave(party.alice, 1.0)
+    assert rejection(party.switch, impostor, 2.0).reject_code is RejectCode.DUPLICATE_MAC
+    party.switch.leave(party.gateway, 3.0)
+    assert rejection(party.switch, impostor, 4.0).reject_code is RejectCode.DUPLICATE_MAC
+    admit(party.switch, gateway_hello(), 5.0)
+    assert rejection(party.switch, impostor, 6.0).reject_code is RejectCode.DUPLICATE_MAC
+    # alice herself is welcome
+    admit(party.switch, client_hello(client_mac(1)), 7.0)
+
+
+def test_one_client_id_holds_one_mac_at_a_time() -> None:
+    party = Party()
+    admission = admit(
+        party.switch, client_hello(client_mac(8), secret=identity(client_mac(1))), 1.0
+    )
+    assert [e.member for e in admission.evicted] == [party.alice]
+    room = party.switch.get_room(ROOM)
+    assert room is not None
+    assert party.alice.mac not in room.clients
+    # her old MAC is free again (for someone else), her new one is hers
+    admit(party.switch, client_hello(client_mac(1), secret=b"x" * 32), 2.0)
+    assert rejection(party.switch, client_hello(client_mac(8))).reject_code is (
+        RejectCode.DUPLICATE_MAC
+    )
+
+
+def test_a_client_may_never_take_a_lan_mac_seen_in_the_room_s_life() -> None:
+    party = Party()
+    lan_host = "02:00:00:00:77:01"
+    party.learn(raw(lan_host), now=10.0)
+    assert rejection(party.switch, client_hello(lan_host), 11.0).reject_code is (
+        RejectCode.DUPLICATE_MAC
+    )
+    # aged out of the switch's table, and the gateway gone and back: still the LAN's
+    party.switch.expire_learned_macs(1000.0)
+    party.switch.leave(party.gateway, 1001.0)
+    admit(party.switch, gateway_hello(), 1002.0)
+    assert rejection(party.switch, client_hello(lan_host), 1003.0).reject_code is (
+        RejectCode.DUPLICATE_MAC
+    )
+    # nor the gateway's own MAC
+    assert rejection(party.switch, client_hello(GATEWAY_MAC)).reject_code is (
+        RejectCode.DUPLICATE_MAC
+    )
+
+
+def test_a_gateway_may_not_take_a_connected_client_s_mac() -> None:
+    party = Party()
+    error = rejection(party.switch, gateway_hello(client_mac(1)))
+    assert error.reject_code is RejectCode.DUPLICATE_MAC
+    assert party.gateway.active
+
+
+# -------------------------------------------------------------- room state
+
+
+def test_room_full_counts_clients_not_the_gateway() -> None:
+    switch = Switch(RelayLimits(max_clients_per_room=2))
+    open_room(switch)
+    for number in (1, 2):
+        admit(switch, client_hello(client_mac(number)))
+    error = rejection(switch, client_hello(client_mac(3)))
+    assert error.reject_code is RejectCode.ROOM_FULL
+    assert "party" in str(error)
+    # a returning client takes its own seat back
+    admit(switch, client_hello(client_mac(2)))
+    open_room(switch, "other")
+    admit(switch, client_hello(client_mac(3), "other"))
+
+
+def test_relay_full_by_peers() -> None:
+    switch = Switch(RelayLimits(max_peers=2))
+    open_room(switch)
+    admit(switch, client_hello(client_mac(1)))
+    for request in (client_hello(client_mac(2)), gateway_hello("00:11:22:33:44:55", "third")):
+        error = rejection(switch, request)
+        assert error.reject_code is RejectCode.RELAY_FULL
+        assert "2" in str(error)
+    # a session replacing itself needs no new seat
+    admit(switch, client_hello(client_mac(1)))
+    assert (switch.peer_count, switch.room_count) == (2, 1)
+
+
+def test_relay_full_by_rooms() -> None:
+    switch = Switch(RelayLimits(max_rooms=1))
+    open_room(switch)
+    error = rejection(switch, gateway_hello("00:11:22:33:44:55", "other"))
+    assert error.reject_code is RejectCode.RELAY_FULL
+    assert "rooms" in str(error)
+    admit(switch, client_hello(client_mac(2)))  # the existing room still takes members
+    assert switch.room_count == 1
 
 
 def test_below_576_is_mtu_too_small_even_for_a_new_room() -> None:
     switch = Switch(RelayLimits())
-    error = rejection(switch, hello(client_mac(1), max_datagram=594))
+    error = rejection(switch, gateway_hello(max_datagram=594))
     assert error.reject_code is RejectCode.MTU_TOO_SMALL
     assert "595" in str(error)
     assert switch.room_count == 0
 
 
-def test_gateway_present() -> None:
-    party = Party()
-    error = rejection(party.switch, hello("00:11:22:33:44:99", Role.GATEWAY))
-    assert error.reject_code is RejectCode.GATEWAY_PRESENT
-    assert ROOM in str(error)
-    # another room is another matter
-    party.join("00:11:22:33:44:99", Role.GATEWAY, room="other")
-
-
-@pytest.mark.parametrize(
-    ("mac", "role"),
-    [
-        (client_mac(1), Role.CLIENT),  # a client's
-        (client_mac(2), Role.GATEWAY),  # a gateway joining with a client's
-        (GATEWAY_MAC, Role.CLIENT),  # the gateway's
-    ],
-)
-def test_duplicate_mac(mac: str, role: Role) -> None:
-    switch = Switch(RelayLimits())
-    switch.admit(hello(GATEWAY_MAC, Role.GATEWAY), None, 0.0) if role is Role.CLIENT else None
-    for number in (1, 2):
-        switch.admit(hello(client_mac(number)), None, 0.0)
-    error = rejection(switch, hello(mac, role))
-    assert error.reject_code is RejectCode.DUPLICATE_MAC
-    assert mac in str(error)
-    # the same MAC in another room is fine
-    switch.admit(hello(mac, role, room="other"), None, 0.0)
-
-
-def test_duplicate_mac_of_a_learned_lan_host_until_it_ages_out() -> None:
-    party = Party()
-    lan_host = "02:00:00:00:77:01"
-    party.learn(raw(lan_host), now=10.0)
-    error = rejection(party.switch, hello(lan_host), now=309.9)
-    assert error.reject_code is RejectCode.DUPLICATE_MAC
-    newcomer = party.switch.admit(hello(lan_host), None, 310.0)[0]
-    assert party.switch.get_room(ROOM).clients[raw(lan_host)] is newcomer  # type: ignore[union-attr]
-    # the LAN host is now a client's address: the gateway may not use it
-    assert party.forward(party.gateway, datagram(BROADCAST, raw(lan_host)), 311.0) is (
-        DropReason.SOURCE_CONFLICT
-    )
-    # and frames to it go to the client, not the gateway
-    assert party.forward(party.alice, datagram(raw(lan_host), party.alice.mac), 311.0) == (
-        newcomer,
-    )
-
-
-def test_room_full_counts_clients_not_the_gateway() -> None:
-    switch = Switch(RelayLimits(max_clients_per_room=2))
-    for number in (1, 2):
-        switch.admit(hello(client_mac(number)), None, 0.0)
-    error = rejection(switch, hello(client_mac(3)))
-    assert error.reject_code is RejectCode.ROOM_FULL
-    assert ROOM in str(error)
-    switch.admit(hello(GATEWAY_MAC, Role.GATEWAY), None, 0.0)
-    assert switch.peer_count == 3
-    switch.admit(hello(client_mac(3), room="other"), None, 0.0)
-
-
-def test_relay_full_by_peers() -> None:
-    switch = Switch(RelayLimits(max_peers=2))
-    switch.admit(hello(client_mac(1)), None, 0.0)
-    switch.admit(hello(GATEWAY_MAC, Role.GATEWAY, room="other"), None, 0.0)
-    for request in (hello(client_mac(2)), hello(client_mac(2), room="third")):
-        error = rejection(switch, request)
-        assert error.reject_code is RejectCode.RELAY_FULL
-        assert "2" in str(error)
-    assert (switch.peer_count, switch.room_count) == (2, 2)
-
-
-def test_relay_full_by_rooms() -> None:
-    switch = Switch(RelayLimits(max_rooms=1))
-    switch.admit(hello(client_mac(1)), None, 0.0)
-    error = rejection(switch, hello(client_mac(2), room="other"))
-    assert error.reject_code is RejectCode.RELAY_FULL
-    assert "rooms" in str(error)
-    switch.admit(hello(client_mac(2)), None, 0.0)  # the existing room still takes members
-    assert switch.room_count == 1
-
-
 def test_the_first_broken_rule_is_reported() -> None:
     switch = Switch(RelayLimits(max_clients_per_room=1, max_peers=2))
-    switch.admit(hello(GATEWAY_MAC, Role.GATEWAY), None, 0.0)
-    switch.admit(hello(client_mac(1)), None, 0.0)
+    open_room(switch)
+    admit(switch, client_hello(client_mac(1)))
+    impostor_secret = b"i" * 32
     cases = [
-        # too small, and a second gateway
-        (hello("00:11:22:33:44:99", Role.GATEWAY, max_datagram=1418), RejectCode.MTU_TOO_SMALL),
-        # a second gateway, with the client's MAC
-        (hello(client_mac(1), Role.GATEWAY), RejectCode.GATEWAY_PRESENT),
-        # the client's MAC, in a full room of a full relay
-        (hello(client_mac(1)), RejectCode.DUPLICATE_MAC),
-        # a full room of a full relay
-        (hello(client_mac(2)), RejectCode.ROOM_FULL),
+        # a wrong key, a taken MAC, too small
+        (
+            client_hello(client_mac(1), client_key=bytes(32), max_datagram=10),
+            RejectCode.NOT_AUTHORIZED,
+        ),
+        # a MAC of another client id, a full room, too small
+        (
+            client_hello(client_mac(1), secret=impostor_secret, max_datagram=10),
+            RejectCode.DUPLICATE_MAC,
+        ),
+        # a full room of a full relay, too small
+        (client_hello(client_mac(2), max_datagram=10), RejectCode.ROOM_FULL),
     ]
     for request, code in cases:
         assert rejection(switch, request).reject_code is code
+    switch.leave(switch.get_room(ROOM).members[2], 1.0)  # type: ignore[union-attr]
+    assert rejection(switch, client_hello(client_mac(2), max_datagram=10)).reject_code is (
+        RejectCode.MTU_TOO_SMALL
+    )
 
 
 # ----------------------------------------------------------------- leaving
 
 
-def test_leave_returns_who_to_tell_and_frees_the_mac() -> None:
+def test_leave_returns_who_to_tell() -> None:
     party = Party()
     others = party.switch.leave(party.bob, 1.0)
     assert others == [party.gateway, party.alice, party.carol]
@@ -379,7 +615,7 @@ def test_leave_returns_who_to_tell_and_frees_the_mac() -> None:
         party.gateway,
         party.carol,
     )
-    # someone else may take his MAC now
+    # bob comes back with his MAC
     newcomer = party.join(client_mac(2))
     assert party.forward(party.alice, datagram(party.bob.mac, party.alice.mac)) == (newcomer,)
     assert party.bob.room is room  # still names its room for the shell's log
@@ -392,35 +628,139 @@ def test_leave_is_idempotent() -> None:
     assert party.switch.peer_count == 3
 
 
-def test_gateway_leaving_forgets_the_lan() -> None:
-    party = Party()
+def test_a_room_outlives_its_gateway_for_the_grace_period() -> None:
+    party = Party(RelayLimits(room_grace_s=300.0))
     party.learn(LAN_HOST)
     assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac)) == (party.gateway,)
-    assert party.switch.leave(party.gateway, 1.0) == [party.alice, party.bob, party.carol]
+    assert party.switch.leave(party.gateway, 10.0) == [party.alice, party.bob, party.carol]
     room = party.switch.get_room(ROOM)
     assert room is not None
     assert room.gateway is None
     assert room.learned_macs == {}
-    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac)) == (
+    assert party.switch.next_room_expiry() == 310.0
+    # players stay; what they send to the LAN has nowhere to go
+    assert party.forward(party.alice, datagram(LAN_HOST, party.alice.mac), 11.0) is (
+        DropReason.NO_GATEWAY
+    )
+    assert party.forward(party.alice, datagram(BROADCAST, party.alice.mac), 11.0) == (
         party.bob,
         party.carol,
     )
-    assert party.forward(party.alice, datagram(raw(GATEWAY_MAC), party.alice.mac)) == (
+    assert party.forward(party.alice, datagram(party.bob.mac, party.alice.mac), 11.0) == (
         party.bob,
-        party.carol,
     )
-    # a new gateway may come, and its LAN MACs with it
-    party.join("00:11:22:33:44:99", Role.GATEWAY)
+    # a player may still (re)join during the grace period
+    dave = admit(party.switch, client_hello(client_mac(4)), 300.0).member
+    assert party.switch.end_expired_rooms(309.9) == []
+    # the gateway comes back in time: the room goes on
+    gateway = admit(party.switch, gateway_hello(), 309.0).member
+    assert party.switch.next_room_expiry() is None
+    assert party.forward(dave, datagram(raw(GATEWAY_MAC), dave.mac), 309.5) == (gateway,)
 
 
-def test_the_last_member_ends_the_room() -> None:
-    party = Party()
-    for member in (party.alice, party.gateway, party.bob):
-        assert party.switch.leave(member, 1.0)
-    assert party.switch.leave(party.carol, 1.0) == []
+def test_a_room_ends_when_the_grace_period_passes() -> None:
+    party = Party(RelayLimits(room_grace_s=60.0))
+    party.switch.leave(party.gateway, 10.0)
+    assert party.switch.end_expired_rooms(69.9) == []
+    evicted = party.switch.end_expired_rooms(70.0)
+    assert [(e.member, e.reason, e.tell) for e in evicted] == [
+        (party.alice, DisconnectReason.ROOM_CLOSED, ()),
+        (party.bob, DisconnectReason.ROOM_CLOSED, ()),
+        (party.carol, DisconnectReason.ROOM_CLOSED, ()),
+    ]
     assert party.switch.get_room(ROOM) is None
-    assert party.switch.rooms == {}
     assert (party.switch.room_count, party.switch.peer_count) == (0, 0)
+    assert party.switch.next_room_expiry() is None
+    # the room is not open any more, and every binding is forgotten
+    assert rejection(party.switch, client_hello(client_mac(1)), 71.0).reject_code is (
+        RejectCode.ROOM_NOT_OPEN
+    )
+    admit(party.switch, gateway_hello(), 72.0)
+    admit(party.switch, client_hello(client_mac(1), secret=b"s" * 32), 73.0)
+
+
+def test_a_client_cannot_join_a_room_whose_grace_period_passed_before_the_reaper_ran() -> None:
+    party = Party(RelayLimits(room_grace_s=60.0))
+    party.switch.leave(party.gateway, 10.0)
+    assert rejection(party.switch, client_hello(client_mac(9)), 70.0).reject_code is (
+        RejectCode.ROOM_NOT_OPEN
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "real_gateway",
+                "stranger_gateway",
+                "stranger_client",
+                "player",
+                "player_leaves",
+                "gateway_leaves",
+                "squatter_client",
+                "later",
+            ]
+        ),
+        max_size=30,
+    )
+)
+def test_strangers_never_get_into_the_real_room_in_any_order(actions: list[str]) -> None:
+    """Whoever arrives first, only the key holders hold the room and players always get in."""
+    switch = Switch(RelayLimits(room_grace_s=100.0))
+    stranger_key = gateway_key("stranger")
+    stranger_room = room_id_for(stranger_key)
+    now = 0.0
+    real_gateway_seen = False
+    players: list[Member] = []
+    for number, action in enumerate(actions):
+        now += 1.0
+        if action == "real_gateway":
+            admit(switch, gateway_hello(), now)
+            real_gateway_seen = True
+        elif action == "stranger_gateway":
+            # the same label, and it even claims the real room id
+            for room in (stranger_room, ROOM):
+                request = Hello(
+                    role=Role.GATEWAY,
+                    room=room,
+                    mac="00:de:ad:be:ef:01",
+                    max_datagram=MAX_DATAGRAM_1400,
+                    gateway_key=stranger_key,
+                    client_key_sha256=sha256_hex(bytes(32)),
+                    room_name="party",
+                )
+                if room == ROOM:
+                    assert rejection(switch, request, now).reject_code is RejectCode.NOT_AUTHORIZED
+                else:
+                    admit(switch, request, now)
+        elif action in ("stranger_client", "squatter_client"):
+            mac = client_mac(1) if action == "squatter_client" else client_mac(50 + number)
+            code = rejection(
+                switch, client_hello(mac, client_key=bytes(32), secret=b"z" * 32), now
+            ).reject_code
+            assert code in (RejectCode.NOT_AUTHORIZED, RejectCode.ROOM_NOT_OPEN)
+        elif action == "player":
+            room = switch.get_room(ROOM)
+            request = client_hello(client_mac(1))
+            if room is None:
+                assert rejection(switch, request, now).reject_code is RejectCode.ROOM_NOT_OPEN
+            else:
+                players.append(admit(switch, request, now).member)
+        elif action == "player_leaves" and players:
+            switch.leave(players[-1], now)
+        elif action == "gateway_leaves":
+            room = switch.get_room(ROOM)
+            if room is not None and room.gateway is not None:
+                switch.leave(room.gateway, now)
+        elif action == "later":
+            now += 150.0
+            switch.end_expired_rooms(now)
+        room = switch.get_room(ROOM)
+        if room is not None:
+            assert real_gateway_seen
+            assert room.gateway is None or room.gateway.mac == raw(GATEWAY_MAC)
+            assert all(member.mac == raw(client_mac(1)) for member in room.clients.values())
 
 
 def test_frames_of_a_member_that_left_are_ignored() -> None:
@@ -540,7 +880,7 @@ def test_learned_macs_are_bounded_per_room() -> None:
 
 def test_alone_in_a_room_is_not_a_drop() -> None:
     switch = Switch(RelayLimits())
-    member, _, _ = switch.admit(hello(client_mac(1)), None, 0.0)
+    member = open_room(switch)
     assert switch.forward(member, datagram(BROADCAST, member.mac), 0.0) == ()
     assert switch.forward(member, datagram(LAN_HOST, member.mac), 0.0) == ()
     assert member.counters.drops == {}
