@@ -1,14 +1,19 @@
 """Command-line options every endpoint (gateway, client) shares: the relay and trust.
 
---invite lanparty://HOST:PORT/ROOM?pin=sha256:...   (all of it in one string), or
---relay HOST:PORT --room NAME and one of
---relay-pin sha256:...   --relay-ca-cert FILE   --server-name NAME (system trust)
+The gateway says where the relay is and how to trust it (the relay prints
+that command line):
 
-Options given next to ``--invite`` replace its parts: ``--relay``, ``--room``,
+    --relay HOST:PORT and one of
+    --relay-pin sha256:...   --relay-ca-cert FILE   --server-name NAME (system trust)
+
+A client is given the invite the party's gateway printed, which holds all of
+it and the room and its key:
+
+    --invite lanparty://HOST:PORT/ROOMID?pin=sha256:...&key=...
+
+Options given next to ``--invite`` replace its parts: ``--relay``,
 ``--relay-pin`` or ``--relay-ca-cert`` (either replaces the invite's pin),
-``--server-name``. The invite is an option, not a positional argument: the
-gateway's one positional argument is its interface. Read the result with
-``relay_endpoint_from_args`` and ``room_from_args``, never ``args.room``.
+``--server-name``. Read the result with ``relay_endpoint_from_args``.
 """
 
 from __future__ import annotations
@@ -22,27 +27,36 @@ from lanparty.session import RelayEndpoint
 from lanparty.transport import PinnedCertificate, QuicBackend, SpkiPin, SystemTrust, Trust
 
 DEFAULT_RELAY_PORT = 4433
-_MISSING = (
-    "say which relay and room: --invite lanparty://HOST:PORT/ROOM?pin=sha256:... "
-    "(the relay prints it), or --relay HOST:PORT and --room NAME"
+_MISSING_INVITE = (
+    "say which room to join: --invite 'lanparty://...' (the party's gateway prints it; "
+    "ask the party's host)"
+)
+_MISSING_RELAY = (
+    "say which relay to use: --relay HOST:PORT --relay-pin sha256:... "
+    "(the relay prints this command line)"
 )
 
 
-def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "relay", "an invite, or --relay, --room and a trust option; options replace invite parts"
+def add_relay_arguments(parser: argparse.ArgumentParser, *, invite: bool) -> None:
+    """The relay's address and trust; ``invite`` adds ``--invite`` (clients)."""
+    description = (
+        "an invite; the other options replace its parts"
+        if invite
+        else "--relay and a trust option, as the relay prints them"
     )
-    group.add_argument(
-        "--invite",
-        metavar="lanparty://HOST:PORT/ROOM?pin=...",
-        help="the relay, its pin and the room in one string, as the relay prints it",
-    )
+    group = parser.add_argument_group("relay", description)
+    if invite:
+        group.add_argument(
+            "--invite",
+            metavar="lanparty://HOST:PORT/ROOMID?pin=...&key=...",
+            help="the relay, its pin, the room and its key in one string, as the party's "
+            "gateway prints it",
+        )
     group.add_argument(
         "--relay",
         metavar="HOST[:PORT]",
         help=f"the relay's address (default port {DEFAULT_RELAY_PORT})",
     )
-    group.add_argument("--room", help="the room to join (1-32 of A-Z a-z 0-9 _ -)")
     trust = group.add_mutually_exclusive_group()
     trust.add_argument(
         "--relay-pin",
@@ -90,15 +104,12 @@ def invite_from_args(args: argparse.Namespace) -> Invite | None:
     return None if text is None else Invite.parse(text)
 
 
-def room_from_args(args: argparse.Namespace) -> str:
-    """``--room``, else the invite's room."""
-    if args.room is not None:
-        room: str = args.room
-        return room
+def required_invite_from_args(args: argparse.Namespace) -> Invite:
+    """The client's ``--invite``, parsed; ``ConfigError`` when missing or bad."""
     invite = invite_from_args(args)
     if invite is None:
-        raise ConfigError(_MISSING)
-    return invite.room
+        raise ConfigError(_MISSING_INVITE)
+    return invite
 
 
 def trust_from_args(args: argparse.Namespace) -> Trust:
@@ -108,7 +119,8 @@ def trust_from_args(args: argparse.Namespace) -> Trust:
         return PinnedCertificate.from_file(args.relay_ca_cert)
     invite = invite_from_args(args)
     if invite is not None:
-        return SpkiPin.parse(invite.pin)
+        # An invite without a pin is for a relay with a public CA certificate.
+        return SystemTrust() if invite.pin is None else SpkiPin.parse(invite.pin)
     if args.server_name is None:
         raise ConfigError(
             "say how to trust the relay: --relay-pin sha256:... (the relay prints it), "
@@ -120,13 +132,12 @@ def trust_from_args(args: argparse.Namespace) -> Trust:
 def relay_endpoint_from_args(args: argparse.Namespace) -> RelayEndpoint:
     """Where the relay is and how to trust it (``--relay`` first, else the invite)."""
     invite = invite_from_args(args)
-    room_from_args(args)  # a missing room is an error now, not at the relay
     if args.relay is not None:
         host, port = parse_relay_address(args.relay)
     elif invite is not None:
         host, port = invite.host, invite.port
     else:
-        raise ConfigError(_MISSING)
+        raise ConfigError(_MISSING_INVITE if hasattr(args, "invite") else _MISSING_RELAY)
     server_name = args.server_name
     if server_name is None and invite is not None and invite.server_name is not None:
         server_name = invite.server_name

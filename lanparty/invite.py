@@ -1,21 +1,29 @@
-"""Invites: one string that tells an endpoint where the relay is, how to trust it, which room.
+"""Invites (PROTOCOL.md 10): where the relay is, how to trust it, which room, the room's key.
 
-    lanparty://relay.example.net:4433/party?pin=sha256:<64 hex>
-    lanparty://[2001:db8::1]:443/party?pin=sha256:<64 hex>&sni=relay.example.net
+    lanparty://relay.example.net:4433/ROOMID?pin=sha256:<64 hex>&key=<43 base64url>&name=Bob%27s
+    lanparty://[2001:db8::1]:443/ROOMID?pin=sha256:<64 hex>&key=...&sni=relay.example.net
+
+The party's gateway mints it: only the gateway knows the room id (derived
+from its key) and the client key. An invite is a secret: whoever holds it
+can join the room, so its ``repr`` hides the key and error messages never
+quote it.
 
 - The host is a DNS name, an IPv4 address, or an IPv6 address in brackets;
   the port defaults to 4433 when absent (``format`` always writes it).
-- The path is the room, with the rules of PROTOCOL.md (1 to 32 of
-  ``A-Z a-z 0-9 _ -``), so it never needs percent-encoding.
-- ``pin`` (required) is the relay's SPKI pin, as the relay prints it.
-- ``sni`` (optional) is the TLS server name when it is not the host: a
-  relay reached by IP address whose certificate names it, for example.
-  Absent, the host is the server name. ``format`` writes it only when it
-  differs from the host.
+- The path is the room id (26 characters of ``a-z 2-7``).
+- ``key`` (required) is the room's client key, base64url without padding.
+- ``pin`` is the relay's SPKI pin, as the relay prints it; absent when the
+  relay has a certificate from a public CA (then the system trust store
+  and the host name are checked).
+- ``name`` (optional) is the room's label, percent-encoded (a space is
+  ``%20``), shown to the player.
+- ``sni`` (optional, not in the contract) is the TLS server name when it
+  is not the host: a relay reached by IP address whose certificate names
+  it. ``format`` writes it only when it differs from the host.
 
-Parsing is strict (no other fields, no percent-encoding, no user or
-fragment): an invite is pasted between people, and a typo should say what
-is wrong rather than connect somewhere else. Every fault is a
+Parsing is strict (no other fields, percent-encoding only in ``name``, no
+user or fragment): an invite is pasted between people, and a typo should
+say what is wrong rather than connect somewhere else. Every fault is a
 ``ConfigError`` that says which part is wrong.
 """
 
@@ -23,13 +31,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 
 import attrs
 
-from lanparty.ctrl.validation import is_valid_room
+from lanparty.credentials import b64url, is_room_id, is_room_name, parse_key
 from lanparty.errors import ConfigError
 
-__all__ = ["DEFAULT_INVITE_PORT", "INVITE_SCHEME", "Invite", "check_invite_host"]
+__all__ = ["DEFAULT_INVITE_PORT", "INVITE_SCHEME", "Invite", "check_invite_host", "redact_invite"]
 
 INVITE_SCHEME = "lanparty"
 DEFAULT_INVITE_PORT = 4433
@@ -38,7 +47,8 @@ _PIN = re.compile(r"sha256:[0-9a-f]{64}")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _MAX_DNS_NAME = 253
-_EXAMPLE = "lanparty://relay.example.net:4433/ROOM?pin=sha256:<64 hex digits>"
+_EXAMPLE = "lanparty://relay.example.net:4433/ROOMID?pin=sha256:<64 hex digits>&key=..."
+_KEY_IN_TEXT = re.compile(r"(key=)[^&]*")
 
 
 def check_invite_host(host: str) -> str:
@@ -68,15 +78,34 @@ def _check_port(_: object, __: object, port: int) -> None:
 
 
 def _check_room(_: object, __: object, room: str) -> None:
-    if not is_valid_room(room):
+    if not is_room_id(room):
         raise ConfigError(
-            f"the room name {room!r} is not allowed: use 1 to 32 letters, digits, '_' or '-'"
+            f"{room!r} is not a room id (26 characters of a-z and 2-7, as the party's "
+            "gateway prints it)"
         )
 
 
-def _check_pin(_: object, __: object, pin: str) -> None:
-    if _PIN.fullmatch(pin) is None:
+def _check_pin(_: object, __: object, pin: str | None) -> None:
+    if pin is not None and _PIN.fullmatch(pin) is None:
         raise ConfigError(f"{pin!r} is not a pin like sha256:<64 lower-case hex digits>")
+
+
+def _check_key(_: object, __: object, key: bytes) -> None:
+    if not isinstance(key, bytes) or len(key) != 32:
+        raise ConfigError("the invite's key is not 32 bytes")
+
+
+def _check_name(_: object, __: object, name: str | None) -> None:
+    if name is not None and not is_room_name(name):
+        raise ConfigError(
+            f"the room name {name!r} is not allowed: use 1 to 32 letters, digits, "
+            "spaces, '_' or '-'"
+        )
+
+
+def redact_invite(text: str) -> str:
+    """An invite's text with its key hidden, for messages and logs."""
+    return _KEY_IN_TEXT.sub(r"\1<hidden>", text)
 
 
 def _check_server_name(_: object, __: object, name: str | None) -> None:
@@ -88,12 +117,14 @@ def _check_server_name(_: object, __: object, name: str | None) -> None:
 
 @attrs.frozen
 class Invite:
-    """A relay, how to trust it and a room; ``server_name`` None means the host."""
+    """A relay, how to trust it, a room and its key; ``server_name`` None means the host."""
 
     host: str = attrs.field(validator=_check_host)
     port: int = attrs.field(validator=_check_port)
     room: str = attrs.field(validator=_check_room)
-    pin: str = attrs.field(validator=_check_pin)
+    client_key: bytes = attrs.field(validator=_check_key, repr=False)
+    pin: str | None = attrs.field(default=None, validator=_check_pin)
+    name: str | None = attrs.field(default=None, validator=_check_name)
     server_name: str | None = attrs.field(default=None, validator=_check_server_name)
 
     @property
@@ -102,22 +133,29 @@ class Invite:
         return self.server_name if self.server_name is not None else self.host
 
     def format(self) -> str:
+        """The invite's text: a secret (it holds the room's key)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        text = f"{INVITE_SCHEME}://{host}:{self.port}/{self.room}?pin={self.pin}"
+        fields = []
+        if self.pin is not None:
+            fields.append(f"pin={self.pin}")
+        fields.append(f"key={b64url(self.client_key)}")
+        if self.name is not None:
+            fields.append("name=" + urllib.parse.quote(self.name, safe=""))
         if self.server_name is not None and self.server_name != self.host:
-            text += f"&sni={self.server_name}"
-        return text
+            fields.append(f"sni={self.server_name}")
+        return f"{INVITE_SCHEME}://{host}:{self.port}/{self.room}?{'&'.join(fields)}"
 
     @classmethod
     def parse(cls, text: str) -> Invite:
-        """Read an invite; raise ``ConfigError`` saying what is wrong with it."""
+        """Read an invite; raise ``ConfigError`` saying what is wrong with it (never its key)."""
         if not isinstance(text, str):
             raise ConfigError("an invite is text")
         stripped = text.strip()
         try:
             return cls._parse(stripped)
         except ConfigError as exc:
-            shown = stripped if len(stripped) <= 200 else stripped[:200] + "..."
+            shown = redact_invite(stripped)
+            shown = shown if len(shown) <= 200 else shown[:200] + "..."
             raise ConfigError(f"invite {shown!r}: {exc}") from None
 
     @classmethod
@@ -125,27 +163,51 @@ class Invite:
         scheme, separator, rest = text.partition("://")
         if not separator or scheme.lower() != INVITE_SCHEME:
             raise ConfigError(f"an invite starts with {INVITE_SCHEME}://, like {_EXAMPLE}")
-        if "#" in rest or "%" in rest or any(c.isspace() for c in rest):
-            raise ConfigError("an invite has no '#', '%' or spaces")
+        if "#" in rest or any(c.isspace() for c in rest):
+            raise ConfigError("an invite has no '#' or spaces")
         authority, slash, after = rest.partition("/")
         if not slash:
             raise ConfigError(f"the room is missing: {_EXAMPLE}")
         path, question, query = after.partition("?")
+        if "%" in authority or "%" in path:
+            raise ConfigError("an invite's host and room have no '%'")
         if not question:
-            raise ConfigError("the relay's pin is missing: add ?pin=sha256:<64 hex digits>")
+            raise ConfigError("the room's key is missing: add ?key=... (the gateway prints it)")
         host, port = _parse_authority(authority)
         if "/" in path:
-            raise ConfigError(f"{path!r} is not a room name (no '/')")
+            raise ConfigError(f"{path!r} is not a room id (no '/')")
         fields = _parse_query(query)
+        for field_name, value in fields.items():
+            if field_name != "name" and "%" in value:
+                raise ConfigError(f"the field {field_name!r} has no '%'")
+        key_text = fields.pop("key", None)
+        if key_text is None:
+            raise ConfigError("the room's key is missing: add key=... (the gateway prints it)")
+        client_key = parse_key(key_text)
+        if client_key is None:
+            raise ConfigError("the room's key is not 43 characters of base64url")
         pin = fields.pop("pin", None)
-        if pin is None:
-            raise ConfigError("the relay's pin is missing: add pin=sha256:<64 hex digits>")
+        name_text = fields.pop("name", None)
+        name: str | None = None
+        if name_text is not None:
+            try:
+                name = urllib.parse.unquote(name_text, errors="strict")
+            except UnicodeDecodeError:
+                raise ConfigError("the room name is not percent-encoded UTF-8") from None
         server_name = fields.pop("sni", None)
         if fields:
             raise ConfigError(f"unknown invite field(s): {', '.join(sorted(fields))}")
         if server_name == host:
             server_name = None
-        return cls(host=host, port=port, room=path, pin=pin.lower(), server_name=server_name)
+        return cls(
+            host=host,
+            port=port,
+            room=path,
+            client_key=client_key,
+            pin=None if pin is None else pin.lower(),
+            name=name,
+            server_name=server_name,
+        )
 
 
 def _parse_authority(authority: str) -> tuple[str, int]:
@@ -183,7 +245,7 @@ def _parse_query(query: str) -> dict[str, str]:
     for item in query.split("&"):
         key, equals, value = item.partition("=")
         if not equals or not key or not value:
-            raise ConfigError(f"{item!r} is not a field like pin=sha256:...")
+            raise ConfigError(f"{redact_invite(item)!r} is not a field like pin=sha256:...")
         if key in fields:
             raise ConfigError(f"the field {key!r} is given twice")
         fields[key] = value

@@ -2,7 +2,8 @@
 
 Exit codes: 0 after Ctrl+C or SIGTERM (the host restored, the TAP gone),
 1 for another failure, 2 for a configuration error, 3 when the relay
-refuses us for good (a wrong room name, a MAC it will not take, ...).
+refuses us for good (an invite whose key no longer opens the room, a MAC
+it will not take, ...).
 
 Windows also has commands of its own (``lanparty-client install-shortcut
 INVITE``, ...), given as the first argument and run by
@@ -22,10 +23,14 @@ from lanparty import __version__
 from lanparty.client.identity import parse_virtual_mac
 from lanparty.client.platform import ClientPlatform, current_platform
 from lanparty.client.service import ClientConfig, run_client
-from lanparty.endpoint_options import add_relay_arguments, relay_endpoint_from_args, room_from_args
+from lanparty.endpoint_options import (
+    add_relay_arguments,
+    relay_endpoint_from_args,
+    required_invite_from_args,
+)
 from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.obs import add_log_level_argument, configure_logging
-from lanparty.session import RejectedError
+from lanparty.session import EvictedError, RejectedError
 from lanparty.signals import cancel_on_termination
 from lanparty.transport import QuicBackend, TransportSettings
 
@@ -40,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Join a lanparty room: this PC gets a virtual LAN interface (root).",
     )
     parser.add_argument("--version", action="version", version=f"lanparty {__version__}")
-    add_relay_arguments(parser)
+    add_relay_arguments(parser, invite=True)
     parser.add_argument(
         "--tap", metavar="NAME",
         help="the virtual interface (Linux: the name to create, default lanparty0; "
@@ -76,9 +81,12 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
         raise ConfigError("--watchdog-interval-s and --status-interval-s must be positive")
     if args.virtual_mac is not None:
         parse_virtual_mac(args.virtual_mac)  # a bad MAC is an error now
+    invite = required_invite_from_args(args)
     return ClientConfig(
         relay=relay_endpoint_from_args(args),
-        room=room_from_args(args),
+        room=invite.room,
+        client_key=invite.client_key,
+        room_name=invite.name,
         tap_name=args.tap,
         identity_path=args.identity,
         virtual_mac=args.virtual_mac,
@@ -131,10 +139,13 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         if isinstance(error, RejectedError):
             print(
-                f"lanparty-client: {error}. Trying again will not help: check the invite "
-                "(room name) and the --virtual-mac, or ask the relay's host.",
+                f"lanparty-client: {error}. Trying again will not help: ask the party's host "
+                "for a current invite.",
                 file=sys.stderr,
             )
+            return EXIT_REFUSED
+        if isinstance(error, EvictedError):
+            print(f"lanparty-client: {error}.", file=sys.stderr)
             return EXIT_REFUSED
         print(f"lanparty-client: {error}", file=sys.stderr)
         return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_FAILED

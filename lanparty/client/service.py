@@ -34,11 +34,19 @@ from lanparty.client.hostnet import IPAddress
 from lanparty.client.identity import load_or_create_identity
 from lanparty.client.journal import Journal, restore_pending
 from lanparty.client.platform import ClientPlatform, VirtualAdapter, current_platform
-from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role
+from lanparty.credentials import ClientCredentials
+from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, RejectCode, Role
 from lanparty.errors import HostNetworkError, LanpartyError, ProtocolError, TransportError
 from lanparty.obs import TrafficCounters, events
 from lanparty.proto import format_mac
-from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
+from lanparty.session import (
+    EvictedError,
+    RejectedError,
+    RelayEndpoint,
+    Session,
+    open_session,
+    raise_if_evicted,
+)
 from lanparty.transport import TransportSettings
 
 log = structlog.get_logger(component="client")
@@ -58,6 +66,10 @@ removed by the suppression guard.
 class ClientConfig:
     relay: RelayEndpoint
     room: str
+    """The room id, from the invite."""
+    client_key: bytes = attrs.field(repr=False)
+    """The invite's key; a secret."""
+    room_name: str | None = None
     tap_name: str | None = None
     """The virtual adapter; None: the platform's default (Linux ``lanparty0``)."""
     identity_path: Path | None = None
@@ -148,7 +160,10 @@ async def run_client(
         relay_address = await _resolve(config.relay.host)
         link = _Link()
         async with trio.open_nursery() as nursery:
-            mtu: int = await nursery.start(_supervise, config, identity.mac, link)
+            credentials = ClientCredentials(
+                room_id=config.room, client_key=config.client_key, identity_secret=identity.secret
+            )
+            mtu: int = await nursery.start(_supervise, config, credentials, identity.mac, link)
             before_tap = await hostnet.best_route(relay_address)
             async with (
                 platform.open_adapter(config.tap_name, mac=identity.mac, mtu=mtu) as tap,
@@ -170,6 +185,7 @@ async def run_client(
                     relay=f"{config.relay.host}:{config.relay.port}",
                     relay_route=str(before_tap),
                     room=config.room,
+                    room_name=config.room_name,
                     mtu=mtu,
                 )
                 task_status.started(tap.name)
@@ -191,6 +207,7 @@ async def _resolve(host: str) -> IPAddress:
 
 async def _supervise(
     config: ClientConfig,
+    credentials: ClientCredentials,
     mac: bytes,
     link: _Link,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
@@ -201,7 +218,7 @@ async def _supervise(
     while True:
         try:
             async with open_session(
-                config.relay, role=Role.CLIENT, room=config.room, mac=mac, settings=config.settings
+                config.relay, credentials=credentials, mac=mac, settings=config.settings
             ) as session:
                 backoff.reset()
                 if not started:
@@ -211,6 +228,16 @@ async def _supervise(
         except RejectedError as exc:
             if exc.permanent:
                 raise
+            if exc.code is RejectCode.ROOM_NOT_OPEN:
+                delay_s = backoff.next_delay_s()
+                log.warning(
+                    events.WAITING_FOR_GATEWAY,
+                    status="the party's gateway is not connected to the relay: waiting for it",
+                    room=config.room_name or config.room,
+                    in_s=round(delay_s, 2),
+                )
+                await trio.sleep(delay_s)
+                continue
             reason = str(exc)
         except (TransportError, ProtocolError) as exc:
             reason = str(exc)
@@ -272,7 +299,7 @@ class _Client:
             drops += sum(session.connection.counters.drops.values())
         return ClientStatus(
             connected=session is not None,
-            room=self.config.room,
+            room=self.config.room_name or self.config.room,
             peers=0 if session is None else len(session.peers),
             mtu=self.mtu,
             tap_ipv4=self.tap.ipv4_address(),
@@ -304,8 +331,8 @@ class _SessionPumps:
         finally:
             self.session.deliver_frames_to(None)
         outcome = ended[0] if ended else "cancelled"
-        if isinstance(outcome, HostNetworkError):
-            raise outcome  # the TAP went away: nothing a reconnect can fix
+        if isinstance(outcome, HostNetworkError | EvictedError):
+            raise outcome  # the TAP went away, or the room ended our place: no reconnect fixes it
         return str(outcome)
 
     async def tap_to_relay(self) -> None:
@@ -345,7 +372,7 @@ class _SessionPumps:
                     peers=len(self.session.peers),
                 )
             elif isinstance(event, Disconnect):
-                return f"the relay disconnected us: {event.reason}"
+                return raise_if_evicted(event, Role.CLIENT)
 
 
 async def _until_ended(

@@ -40,6 +40,7 @@ from lanparty.demo.world import (
     link,
     running_bridge,
 )
+from lanparty.invite import redact_invite
 from lanparty.proto import parse_mac
 
 
@@ -119,6 +120,7 @@ def demo(state_dir: Path) -> bool:
 
 def _player_session(report: _Report, player: str, lanhost: str, client: ClientProcess) -> None:
     with report.step("relay, gateway and client start; the player's TAP comes up") as say:
+        say(f"the gateway's invite: {redact_invite(client.invite)} (key hidden here)")
         tap = client.wait_for_tap()
         say(f"{TAP} {tap['address']} MTU {tap['mtu']}")
     with report.step("the player's TAP gets a DHCP lease from the party LAN") as say:

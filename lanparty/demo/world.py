@@ -169,9 +169,13 @@ class Bridge:
         self.gateway_args = list(gateway_args)
         self.relay_args = list(relay_args)
         self.gateway_log = state_dir / "gateway.log"
+        # What the gateway prints: the room and the players' invite.
+        self.gateway_output = state_dir / "gateway.out"
+        self.gateway_state_dir = state_dir / "gateway-state"
         self.relay: subprocess.Popen[str] | None = None
         self.gateway: subprocess.Popen[str] | None = None
         self.pin = ""
+        self._invite: str | None = None
 
     def start_relay(self) -> None:
         self.relay = self.topo.popen(
@@ -183,7 +187,7 @@ class Bridge:
         )  # fmt: skip
         assert self.relay.stdout is not None
         lines: list[str] = []
-        while not lines or not lines[-1].startswith("endpoints use:"):
+        while not lines or not lines[-1].startswith("gateway:"):
             line = self.relay.stdout.readline()
             if not line:
                 raise RuntimeError(f"the relay did not start: {lines}")
@@ -196,15 +200,26 @@ class Bridge:
     def stop_relay(self) -> int | None:
         return _stop(self.relay)
 
-    def start_gateway(self) -> None:
+    def start_gateway(self, *extra_args: str, state_dir: Path | None = None) -> None:
+        """Start the gateway (its keys in ``state_dir``, default the bridge's own)."""
         log = self.gateway_log.open("a")
+        self.gateway_output.unlink(missing_ok=True)
+        self._invite = None
         self.gateway = self.topo.popen(
             self.topo.gateway,
             [sys.executable, "-m", "lanparty.gateway", "lan0",
              "--relay", f"{RELAY_FOR_GATEWAY}:{RELAY_PORT}", "--relay-pin", self.pin,
-             "--room", ROOM, "--log-level", "info", *self.gateway_args],
-            stdout=subprocess.DEVNULL, stderr=log,
+             "--state-dir", str(state_dir or self.gateway_state_dir), "--room-name", ROOM,
+             "--log-level", "info", *self.gateway_args, *extra_args],
+            stdout=self.gateway_output.open("w"), stderr=log,
         )  # fmt: skip
+
+    @property
+    def invite(self) -> str:
+        """The invite the gateway printed (waits up to 20 s for it)."""
+        if self._invite is None:
+            self._invite = wait_for_invite(self.gateway_output, self.gateway)
+        return self._invite
 
     def gateway_stats(self) -> list[dict[str, object]]:
         stats = []
@@ -235,6 +250,22 @@ def running_bridge(
             bridge.stop()
 
 
+def wait_for_invite(
+    output: Path, process: subprocess.Popen[str] | None, timeout_s: float = 20
+) -> str:
+    """The ``invite: lanparty://...`` line a gateway printed to ``output``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = output.read_text() if output.exists() else ""
+        found = re.search(r"^invite: (lanparty://\S+)$", text, re.MULTILINE)
+        if found:
+            return found.group(1)
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the gateway exited (code {process.returncode}): {text}")
+        time.sleep(0.05)
+    raise RuntimeError(f"the gateway printed no invite: {output}")
+
+
 def link(namespace: str, name: str) -> dict[str, Any] | None:
     """``ip -j link show name`` in ``namespace``; None when there is no such link."""
     done = subprocess.run(
@@ -250,13 +281,16 @@ def link(namespace: str, name: str) -> dict[str, Any] | None:
 class ClientProcess:
     """``python -m lanparty.client --tap lp0`` in the client namespace."""
 
-    def __init__(self, bridge: Bridge, state_dir: Path, *extra_args: str) -> None:
+    def __init__(
+        self, bridge: Bridge, state_dir: Path, *extra_args: str, invite: str | None = None
+    ) -> None:
         self.log_path = state_dir / "client.log"
+        self.invite = invite or bridge.invite
         self.process = bridge.topo.popen(
             bridge.topo.client,
             [sys.executable, "-m", "lanparty.client", "--tap", TAP,
-             "--relay", f"{RELAY_FOR_CLIENT}:{RELAY_PORT}", "--relay-pin", bridge.pin,
-             "--room", ROOM, "--identity", str(state_dir / "identity.json"),
+             "--invite", self.invite, "--relay", f"{RELAY_FOR_CLIENT}:{RELAY_PORT}",
+             "--identity", str(state_dir / "identity.json"),
              "--journal", str(state_dir / "journal.json"), "--watchdog-interval-s", "0.5",
              "--status-interval-s", "1", "--log-level", "info", *extra_args],
             stdout=subprocess.DEVNULL, stderr=self.log_path.open("a"),

@@ -1,22 +1,42 @@
-"""``lanparty-gateway IFACE`` / ``python -m lanparty.gateway IFACE``."""
+"""``lanparty-gateway IFACE`` / ``python -m lanparty.gateway --interface IFACE``.
+
+On start the gateway loads (or, the first time, makes) its room keys and
+prints the invite players need, one line starting ``invite: lanparty://``.
+
+Exit codes: 0 after Ctrl+C or SIGTERM, 1 for another failure, 2 for a
+configuration error, 3 when the relay refuses us for good (no operator
+token it accepts, another gateway with our keys took our place, ...).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import structlog
 import trio
 
 from lanparty import __version__
-from lanparty.endpoint_options import add_relay_arguments, relay_endpoint_from_args, room_from_args
+from lanparty.credentials import GatewayCredentials, is_room_name
+from lanparty.endpoint_options import (
+    add_relay_arguments,
+    parse_relay_address,
+    relay_endpoint_from_args,
+)
 from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S
+from lanparty.gateway.keys import default_state_dir, load_or_create_keys, read_operator_token
 from lanparty.gateway.service import GatewayConfig, run_gateway
-from lanparty.obs import add_log_level_argument, configure_logging
-from lanparty.session import RejectedError
+from lanparty.invite import Invite
+from lanparty.obs import add_log_level_argument, configure_logging, events
+from lanparty.secret_files import write_secret_text
+from lanparty.session import EvictedError, RejectedError
 from lanparty.signals import cancel_on_termination
-from lanparty.transport import QuicBackend, TransportSettings
+from lanparty.transport import PinnedCertificate, QuicBackend, SpkiPin, TransportSettings, spki_pin
+
+log = structlog.get_logger(component="gateway")
 
 EXIT_REFUSED = 3
 
@@ -24,11 +44,38 @@ EXIT_REFUSED = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lanparty-gateway",
-        description="Bridge a wired LAN interface into a lanparty room (Linux, root).",
+        description="Bridge a wired LAN interface into a lanparty room (Linux, root). "
+        "Prints the invite players need.",
     )
     parser.add_argument("--version", action="version", version=f"lanparty {__version__}")
-    parser.add_argument("interface", help="the wired LAN interface, e.g. eth0")
-    add_relay_arguments(parser)
+    parser.add_argument("interface", nargs="?", help="the wired LAN interface, e.g. eth0")
+    parser.add_argument(
+        "--interface", dest="interface_option", metavar="IFACE",
+        help="the same as the positional interface",
+    )  # fmt: skip
+    add_relay_arguments(parser, invite=False)
+    room = parser.add_argument_group("room")
+    room.add_argument(
+        "--state-dir", type=Path, default=None,
+        help=f"where the room's keys are kept (default {default_state_dir()})",
+    )  # fmt: skip
+    room.add_argument(
+        "--room-name", metavar="LABEL",
+        help="the room's name shown to players (1-32 letters, digits, spaces, _ or -)",
+    )  # fmt: skip
+    room.add_argument(
+        "--rotate-invite", action="store_true",
+        help="make a new invite key: players on the old invite are disconnected",
+    )  # fmt: skip
+    room.add_argument(
+        "--invite-out", type=Path, metavar="FILE",
+        help="also write the invite to FILE (mode 0600)",
+    )  # fmt: skip
+    room.add_argument(
+        "--operator-token-file", type=Path, metavar="FILE",
+        help="a token from the relay's operator, for relays that open rooms only for "
+        "listed gateways (a file only you can read)",
+    )  # fmt: skip
     parser.add_argument(
         "--cam-refresh-s",
         type=float,
@@ -41,17 +88,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def interface_from_args(args: argparse.Namespace) -> str:
+    given = {name for name in (args.interface, args.interface_option) if name is not None}
+    if not given:
+        raise ConfigError("say which LAN interface to bridge: lanparty-gateway eth0")
+    if len(given) > 1:
+        raise ConfigError(f"two interfaces given: {' and '.join(sorted(given))}; give one")
+    interface: str = given.pop()
+    return interface
+
+
 def build_config(args: argparse.Namespace) -> GatewayConfig:
+    """The configuration; loads or makes the room's keys (a ``ConfigError`` if it cannot)."""
     if args.cam_refresh_s <= 0 or args.stats_interval_s <= 0:
         raise ConfigError("--cam-refresh-s and --stats-interval-s must be positive")
+    if args.room_name is not None and not is_room_name(args.room_name):
+        raise ConfigError(
+            f"--room-name {args.room_name!r}: use 1 to 32 letters, digits, spaces, '_' or '-'"
+        )
+    interface = interface_from_args(args)
+    relay = relay_endpoint_from_args(args)
+    token = None if args.operator_token_file is None else read_operator_token(
+        args.operator_token_file
+    )  # fmt: skip
+    state_dir = args.state_dir if args.state_dir is not None else default_state_dir()
+    keys = load_or_create_keys(state_dir, rotate_invite=args.rotate_invite)
     return GatewayConfig(
-        interface=args.interface,
-        relay=relay_endpoint_from_args(args),
-        room=room_from_args(args),
+        interface=interface,
+        relay=relay,
+        credentials=GatewayCredentials(
+            gateway_key=keys.gateway_key,
+            client_key=keys.client_key,
+            room_name=args.room_name,
+            operator_token=token,
+        ),
+        state_dir=state_dir,
+        keys_created=keys.created,
+        invite_rotated=keys.rotated,
         settings=TransportSettings(backend=QuicBackend(args.quic_backend)),
         cam_refresh_s=args.cam_refresh_s,
         stats_interval_s=args.stats_interval_s,
         native=False if args.no_native else None,
+    )
+
+
+def invite_for(args: argparse.Namespace, config: GatewayConfig) -> Invite:
+    """The invite players need: this relay, its pin, the room and its key."""
+    host, port = parse_relay_address(args.relay)
+    trust = config.relay.trust
+    if isinstance(trust, SpkiPin):
+        pin: str | None = trust.pin
+    elif isinstance(trust, PinnedCertificate):
+        # The relay's own (self-signed) certificate; for a CA, give --relay-pin instead.
+        pin = spki_pin(trust.certificates[0])
+    else:
+        pin = None
+    return Invite(
+        host=host,
+        port=port,
+        room=config.credentials.room_id,
+        client_key=config.credentials.client_key,
+        pin=pin,
+        name=config.credentials.room_name,
+        server_name=config.relay.server_name,
     )
 
 
@@ -66,9 +165,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(args.log_level)
         config = build_config(args)
+        invite = invite_for(args, config)
+        if args.invite_out is not None:
+            write_secret_text(args.invite_out, invite.format() + "\n", private_dir=False)
     except ConfigError as exc:
         print(f"lanparty-gateway: {exc}", file=sys.stderr)
         return 2
+    if config.invite_rotated:
+        print("a new invite key was made: players on the old invite are disconnected")
+    print(f"room: {config.credentials.room_id} ({config.credentials.room_name or 'no name'})")
+    print("players join with this invite (keep it among your players: it opens the room):")
+    print(f"invite: {invite.format()}")
+    sys.stdout.flush()
+    if config.invite_rotated:
+        log.info(
+            events.INVITE_ROTATED, room=config.credentials.room_id, state_dir=str(config.state_dir)
+        )
     try:
         trio.run(_run, config)
     except (LanpartyError, BaseExceptionGroup) as exc:
@@ -76,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error is None:
             raise
         print(f"lanparty-gateway: {error}", file=sys.stderr)
-        if isinstance(error, RejectedError):
+        if isinstance(error, RejectedError | EvictedError):
             return EXIT_REFUSED
         return 2 if isinstance(error, ConfigError) else 1
     return 0

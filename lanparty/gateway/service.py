@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import attrs
 import structlog
 import trio
 
 from lanparty.backoff import Backoff
+from lanparty.credentials import GatewayCredentials
 from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role, Stats
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
 from lanparty.gateway.bridge import GatewayBridge
@@ -30,7 +32,13 @@ from lanparty.gateway.offloads import receive_offloads_off
 from lanparty.gateway.packet_socket import PacketSocket
 from lanparty.obs import DropReason, events
 from lanparty.proto import format_mac, parse_mac
-from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
+from lanparty.session import (
+    RejectedError,
+    RelayEndpoint,
+    Session,
+    open_session,
+    raise_if_evicted,
+)
 from lanparty.transport import TransportSettings
 
 log = structlog.get_logger(component="gateway")
@@ -40,7 +48,11 @@ log = structlog.get_logger(component="gateway")
 class GatewayConfig:
     interface: str
     relay: RelayEndpoint
-    room: str
+    credentials: GatewayCredentials
+    state_dir: Path | None = None
+    # What loading the keys did this start (for the log line).
+    keys_created: bool = False
+    invite_rotated: bool = False
     settings: TransportSettings = attrs.field(factory=TransportSettings)
     cam_refresh_s: float = DEFAULT_REFRESH_INTERVAL_S
     stats_interval_s: float = 30.0
@@ -76,7 +88,10 @@ async def _supervise(
         mac=format_mac(sock.interface_mac),
         native_io=sock.native,
         relay=f"{config.relay.host}:{config.relay.port}",
-        room=config.room,
+        room=config.credentials.room_id,
+        room_name=config.credentials.room_name,
+        state_dir=None if config.state_dir is None else str(config.state_dir),
+        new_keys=config.keys_created,
     )
     task_status.started(sock)
     backoff = Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s)
@@ -84,8 +99,7 @@ async def _supervise(
         try:
             async with open_session(
                 config.relay,
-                role=Role.GATEWAY,
-                room=config.room,
+                credentials=config.credentials,
                 mac=sock.interface_mac,
                 settings=config.settings,
             ) as session:
@@ -213,7 +227,7 @@ class _SessionBridge:
             elif isinstance(event, Stats):
                 log.debug(events.STATS, rx_frames=event.rx_frames, drops=event.drops_by_reason())
             elif isinstance(event, Disconnect):
-                return f"the relay disconnected us: {event.reason}"
+                return raise_if_evicted(event, Role.GATEWAY)
 
     def log_stats(self) -> None:
         lan = self.bridge.lan_counters

@@ -8,11 +8,14 @@ import pytest
 
 from lanparty.client import cli
 from lanparty.client.service import ClientConfig, ClientStatus
+from lanparty.credentials import b64url
 from lanparty.errors import ConfigError
 from lanparty.transport import SpkiPin
 
 PIN = "sha256:" + "ab" * 32
-INVITE = f"lanparty://relay.example.net:5000/party?pin={PIN}"
+ROOM = "abcdefghijklmnopqrstuvwxyz"
+KEY = bytes(range(32))
+INVITE = f"lanparty://relay.example.net:5000/{ROOM}?pin={PIN}&key={b64url(KEY)}&name=Bob%20LAN"
 
 
 def config(*argv: str) -> ClientConfig:
@@ -24,8 +27,10 @@ def test_an_invite_is_enough() -> None:
     assert (result.relay.host, result.relay.port, result.room) == (
         "relay.example.net",
         5000,
-        "party",
+        ROOM,
     )
+    assert (result.client_key, result.room_name) == (KEY, "Bob LAN")
+    assert b64url(KEY) not in repr(result)
     assert result.relay.trust == SpkiPin.parse(PIN)
     assert result.tap_name is None  # the platform's default adapter
     assert result.private_network is False
@@ -37,12 +42,12 @@ def test_an_invite_is_enough() -> None:
 
 def test_every_client_option_reaches_the_config(tmp_path: Path) -> None:
     result = config(
-        "--relay", "198.18.2.1", "--room", "lan", "--relay-pin", PIN,
+        "--invite", INVITE, "--relay", "198.18.2.1", "--relay-pin", PIN,
         "--tap", "lp0", "--identity", str(tmp_path / "id.json"),
         "--virtual-mac", "02:00:00:00:00:0a", "--journal", str(tmp_path / "journal.json"),
         "--watchdog-interval-s", "0.5", "--status-interval-s", "2",
     )  # fmt: skip
-    assert (result.relay.host, result.relay.port, result.room) == ("198.18.2.1", 4433, "lan")
+    assert (result.relay.host, result.relay.port, result.room) == ("198.18.2.1", 4433, ROOM)
     assert result.tap_name == "lp0"
     assert result.identity_path == tmp_path / "id.json"
     assert result.virtual_mac == "02:00:00:00:00:0a"
@@ -59,7 +64,8 @@ def test_every_client_option_reaches_the_config(tmp_path: Path) -> None:
         ["--invite", INVITE, "--watchdog-interval-s", "0"],
         ["--invite", INVITE, "--status-interval-s", "-1"],
         ["--invite", "https://relay.example.net/party"],
-        ["--relay", "198.18.2.1"],  # no room, no trust
+        ["--invite", INVITE.replace("key=", "key=x")],
+        ["--relay", "198.18.2.1", "--relay-pin", PIN],  # no invite
     ],
 )
 def test_bad_values_are_config_errors_and_exit_2(
