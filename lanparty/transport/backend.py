@@ -10,7 +10,18 @@ only here (docs/TRANSPORT.md has the measurements behind each point):
 - the back-pressure signal: qh3 sends DATAGRAM frames with no congestion
   control at all, aioquic queues them without bound behind its window; the
   driver asks ``send_budget_bytes`` before handing frames over;
-- the peer's ``max_datagram_frame_size`` (private attribute in both).
+- the peer's ``max_datagram_frame_size`` (private attribute in both);
+- which exceptions each library raises (``errors``), so the transport
+  catches those by name and maps them, and nothing else;
+- the reference cycles inside each library's connection object, broken
+  when a connection is forgotten (``release``: the object is emptied), so
+  that it is freed at once, without the cyclic garbage collector;
+- how the anti-amplification budget is credited: qh3 2.1.0 hands its core
+  each packet of a datagram as a slice and credits only the slices it
+  accepts, so zeros padding a datagram after its last packet (aioquic
+  1.7.2's client Initials: 534 bytes of packet in 1452 of datagram) leave
+  the server a budget smaller than its first flight ("packet builder
+  capacity exhausted"); ``credits_padding`` is False there.
 """
 
 from __future__ import annotations
@@ -59,6 +70,12 @@ class QuicLibrary:
     # qh3's QuicConnection has receive_many_datagrams (used after the
     # handshake); aioquic takes one datagram per call.
     has_receive_many: bool
+    # What the library's connection may raise from any call.
+    errors: tuple[type[Exception], ...]
+    # Whether bytes padding a datagram after its packets count towards the
+    # server's anti-amplification budget (see the module docstring).
+    credits_padding: bool
+    _release: Callable[[Any], None]
 
     def peer_chain_der(self, connection: Any) -> list[bytes]:
         """The peer's certificate chain as DER, leaf first (empty if none)."""
@@ -70,6 +87,10 @@ class QuicLibrary:
 
     def load_identity(self, configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
         self._load_identity(configuration, cert_pem, key_pem)
+
+    def release(self, connection: Any) -> None:
+        """Break the library connection's reference cycles; it must not be used after."""
+        self._release(connection)
 
     def control_delivered(self, connection: Any, now: float) -> bool:
         """True once everything sent on the control stream has been acknowledged."""
@@ -107,6 +128,16 @@ def _qh3_control_delivered(connection: Any, now: float) -> bool:
     return connection.get_send_buffer_size(0) == 0 and not connection.should_wait_for_ack(now)
 
 
+def _qh3_release(connection: Any) -> None:
+    # The TLS bridge holds the connection's bound _set_version, and its TLS
+    # context holds the bridge's bound callbacks: cut both cycles.
+    bridge = connection._tls
+    if bridge is not None:
+        bridge._version_change_handler = None
+        bridge.tls = None
+    vars(connection).clear()
+
+
 def _aioquic_peer_chain(connection: Any) -> list[bytes]:
     tls = connection.tls
     leaf = None if tls is None else tls._peer_certificate
@@ -137,6 +168,16 @@ def _aioquic_load_identity(configuration: Any, cert_pem: bytes, key_pem: bytes) 
     configuration.private_key = serialization.load_pem_private_key(key_pem, password=None)
 
 
+def _aioquic_release(connection: Any) -> None:
+    # aioquic's connection is woven of its own bound methods (loss recovery,
+    # TLS and key callbacks, delivery handlers of sent packets); those
+    # cycles run through the connection's attributes, but for one: a packet
+    # space and its sent packets, whose delivery handlers name the space.
+    for space in connection._loss.spaces:
+        space.sent_packets.clear()
+    vars(connection).clear()
+
+
 def load_library(backend: QuicBackend) -> QuicLibrary:
     """Import the chosen library; a missing one is a clear ``ConfigError``."""
     name = backend.value
@@ -148,15 +189,29 @@ def load_library(backend: QuicBackend) -> QuicLibrary:
         buffer_module = importlib.import_module(
             "qh3._hazmat" if backend is QuicBackend.QH3 else "aioquic.buffer"
         )
+        crypto = importlib.import_module(
+            "qh3._hazmat" if backend is QuicBackend.QH3 else "aioquic.quic.crypto"
+        )
     except ImportError as exc:
         extra = " (pip install 'lanparty[aioquic]')" if backend is QuicBackend.AIOQUIC else ""
         raise ConfigError(f"the QUIC library {name} is not installed{extra}") from exc
+    # ValueError covers both libraries' BufferReadError and BufferWriteError;
+    # RuntimeError what qh3's native core raises outside its own mapping.
+    errors: tuple[type[Exception], ...] = (
+        connection.QuicConnectionError,
+        crypto.CryptoError,
+        ValueError,
+        RuntimeError,
+        AssertionError,
+    )
     if backend is QuicBackend.QH3:
         chain, budget, identity = _qh3_peer_chain, _qh3_budget, _qh3_load_identity
-        delivered = _qh3_control_delivered
+        delivered, release = _qh3_control_delivered, _qh3_release
     else:
         chain, budget, identity = _aioquic_peer_chain, _aioquic_budget, _aioquic_load_identity
-        delivered = _aioquic_control_delivered
+        delivered, release = _aioquic_control_delivered, _aioquic_release
+        stream = importlib.import_module("aioquic.quic.stream")
+        errors += (stream.FinalSizeError, stream.StreamFinishedError)
     return QuicLibrary(
         backend=backend,
         configuration_class=configuration.QuicConfiguration,
@@ -171,4 +226,7 @@ def load_library(backend: QuicBackend) -> QuicLibrary:
         load_identity=identity,
         control_delivered=delivered,
         has_receive_many=backend is QuicBackend.QH3,
+        errors=errors,
+        credits_padding=backend is not QuicBackend.QH3,
+        release=release,
     )

@@ -86,6 +86,6 @@ async def open_connection(
                     connection.close(CLOSE_NORMAL)
             nursery.cancel_scope.cancel()
     finally:
-        udp.close()
+        endpoint.close()
     if failure is not None:
         raise failure

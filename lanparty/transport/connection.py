@@ -11,15 +11,24 @@ messages. The rules the libraries do not keep for us live here:
 - received frames wait in a bounded list for the user task;
 - a PING goes out whenever the connection has sent nothing for the
   keep-alive interval, so NAT bindings stay open;
-- library exceptions never escape: the connection closes and the reason is
-  recorded in ``close_info``.
+- the library's exceptions (``QuicLibrary.errors``, by name) never escape:
+  the connection closes and the reason is recorded in ``close_info``;
+- the peer ending its control stream (FIN on stream 0) closes the
+  connection like a peer's close, normal code.
+
+A connection holds no reference cycle of its own (its event handlers are a
+table of plain functions shared by all connections), so once the endpoint
+forgets it, the last reference going frees it at once, without waiting for
+the cyclic garbage collector.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -27,7 +36,7 @@ import structlog
 import trio
 
 from lanparty.ctrl import ControlDecoder, Message, Received, Side, encode_message
-from lanparty.errors import ProtocolError, TransportError
+from lanparty.errors import LanpartyError, ProtocolError, TransportError
 from lanparty.obs.counters import DropReason, TrafficCounters
 from lanparty.transport.backend import QuicLibrary
 from lanparty.transport.settings import TransportSettings
@@ -133,17 +142,16 @@ class Connection:
         self._ping_uid = 0
         # Set when the library is done with the connection: the endpoint forgets it.
         self.terminated = False
+        # Kept by the endpoint: the IDs that route to this connection, the
+        # ones issued or retired since it last looked, and the source the
+        # per-source cap counts it under.
+        self.connection_ids: set[bytes] = set()
         self.issued_connection_ids: list[bytes] = []
         self.retired_connection_ids: list[bytes] = []
-        events = library.events
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            events.DatagramFrameReceived: self._on_datagram,
-            events.StreamDataReceived: self._on_stream_data,
-            events.HandshakeCompleted: self._on_handshake_completed,
-            events.ConnectionTerminated: self._on_terminated,
-            events.ConnectionIdIssued: self._on_connection_id_issued,
-            events.ConnectionIdRetired: self._on_connection_id_retired,
-        }
+        self.source_key: bytes | None = None
+        self._handlers = _event_handlers(library.events)
+        # Set once the endpoint forgot the connection and emptied the library's object.
+        self._released = False
 
     # ----------------------------------------------------------------- state
 
@@ -165,20 +173,20 @@ class Connection:
 
     @property
     def host_connection_id(self) -> bytes:
-        return bytes(self._quic.host_cid)
+        return b"" if self._released else bytes(self._quic.host_cid)
 
     @property
     def cipher_suite(self) -> str:
         """The negotiated TLS 1.3 cipher suite's name, e.g. TLS_AES_128_GCM_SHA256."""
-        tls = self._quic.tls
+        tls = None if self._released else self._quic.tls
         suite = None if tls is None else getattr(tls.key_schedule, "cipher_suite", None)
         if suite is None:
             return "none"
         return _TLS13_CIPHER_SUITES.get(int(suite), f"0x{int(suite):04x}")
 
     def peer_certificate_chain(self) -> list[bytes]:
-        """The peer's certificate chain as DER, leaf first."""
-        return self._library.peer_chain_der(self._quic)
+        """The peer's certificate chain as DER, leaf first (empty once forgotten)."""
+        return [] if self._released else self._library.peer_chain_der(self._quic)
 
     async def wait_established(self) -> None:
         """Wait for the handshake; raise ``ConnectionClosedError`` if it failed."""
@@ -255,9 +263,9 @@ class Connection:
         batch, self._received = self._received, []
         try:
             handler(batch)
-        except Exception:
-            log.exception("datagram_handler_failed", peer=self.peer_address)
-            self.close(CLOSE_REFUSED, "internal error")
+        except LanpartyError as exc:
+            log.info("datagram_handler_failed", peer=self.peer_address, error=str(exc))
+            self.close(CLOSE_REFUSED, str(exc)[:200])
 
     async def receive_datagrams(self) -> list[bytes]:
         """Every frame received since the last call; waits for at least one."""
@@ -294,7 +302,8 @@ class Connection:
         ``UnknownMessage`` (to be logged and ignored). Raises the decoder's
         ``ProtocolError`` for a malformed control frame (the connection stays
         open: the caller chooses how to close it), and ``ConnectionClosedError``
-        once the connection is closed.
+        once the connection is closed, which includes the peer ending its
+        control stream (after the messages sent before that end).
         """
         while not self._control_messages:
             if self._control_error is not None:
@@ -321,14 +330,30 @@ class Connection:
 
     def close(self, error_code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Close the connection (the peer is told); idempotent."""
+        self._close(CloseInfo(error_code=error_code, reason=reason, by_peer=False))
+
+    def _close(self, info: CloseInfo) -> None:
         if self.close_info is not None:
             return
-        self._set_closed(CloseInfo(error_code=error_code, reason=reason, by_peer=False))
+        self._set_closed(info)
         try:
-            self._quic.close(error_code=error_code, reason_phrase=reason)
-        except Exception:
+            self._quic.close(error_code=info.error_code, reason_phrase=info.reason)
+        except self._library.errors:
             return
         self._request_flush(self)
+
+    def abort(self, reason: str) -> None:
+        """End the connection here without telling the peer (the endpoint drops it)."""
+        if self.close_info is None:
+            self._set_closed(CloseInfo(error_code=CLOSE_REFUSED, reason=reason, by_peer=False))
+        self.terminated = True
+
+    def release(self) -> None:
+        """Called by the endpoint once it forgot the connection: drop what may hold cycles."""
+        self.datagram_handler = None
+        if not self._released:
+            self._released = True
+            self._library.release(self._quic)
 
     # ------------------------------------------------- driven by the endpoint
 
@@ -360,11 +385,11 @@ class Connection:
     def process_events(self) -> None:
         """Handle every event the library has queued."""
         next_event = self._quic.next_event
-        dispatch = self._dispatch
+        handlers = self._handlers
         while (event := next_event()) is not None:
-            handler = dispatch.get(type(event))
+            handler = handlers.get(type(event))
             if handler is not None:
-                handler(event)
+                handler(self, event)
 
     def transmit(self, now: float) -> list[Datagram]:
         """Hand queued frames to the library as it has room; return UDP datagrams."""
@@ -379,7 +404,7 @@ class Connection:
                 self._send_room_event = None
         try:
             datagrams: list[Datagram] = self._quic.datagrams_to_send(now)
-        except Exception as exc:
+        except self._library.errors as exc:
             self._fail(exc)
             if self.terminated:
                 return []
@@ -399,7 +424,7 @@ class Connection:
                 budget -= len(payload) + _PACKET_OVERHEAD_BYTES
                 counters.tx_frames += 1
                 counters.tx_bytes += len(payload)
-        except Exception as exc:
+        except self._library.errors as exc:
             self._fail(exc)
 
     # ----------------------------------------------------------- event handlers
@@ -425,9 +450,16 @@ class Connection:
             self._control_error = exc
         else:
             self._control_messages.extend(messages)
-        if event.end_stream and self._control_error is None:
-            self._control_error = ProtocolError("the peer closed the control stream")
         self._control_event.set()
+        if event.end_stream and self._control_error is None:
+            # Messages before the FIN are still received, then the close.
+            self._close(
+                CloseInfo(
+                    error_code=CLOSE_NORMAL,
+                    reason="the peer ended its control stream",
+                    by_peer=True,
+                )
+            )
 
     def _on_handshake_completed(self, event: Any) -> None:
         if event.alpn_protocol != self.settings.alpn:
@@ -468,7 +500,7 @@ class Connection:
         """Call into the library; an exception closes the connection (see ``_fail``)."""
         try:
             operation(*args)
-        except Exception as exc:
+        except self._library.errors as exc:
             self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
@@ -487,7 +519,7 @@ class Connection:
         try:
             # The next transmit carries the close to the peer.
             self._quic.close(error_code=CLOSE_REFUSED, reason_phrase="internal error")
-        except Exception:
+        except self._library.errors:
             self.terminated = True
 
     def _set_closed(self, info: CloseInfo) -> None:
@@ -503,3 +535,16 @@ class Connection:
     def _raise_if_closed(self) -> None:
         if self.close_info is not None:
             raise ConnectionClosedError(self.close_info)
+
+
+@functools.cache
+def _event_handlers(events: ModuleType) -> dict[type, Callable[[Connection, Any], None]]:
+    """Which ``Connection`` method handles each of a library's event types."""
+    return {
+        events.DatagramFrameReceived: Connection._on_datagram,
+        events.StreamDataReceived: Connection._on_stream_data,
+        events.HandshakeCompleted: Connection._on_handshake_completed,
+        events.ConnectionTerminated: Connection._on_terminated,
+        events.ConnectionIdIssued: Connection._on_connection_id_issued,
+        events.ConnectionIdRetired: Connection._on_connection_id_retired,
+    }

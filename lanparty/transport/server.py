@@ -8,7 +8,7 @@ import attrs
 import structlog
 import trio
 
-from lanparty.errors import LanpartyError
+from lanparty.errors import LanpartyError, find_error
 from lanparty.transport.certs import ServerIdentity
 from lanparty.transport.connection import CLOSE_NORMAL, CLOSE_REFUSED, Connection
 from lanparty.transport.endpoint import Endpoint
@@ -36,15 +36,20 @@ class QuicServer:
 
 
 async def _run_handler(handler: ConnectionHandler, connection: Connection) -> None:
+    """Run one connection's handler; its own failure closes only that connection.
+
+    A ``LanpartyError`` is a failure the handler could name (the peer broke
+    the protocol, the connection closed), alone or as every error of an
+    exception group (a handler's nursery whose tasks all saw the close):
+    logged, and the connection closed. Anything else is a bug and ends the
+    server, rather than hide in a log.
+    """
     try:
         await handler(connection)
-    except LanpartyError as exc:
-        log.info("connection_handler_failed", peer=connection.peer_address, error=str(exc))
-        connection.close(CLOSE_REFUSED, str(exc)[:200])
-    except Exception:
-        # One peer's failure must not take the server down with it.
-        log.exception("connection_handler_crashed", peer=connection.peer_address)
-        connection.close(CLOSE_REFUSED, "internal error")
+    except* LanpartyError as group:
+        error = find_error(group, LanpartyError)
+        log.info("connection_handler_failed", peer=connection.peer_address, error=str(error))
+        connection.close(CLOSE_REFUSED, str(error)[:200])
     finally:
         connection.close(CLOSE_NORMAL)
 
@@ -65,6 +70,7 @@ async def serve(
     """
     settings = settings or TransportSettings()
     udp = UdpSocket.bind(host, port, batch_io=settings.batch_io)
+    endpoint: Endpoint | None = None
     try:
         async with trio.open_nursery() as nursery:
 
@@ -77,4 +83,7 @@ async def serve(
             nursery.start_soon(endpoint.run)
             task_status.started(QuicServer(endpoint))
     finally:
-        udp.close()
+        if endpoint is None:
+            udp.close()
+        else:
+            endpoint.close()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
-from lanparty.ctrl import Disconnect, Hello, Received, Role, Stats
+from lanparty.ctrl import Disconnect, Received
 from lanparty.errors import TransportError
 from lanparty.obs.counters import DropReason
 from lanparty.transport import (
@@ -21,80 +19,26 @@ from lanparty.transport import (
     ConnectionClosedError,
     PinnedCertificate,
     QuicBackend,
-    QuicServer,
     ServerIdentity,
     SpkiPin,
     SystemTrust,
     TransportSettings,
-    Trust,
     TrustError,
     load_or_create_dev_identity,
-    open_connection,
-    serve,
 )
 from lanparty.transport.connection import max_payload_for
 from lanparty.transport.endpoint import Endpoint
 from lanparty.transport.settings import DEFAULT_MAX_UDP_PAYLOAD_BYTES
 from lanparty.transport.udp import UdpSocket
+from tests.integration.transport_harness import (
+    CONTROL_MESSAGE,
+    connect,
+    echo_handler,
+    round_trip,
+    running_server,
+    wait_handler,
+)
 from tests.pki import CertificateAuthority
-
-HELLO = Hello(role=Role.CLIENT, room="room1", mac="02:00:00:00:00:01", max_datagram=1400)
-
-
-async def round_trip(connection: Connection, message: Hello | Disconnect = HELLO) -> Stats:
-    """Send a control message and return the server's ``stats`` answer."""
-    CONTROL_LOG.clear()
-    connection.send_control(message)
-    with trio.fail_after(10):
-        answer = await connection.receive_control()
-    assert [message] == CONTROL_LOG
-    assert isinstance(answer, Stats)
-    return answer
-
-
-Handler = Callable[[Connection], Awaitable[None]]
-
-
-CONTROL_LOG: list[Received] = []
-
-
-async def echo_handler(connection: Connection) -> None:
-    """Echo datagrams; log each control message and answer it with ``stats``."""
-
-    async def echo_control() -> None:
-        while True:
-            CONTROL_LOG.append(await connection.receive_control())
-            connection.send_control(Stats(**connection.counters.snapshot().log_fields()))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(echo_control)
-        while True:
-            connection.send_datagrams(await connection.receive_datagrams())
-
-
-async def wait_handler(connection: Connection) -> None:
-    await connection.wait_closed()
-
-
-@asynccontextmanager
-async def running_server(
-    identity: ServerIdentity, handler: Handler, settings: TransportSettings
-) -> AsyncIterator[QuicServer]:
-    async def guarded(connection: Connection) -> None:
-        with contextlib.suppress(ConnectionClosedError):
-            await handler(connection)
-
-    async with trio.open_nursery() as nursery:
-        server: QuicServer = await nursery.start(serve, "127.0.0.1", 0, identity, guarded, settings)
-        yield server
-        nursery.cancel_scope.cancel()
-
-
-def connect(
-    server: QuicServer, trust: Trust, settings: TransportSettings, server_name: str | None = None
-):  # type: ignore[no-untyped-def]
-    host, port = server.address[:2]
-    return open_connection(host, port, trust, server_name=server_name, settings=settings)
 
 
 async def test_handshake_with_spki_pin_then_control_and_datagrams_both_ways(
@@ -110,7 +54,7 @@ async def test_handshake_with_spki_pin_then_control_and_datagrams_both_ways(
         assert connection.max_datagram_payload == max_payload_for(
             DEFAULT_MAX_UDP_PAYLOAD_BYTES, 65536
         )
-        await round_trip(connection, HELLO)
+        await round_trip(connection, CONTROL_MESSAGE)
         await round_trip(connection, Disconnect(reason="just a test"))
 
         frames = [bytes([i]) * (60 + i) for i in range(50)]
@@ -231,8 +175,8 @@ async def test_send_burst_stays_within_the_queue_bound_and_counts_drops(
             while server_side.counters.rx_frames < counters.tx_frames * 0.9:
                 await trio.sleep(0.01)
         # Still usable afterwards: a control message goes through.
-        connection.send_control(HELLO)
-        assert await server_side.receive_control() == HELLO
+        connection.send_control(CONTROL_MESSAGE)
+        assert await server_side.receive_control() == CONTROL_MESSAGE
 
 
 async def test_frames_before_the_handshake_are_refused_and_counted(
@@ -320,7 +264,7 @@ async def test_server_close_is_seen_by_the_endpoint(
         running_server(dev_identity, disconnect_at_once, settings) as server,
         connect(server, SpkiPin.parse(dev_identity.spki_pin), settings) as connection,
     ):
-        connection.send_control(HELLO)
+        connection.send_control(CONTROL_MESSAGE)
         assert await connection.receive_control() == Disconnect(reason="relay shutting down")
         with trio.fail_after(10):
             info = await connection.wait_closed()
@@ -421,3 +365,43 @@ async def test_a_flood_of_initials_stays_bounded_and_a_real_client_still_connect
         assert len(server.connections) == 8
         async with connect(server, SpkiPin.parse(dev_identity.spki_pin), settings) as connection:
             await round_trip(connection)
+
+
+@pytest.mark.parametrize("with_message", [True, False], ids=["message-then-fin", "fin-only"])
+async def test_fin_on_the_control_stream_is_an_ordinary_close(
+    dev_identity: ServerIdentity, backend: QuicBackend, with_message: bool
+) -> None:
+    settings = TransportSettings(backend=backend)
+    seen: list[Received] = []
+    outcome: list[ConnectionClosedError] = []
+    started = trio.Event()
+
+    async def read_control(connection: Connection) -> None:
+        started.set()
+        try:
+            while True:
+                seen.append(await connection.receive_control())
+        except ConnectionClosedError as exc:
+            outcome.append(exc)
+
+    async with (
+        running_server(dev_identity, read_control, settings) as server,
+        connect(server, SpkiPin.parse(dev_identity.spki_pin), settings) as connection,
+    ):
+        with trio.fail_after(10):
+            await started.wait()
+        if with_message:
+            connection.send_control(CONTROL_MESSAGE)
+        connection._quic.send_stream_data(0, b"", end_stream=True)
+        connection.flush()
+        with trio.fail_after(10):
+            info = await connection.wait_closed()
+            while not outcome:
+                await trio.sleep(0.01)
+        assert info.by_peer
+        assert info.error_code == CLOSE_NORMAL
+    assert seen == ([CONTROL_MESSAGE] if with_message else [])
+    (closed,) = outcome
+    assert closed.info.by_peer
+    assert closed.info.error_code == CLOSE_NORMAL
+    assert "ended its control stream" in closed.info.reason
