@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
 from lanparty.client.service import ClientConfig, run_client
+from lanparty.credentials import b64url
 from lanparty.demo.netns import inside, run
 from lanparty.demo.probes import (
     announce,
@@ -36,13 +38,13 @@ from lanparty.demo.world import (
     LAN_ROUTER,
     RELAY_FOR_CLIENT,
     RELAY_PORT,
-    ROOM,
     TAP,
     ClientProcess,
     dhcp_server,
     link,
     running_bridge,
 )
+from lanparty.invite import Invite
 from lanparty.obs import events
 from lanparty.proto import parse_mac
 from lanparty.session import RelayEndpoint
@@ -143,9 +145,11 @@ async def test_a_cancelled_client_restores_the_host(tmp_path: Path) -> None:
     with running_bridge(tmp_path) as bridge:
         namespace = bridge.topo.client
         before = snapshot(namespace)
+        invite = Invite.parse(bridge.invite)
         config = ClientConfig(
             relay=RelayEndpoint(RELAY_FOR_CLIENT, RELAY_PORT, SpkiPin.parse(bridge.pin)),
-            room=ROOM,
+            room=invite.room,
+            client_key=invite.client_key,
             tap_name=TAP,
             identity_path=tmp_path / "identity.json",
             journal_path=tmp_path / "journal.json",
@@ -167,17 +171,21 @@ def test_a_killed_client_is_cleaned_up_by_the_next_run(tmp_path: Path) -> None:
         before = snapshot(namespace)
         first = ClientProcess(bridge, tmp_path)
         try:
-            first.wait_for_tap()
+            first_tap = first.wait_for_tap()
             assert relay_route_present(namespace)
             first.stop(signal.SIGKILL)
         finally:
             first.kill_if_running()
         assert relay_route_present(namespace)  # left behind, in the journal
-        # The relay keeps the killed client's MAC until its idle timeout (30 s):
-        # the second run uses another one, so that it is admitted at once.
-        second = ClientProcess(bridge, tmp_path, "--virtual-mac", "02:00:00:00:00:2b")
+        # The relay still holds the killed session; the same player (identity, MAC)
+        # replaces it at once (PROTOCOL.md 10) instead of waiting for its idle timeout.
+        sessions_before = len(first.events(events.SESSION_STARTED))  # one log for both runs
+        second = ClientProcess(bridge, tmp_path)
         try:
-            second.wait_for_tap()
+            tap = second.wait_for_tap()
+            assert tap["address"] == first_tap["address"]
+            assert not second.events(events.SESSION_RECONNECTING)
+            assert len(second.events(events.SESSION_STARTED)) == sessions_before + 1
             assert relay_route_present(namespace)
             assert second.stop() == 0, second.log_path.read_text()
         finally:
@@ -186,16 +194,21 @@ def test_a_killed_client_is_cleaned_up_by_the_next_run(tmp_path: Path) -> None:
         assert snapshot(namespace) == before
 
 
-def test_a_permanent_refusal_exits_3_and_leaves_the_host_alone(tmp_path: Path) -> None:
+def test_a_tampered_invite_exits_3_and_leaves_the_host_alone(tmp_path: Path) -> None:
     with running_bridge(tmp_path) as bridge:
         namespace = bridge.topo.client
         before = snapshot(namespace)
-        client = ClientProcess(bridge, tmp_path, "--room", "no spaces allowed")
+        real = Invite.parse(bridge.invite)
+        tampered = attrs.evolve(real, client_key=bytes(32)).format()
+        client = ClientProcess(bridge, tmp_path, invite=tampered)
         try:
             assert client.process.wait(timeout=30) == 3, client.log_path.read_text()
         finally:
             client.kill_if_running()
-        assert "invalid_room" in client.log_path.read_text()
+        said = client.log_path.read_text()
+        assert "not_authorized" in said
+        assert "ask the party's host" in said
+        assert b64url(bytes(32)) not in said
         assert snapshot(namespace) == before
 
 
