@@ -5,9 +5,15 @@ injectable, whole-state snapshots) behaving as ``WindowsHostNetwork`` does
 on a Windows host, with its errors built by the same ``routes`` functions
 from the same Win32 codes:
 
+- interfaces are named by LUID (``luid_of``) or by index, as the back end
+  names them (``routes.py``); ``if_index`` gives an interface another index
+  (a restarted adapter), ``disabled`` takes its IP interfaces away (a
+  disabled adapter: no IP interface, no route);
 - an adapter with IPv6 unbound has no IPv6 interface: reading or setting
   its IPv6 MTU or metric is ERROR_NOT_FOUND (``InterfaceNotFoundError``);
-  an IPv6 MTU under 1280 is ERROR_INVALID_PARAMETER;
+  no IP interface of either family, for a LUID, is
+  ``InterfaceUnavailableError``; an IPv6 MTU under 1280 is
+  ERROR_INVALID_PARAMETER;
 - metric None is "automatic": Windows then uses the interface's own
   ``automatic_metric``, and ``best_route`` ranks by route metric plus
   interface metric;
@@ -41,6 +47,7 @@ from typing import Any
 from lanparty.client.hostnet import Family, IPAddress, Route
 from lanparty.client.windows import routes
 from lanparty.client.windows._decl_iphlpapi import ffi
+from lanparty.errors import HostNetworkError
 from tests.fakes.hostnet import FakeHostNetwork
 
 IFTYPE_ETHERNET = 6
@@ -61,6 +68,9 @@ def luid_of(index: int) -> int:
     return (IFTYPE_ETHERNET << 48) | (index << 24)
 
 
+_OTHER_FAMILY = {Family.IPV4: Family.IPV6, Family.IPV6: Family.IPV4}
+
+
 class WindowsFakeHostNetwork(FakeHostNetwork):
     """``FakeHostNetwork`` with the Windows back end's semantics (see the module docstring)."""
 
@@ -74,6 +84,8 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
         self.elevated = True
         self.refusals: dict[str, int] = {}
         self.disconnected: set[int] = set()
+        self.disabled: set[int] = set()
+        self.if_index: dict[int, int] = {}
 
     # set-up
 
@@ -96,6 +108,29 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
             self.guids[guid] = index
         self.addresses[index] = [ipaddress.ip_interface(address) for address in addresses]
 
+    def luid(self, interface: int) -> int:
+        """The LUID of the interface named ``interface`` (a LUID, or an index: ``luid_of``)."""
+        return interface if routes.is_luid(interface) else luid_of(interface)
+
+    def index(self, interface: int) -> int:
+        """Its interface index: ``if_index``'s, else the index it is named by or its LUID's."""
+        if interface in self.if_index:
+            return self.if_index[interface]
+        return (interface >> 24) & 0xFFFFFF if routes.is_luid(interface) else interface
+
+    def present(self, interface: int) -> bool:
+        """Whether the interface is there with its IP interfaces (not disabled)."""
+        return interface in self.interfaces and interface not in self.disabled
+
+    def resolve(self, interface: int) -> int | None:
+        """The key of ``interfaces`` that ``interface`` (its key, LUID or index) names."""
+        if interface in self.interfaces:
+            return interface
+        for key in self.interfaces:
+            if interface == (self.luid(key) if routes.is_luid(interface) else self.index(key)):
+                return key
+        return None
+
     def refuse(self, method: str, code: int) -> None:
         """Every later call of ``method`` fails with Win32 error ``code``."""
         self.refusals[method] = code
@@ -106,9 +141,16 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
         return self.automatic_metric[index] if configured is None else configured
 
     def has_ip_interface(self, index: int, family: Family) -> bool:
-        return index in self.interfaces and not (
-            family is Family.IPV6 and index in self.without_ipv6
-        )
+        return self.present(index) and not (family is Family.IPV6 and index in self.without_ipv6)
+
+    def ip_interface_code(self, interface: int, family: Family) -> int | None:
+        """GetIpInterfaceEntry's error for the ``family`` IP interface of ``interface``, if any."""
+        key = self.resolve(interface)
+        if key is None or not self.present(key):
+            return routes.ERROR_FILE_NOT_FOUND
+        if not self.has_ip_interface(key, family):
+            return routes.ERROR_NOT_FOUND
+        return None
 
     def choose_route(self, address: IPAddress) -> Route | None:
         """Longest prefix, then the lowest route metric plus interface metric; connected only."""
@@ -118,6 +160,7 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
             if route.destination.version == address.version
             and address in route.destination
             and route.interface_index not in self.disconnected
+            and self.present(route.interface_index)
         ]
         if not candidates:
             return None
@@ -149,60 +192,81 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
             return routes.ERROR_ACCESS_DENIED
         return None
 
-    def _ip_interface_error(self, method: str, index: int, family: Family) -> int | None:
-        """The Win32 error of ``method`` on the ``family`` interface of ``index``, if any.
+    def _check_ip_interface(
+        self, method: str, interface: int, family: Family, action: str
+    ) -> HostNetworkError | None:
+        """The error of ``method`` (trying ``action``) on the ``family`` IP interface, if any.
 
         In the order the back end meets them: GetIpInterfaceEntry's, then
         SetIpInterfaceEntry's.
         """
-        if index not in self.interfaces:
-            return routes.ERROR_FILE_NOT_FOUND
-        if not self.has_ip_interface(index, family):
-            return routes.ERROR_NOT_FOUND
-        return self._refused(method)
+        code = self.ip_interface_code(interface, family)
+        if code is None:
+            refused = self._refused(method)
+            return (
+                None
+                if refused is None
+                else routes.interface_error(refused, interface, family, action)
+            )
+        error = routes.interface_error(code, interface, family, action)
+        other_family = self.ip_interface_code(interface, _OTHER_FAMILY[family])
+        if routes.is_luid(interface) and other_family is not None:
+            return routes.interface_unavailable(interface, family, action, error)
+        return error
 
     async def get_mtu(self, interface_index: int, family: Family) -> int:
         await self._enter("get_mtu", interface_index, family)
-        code = self._ip_interface_error("get_mtu", interface_index, family)
-        if code is not None:
-            raise routes.interface_error(code, interface_index, family, "read its settings")
-        return self.interfaces[interface_index].mtu[family]
+        error = self._check_ip_interface("get_mtu", interface_index, family, "read its settings")
+        if error is not None:
+            raise error
+        return self.interfaces[self._key(interface_index)].mtu[family]
 
     async def set_mtu(self, interface_index: int, family: Family, mtu: int) -> None:
         await self._enter("set_mtu", interface_index, family, mtu)
-        code = self._ip_interface_error("set_mtu", interface_index, family)
-        if code is None and family is Family.IPV6 and mtu < routes.IPV6_MIN_MTU:
-            code = routes.ERROR_INVALID_PARAMETER
-        if code is not None:
-            raise routes.set_mtu_error(code, interface_index, family, mtu)
-        self.interfaces[interface_index].mtu[family] = mtu
+        action = f"set the MTU to {mtu}"
+        error = self._check_ip_interface("set_mtu", interface_index, family, action)
+        if error is None and family is Family.IPV6 and mtu < routes.IPV6_MIN_MTU:
+            invalid = routes.ERROR_INVALID_PARAMETER
+            error = routes.set_mtu_error(invalid, interface_index, family, mtu)
+        if error is not None:
+            raise error
+        self.interfaces[self._key(interface_index)].mtu[family] = mtu
 
     async def get_metric(self, interface_index: int, family: Family) -> int | None:
         await self._enter("get_metric", interface_index, family)
-        code = self._ip_interface_error("get_metric", interface_index, family)
-        if code is not None:
-            raise routes.interface_error(code, interface_index, family, "read its settings")
-        return self.interfaces[interface_index].metric[family]
+        error = self._check_ip_interface("get_metric", interface_index, family, "read its settings")
+        if error is not None:
+            raise error
+        return self.interfaces[self._key(interface_index)].metric[family]
 
     async def set_metric(self, interface_index: int, family: Family, metric: int | None) -> None:
         await self._enter("set_metric", interface_index, family, metric)
-        code = self._ip_interface_error("set_metric", interface_index, family)
-        if code is not None:
-            action = f"set the metric to {'automatic' if metric is None else metric}"
-            raise routes.interface_error(code, interface_index, family, action)
-        self.interfaces[interface_index].metric[family] = metric
+        action = f"set the metric to {'automatic' if metric is None else metric}"
+        error = self._check_ip_interface("set_metric", interface_index, family, action)
+        if error is not None:
+            raise error
+        self.interfaces[self._key(interface_index)].metric[family] = metric
+
+    def _key(self, interface: int) -> int:
+        key = self.resolve(interface)
+        assert key is not None
+        return key
 
     async def list_routes(self, family: Family) -> list[Route]:
         await self._enter("list_routes", family)
         code = self._refused("list_routes")
         if code is not None:
             raise routes.win32_error(code, f"cannot read the {routes.FAMILY_NAME[family]} routes")
-        return [route for route in self.routes if route.family is family]
+        return [
+            route
+            for route in self.routes
+            if route.family is family and self.present(route.interface_index)
+        ]
 
     async def add_route(self, route: Route) -> None:
         await self._enter("add_route", route)
         code = self._refused("add_route")
-        if code is None and route.interface_index not in self.interfaces:
+        if code is None and not self.present(route.interface_index):
             code = routes.ERROR_NOT_FOUND
         if code is None and self.same_key(route) is not None:
             code = routes.ERROR_OBJECT_ALREADY_EXISTS
@@ -212,12 +276,23 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
 
     async def delete_route(self, route: Route) -> None:
         await self._enter("delete_route", route)
-        if route not in self.routes:  # the back end looks before it deletes
+        existing = self.find_route(route)
+        if existing is None:  # the back end looks before it deletes
             raise routes.route_not_found(route)
         code = self._refused("delete_route")
         if code is not None:
             raise routes.delete_route_error(code, route)
-        self.routes.remove(route)
+        self.routes.remove(existing)
+
+    def find_route(self, route: Route) -> Route | None:
+        """The route of the table that is ``route``, its interface named by LUID or index."""
+        for existing in self.routes:
+            if not self.present(existing.interface_index):
+                continue
+            by_index = routes.by_luid(existing, self.index(existing.interface_index))
+            if route in (existing, by_index):
+                return existing
+        return None
 
     async def best_route(self, address: IPAddress) -> Route:
         await self._enter("best_route", address)
@@ -246,10 +321,14 @@ class FakeIphlpapi:
         self.calls.append(name)
 
     def _index(self, luid: int, index: int) -> int | None:
-        """The interface a row names: its LUID if set (the LUID wins), else its index."""
-        if luid:
-            return next((i for i in self.net.interfaces if luid_of(i) == luid), None)
-        return index if index in self.net.interfaces else None
+        """The interface a row names (the LUID wins when set), if it is there and enabled."""
+        net = self.net
+        for interface in net.interfaces:
+            if net.present(interface) and (
+                net.luid(interface) == luid if luid else net.index(interface) == index
+            ):
+                return interface
+        return None
 
     def _change_refused(self) -> bool:
         return not self.net.elevated
@@ -259,9 +338,9 @@ class FakeIphlpapi:
     def ConvertInterfaceGuidToLuid(self, guid: Any, luid: Any) -> int:  # noqa: N802
         self._call("ConvertInterfaceGuidToLuid")
         index = self.net.guids.get(routes.read_guid(guid))
-        if index is None or index not in self.net.interfaces:
+        if index is None or not self.net.present(index):
             return routes.ERROR_INVALID_PARAMETER
-        luid.Value = luid_of(index)
+        luid.Value = self.net.luid(index)
         return routes.NO_ERROR
 
     def ConvertInterfaceLuidToIndex(self, luid: Any, index: Any) -> int:  # noqa: N802
@@ -269,14 +348,15 @@ class FakeIphlpapi:
         found = self._index(luid.Value, 0)
         if found is None:
             return routes.ERROR_INVALID_PARAMETER
-        index[0] = found
+        index[0] = self.net.index(found)
         return routes.NO_ERROR
 
     def ConvertInterfaceIndexToLuid(self, index: int, luid: Any) -> int:  # noqa: N802
         self._call("ConvertInterfaceIndexToLuid")
-        if index not in self.net.interfaces:
+        found = self._index(0, index)
+        if found is None:
             return routes.ERROR_INVALID_PARAMETER
-        luid.Value = luid_of(index)
+        luid.Value = self.net.luid(found)
         return routes.NO_ERROR
 
     # IP interfaces
@@ -295,9 +375,8 @@ class FakeIphlpapi:
         index = self._index(row.InterfaceLuid.Value, row.InterfaceIndex)
         if index is None:
             return routes.ERROR_FILE_NOT_FOUND
-        if not self.net.has_ip_interface(index, family):
-            return routes.ERROR_NOT_FOUND
-        return index, family
+        code = self.net.ip_interface_code(index, family)
+        return (index, family) if code is None else code
 
     def GetIpInterfaceEntry(self, row: Any) -> int:  # noqa: N802
         self._call("GetIpInterfaceEntry")
@@ -306,8 +385,8 @@ class FakeIphlpapi:
             return found
         index, family = found
         interface = self.net.interfaces[index]
-        row.InterfaceLuid.Value = luid_of(index)
-        row.InterfaceIndex = index
+        row.InterfaceLuid.Value = self.net.luid(index)
+        row.InterfaceIndex = self.net.index(index)
         row.NlMtu = interface.mtu[family]
         row.UseAutomaticMetric = int(interface.metric[family] is None)
         row.Metric = self.net.effective_metric(index, family)
@@ -352,7 +431,8 @@ class FakeIphlpapi:
 
     def _fill_route(self, row: Any, route: Route) -> None:
         routes.fill_new_route(row, route)
-        row.InterfaceLuid.Value = luid_of(route.interface_index)
+        row.InterfaceLuid.Value = self.net.luid(route.interface_index)
+        row.InterfaceIndex = self.net.index(route.interface_index)
         row.Protocol = self.protocols.get(route, routes.MIB_IPPROTO_NETMGMT)
         row.ValidLifetime = row.PreferredLifetime = 0xFFFFFFFF
         row.Age = 42
@@ -360,10 +440,14 @@ class FakeIphlpapi:
     def GetIpForwardTable2(self, address_family: int, table_pointer: Any) -> int:  # noqa: N802
         self._call("GetIpForwardTable2")
         if address_family == routes.AF_UNSPEC:
-            chosen = list(self.net.routes)
+            chosen = [route for route in self.net.routes if self.net.present(route.interface_index)]
         else:
             family = routes.family_of(address_family)
-            chosen = [route for route in self.net.routes if route.family is family]
+            chosen = [
+                route
+                for route in self.net.routes
+                if route.family is family and self.net.present(route.interface_index)
+            ]
         table = self._new_table("MIB_IPFORWARD_TABLE2", "MIB_IPFORWARD_ROW2", len(chosen))
         for row, route in zip(routes.table_rows(table, "MIB_IPFORWARD_ROW2"), chosen, strict=True):
             self._fill_route(row, route)
@@ -385,8 +469,8 @@ class FakeIphlpapi:
         rows = routes.table_rows(table, "MIB_UNICASTIPADDRESS_ROW")
         for row, (index, address) in zip(rows, chosen, strict=True):
             routes.write_sockaddr(row.Address, address.ip)
-            row.InterfaceLuid.Value = luid_of(index)
-            row.InterfaceIndex = index
+            row.InterfaceLuid.Value = self.net.luid(index)
+            row.InterfaceIndex = self.net.index(index)
             row.OnLinkPrefixLength = address.network.prefixlen
             row.DadState = 1 if address.ip in self.net.tentative else routes.IP_DAD_STATE_PREFERRED
         table_pointer[0] = table

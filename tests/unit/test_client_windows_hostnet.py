@@ -1,4 +1,8 @@
-"""``WindowsHostNetwork`` on a fake iphlpapi.dll, and the fake guard tests use, compared with it."""
+"""``WindowsHostNetwork`` on a fake iphlpapi.dll, and the fake guard tests use, compared with it.
+
+Interfaces are named by LUID, as the Windows back end names them (an index
+changes when an adapter restarts; a LUID does not).
+"""
 
 from __future__ import annotations
 
@@ -19,11 +23,17 @@ from lanparty.client.hostnet import (
     Route,
     RouteNotFoundError,
 )
-from lanparty.client.journal import Journal
+from lanparty.client.journal import Journal, RestoreMetric, RestoreMtu, restore_pending
 from lanparty.errors import HostNetworkError
-from tests.fakes.windows_hostnet import FakeIphlpapi, WindowsFakeHostNetwork, windows_only_modules
+from tests.fakes.windows_hostnet import (
+    FakeIphlpapi,
+    WindowsFakeHostNetwork,
+    luid_of,
+    windows_only_modules,
+)
 
-ETH, TAP = 3, 12
+ETH_INDEX, TAP_INDEX = 3, 12
+ETH, TAP = luid_of(ETH_INDEX), luid_of(TAP_INDEX)
 RELAY = ip_address("198.18.5.9")
 ETH_DEFAULT = Route(ip_network("0.0.0.0/0"), ip_address("198.18.0.1"), ETH, 0)
 ETH_DEFAULT_V6 = Route(ip_network("::/0"), ip_address("fe80::1"), ETH, 0)
@@ -101,7 +111,9 @@ async def test_a_route_that_vanishes_between_list_and_delete_is_not_found(
         return deleted_meanwhile(row)
 
     dll.DeleteIpForwardEntry2 = delete
-    with pytest.raises(RouteNotFoundError, match=r"198\.18\.0\.0/24 on-link on interface 3"):
+    with pytest.raises(
+        RouteNotFoundError, match=r"198\.18\.0\.0/24 on-link on interface LUID 0x0006000003000000"
+    ):
         await hostnet.delete_route(ETH_SUBNET)
 
 
@@ -114,6 +126,8 @@ OPERATIONS: list[tuple[str, Operation]] = [
     ("set IPv6 MTU", lambda h: h.set_mtu(TAP, Family.IPV6, 1380)),
     ("set IPv6 MTU 1200", lambda h: h.set_mtu(TAP, Family.IPV6, 1200)),
     ("set MTU, no such interface", lambda h: h.set_mtu(99, Family.IPV4, 1380)),
+    ("set MTU, no interface of that LUID", lambda h: h.set_mtu(luid_of(99), Family.IPV4, 1380)),
+    ("set the TAP's MTU by index", lambda h: h.set_mtu(TAP_INDEX, Family.IPV4, 1390)),
     ("get IPv4 metric", lambda h: h.get_metric(TAP, Family.IPV4)),
     ("set IPv4 metric", lambda h: h.set_metric(TAP, Family.IPV4, 10)),
     ("set IPv6 metric", lambda h: h.set_metric(TAP, Family.IPV6, 10)),
@@ -186,3 +200,78 @@ async def test_the_guards_through_the_back_end_put_everything_back(
     assert net.snapshot() == before
     assert journal.pending() == []
     assert dll.live_tables == 0
+
+
+async def test_routes_name_their_interface_by_luid_and_old_index_ones_still_go(
+    windows_hostnet_module: ModuleType,
+) -> None:
+    net = host()
+    hostnet, _ = open_backend(windows_hostnet_module, net)
+    assert {route.interface_index for route in await hostnet.list_routes(Family.IPV4)} == {ETH}
+    assert (await hostnet.best_route(RELAY)).interface_index == ETH
+    await hostnet.add_route(RELAY_ROUTE)
+    # A route an older lanparty journaled by interface index.
+    await hostnet.delete_route(Route(RELAY_ROUTE.destination, RELAY_ROUTE.gateway, ETH_INDEX, 0))
+    assert RELAY_ROUTE not in net.routes
+
+
+def crashed_run(net: WindowsFakeHostNetwork, tmp_path: Path) -> Journal:
+    """What a killed client left: the TAP's IPv4 MTU and metric changed, and journaled."""
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(RestoreMtu(TAP, Family.IPV4, 1500))
+    journal.record(RestoreMetric(TAP, Family.IPV4, None))
+    net.interfaces[TAP].mtu[Family.IPV4] = 1380
+    net.interfaces[TAP].metric[Family.IPV4] = 10
+    return journal
+
+
+async def test_after_the_tap_restarts_with_another_index_its_settings_are_restored(
+    windows_hostnet_module: ModuleType, tmp_path: Path
+) -> None:
+    """A crash, then set-adapter-mac restarts the adapter: Windows gives it a new index."""
+    net = host()
+    before = net.snapshot()
+    journal = crashed_run(net, tmp_path)
+    net.if_index[TAP] = 40
+    net.if_index[luid_of(7)] = TAP_INDEX  # and another adapter the old one
+    net.add_interface(luid_of(7), mtu=9000, metric=5)
+    hostnet, _ = open_backend(windows_hostnet_module, net)
+    assert await restore_pending(Journal(journal.path), hostnet) == 2
+    assert net.interfaces[TAP].mtu[Family.IPV4] == 1500
+    assert net.interfaces[TAP].metric[Family.IPV4] is None
+    assert net.interfaces[luid_of(7)].mtu[Family.IPV4] == 9000  # untouched
+    del net.interfaces[luid_of(7)]
+    assert net.snapshot() == before
+
+
+@pytest.mark.parametrize("how", ["disabled", "absent"])
+async def test_the_entries_of_a_tap_disabled_or_absent_wait_for_it(
+    windows_hostnet_module: ModuleType, tmp_path: Path, how: str
+) -> None:
+    net = host()
+    journal = crashed_run(net, tmp_path)
+    away = net.interfaces.pop(TAP) if how == "absent" else None
+    if how == "disabled":
+        net.disabled.add(TAP)
+    hostnet, _ = open_backend(windows_hostnet_module, net)
+    with pytest.raises(HostNetworkError, match="disabled or not there") as caught:
+        await restore_pending(Journal(journal.path), hostnet)
+    assert not isinstance(caught.value, InterfaceNotFoundError)  # which would count as restored
+    assert "Enable" in str(caught.value)
+    assert len(Journal(journal.path).pending()) == 2
+    if away is not None:
+        net.interfaces[TAP] = away
+    net.disabled.clear()
+    assert await restore_pending(Journal(journal.path), hostnet) == 2
+    assert net.interfaces[TAP].mtu[Family.IPV4] == 1500
+
+
+async def test_a_family_unbound_from_a_present_tap_counts_as_restored(
+    windows_hostnet_module: ModuleType, tmp_path: Path
+) -> None:
+    net = host(tap_ipv6=False)
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(RestoreMtu(TAP, Family.IPV6, 1500))
+    hostnet, _ = open_backend(windows_hostnet_module, net)
+    assert await restore_pending(journal, hostnet) == 1
+    assert journal.pending() == []

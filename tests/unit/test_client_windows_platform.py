@@ -174,7 +174,9 @@ class AdapterSetUp:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, module: types.ModuleType) -> None:
         self.registry = FakeRegistry()
         self.events: list[tuple[str, Any]] = []
-        self.tap = types.SimpleNamespace(index=17, name="LAN party")
+        self.tap = types.SimpleNamespace(
+            index=0x0006_0000_0100_0000, interface_index=17, name="LAN party"
+        )
         self.max_frame: int | None = None
         self.connect_media = True
         monkeypatch.setattr(module, "WindowsRegistry", lambda: self.registry)
@@ -263,7 +265,7 @@ async def test_private_network_lasts_as_long_as_the_adapter(
     add_tap_adapter(setup.registry, "0001", name="LAN party")
     platform = platform_module.WindowsPlatform(private_network=True)
     async with platform.open_adapter(None, mac=MAC, mtu=1400):
-        assert setup.events[-1] == ("private", 17)
+        assert setup.events[-1] == ("private", 17)  # PowerShell's -InterfaceIndex
     assert [event for event, _ in setup.events] == [
         "tap open",
         "private",

@@ -79,6 +79,44 @@ def test_a_route_row_is_copied_whole() -> None:
     assert copied.raw == bytes(ffi.buffer(row))
 
 
+LUID = 0x0006_0000_0C00_0000
+
+
+def test_an_interface_is_a_luid_or_an_index() -> None:
+    assert routes.is_luid(LUID)
+    assert not routes.is_luid(12)
+    assert not routes.is_luid(0xFFFF_FFFF)  # the largest index
+    assert routes.describe_interface(12) == "interface 12"
+    assert routes.describe_interface(LUID) == "interface LUID 0x000600000c000000"
+
+
+def test_rows_name_their_interface_by_luid_when_given_one() -> None:
+    row = ffi.new("MIB_IPFORWARD_ROW2 *")
+    routes.fill_new_route(row, Route(RELAY_ROUTE.destination, RELAY_ROUTE.gateway, LUID, 0))
+    assert (row.InterfaceLuid.Value, row.InterfaceIndex) == (LUID, 0)
+    row.InterfaceIndex = 12  # what Windows fills in
+    copied = routes.read_route_row(row)
+    assert copied.route.interface_index == 12
+    assert copied.route_by_luid.interface_index == LUID
+    assert copied.is_route(copied.route) and copied.is_route(copied.route_by_luid)
+    interface = ffi.new("MIB_IPINTERFACE_ROW *")
+    routes.address_interface(interface, LUID, Family.IPV4)
+    assert (interface.InterfaceLuid.Value, interface.InterfaceIndex) == (LUID, 0)
+
+
+def test_an_unavailable_interface_says_to_enable_it_and_is_not_interface_not_found() -> None:
+    cause = routes.interface_error(2, LUID, Family.IPV4, "set the MTU to 1500")
+    error = routes.interface_unavailable(LUID, Family.IPV4, "set the MTU to 1500", cause)
+    assert isinstance(error, routes.InterfaceUnavailableError)
+    assert not isinstance(error, InterfaceNotFoundError)
+    assert str(error).startswith(
+        "interface LUID 0x000600000c000000 (IPv4): cannot set the MTU to 1500: its adapter is "
+        "disabled or not there"
+    )
+    assert "> Enable" in str(error)
+    assert "delete the journal" in str(error)
+
+
 def test_an_on_link_next_hop_is_no_gateway_and_host_bits_are_masked() -> None:
     row = ffi.new("MIB_IPFORWARD_ROW2 *")
     routes.write_sockaddr(row.DestinationPrefix.Prefix, ip_address("198.19.3.4"))

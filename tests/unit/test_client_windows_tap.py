@@ -354,7 +354,9 @@ async def test_a_frame_the_driver_refuses_is_counted_and_the_rest_go(
 
 def test_the_adapter_describes_itself(tap_module: types.ModuleType) -> None:
     tap = windows_tap(tap_module, FakeDriver())
-    assert (tap.name, tap.index, tap.mtu, tap.dropped_frames) == ("LAN party", 17, 1400, 0)
+    assert (tap.name, tap.mtu, tap.dropped_frames) == ("LAN party", 1400, 0)
+    # Routes, metrics and the journal name it by LUID: its index changes when it restarts.
+    assert (tap.index, tap.interface_index) == (0x0006_0000_0100_0000, 17)
     assert tap.ipv4_address() == "192.168.1.17"
 
 
@@ -505,7 +507,8 @@ async def test_opening_asks_the_driver_then_connects_then_registers(
         ) as tap:
             await trio.testing.wait_all_tasks_blocked()
             assert len(windows.drivers[0].pending) == tap_module.OUTSTANDING_READS
-            assert (tap.name, tap.index, tap.mtu, tap.max_frame) == ("LAN party", 17, 1400, 1418)
+            assert (tap.name, tap.mtu, tap.max_frame) == ("LAN party", 1400, 1418)
+            assert (tap.index, tap.interface_index) == (tap.luid, 17)
     handle = 0x101
     access = CONSTANTS["GENERIC_READ"] | CONSTANTS["GENERIC_WRITE"]
     flags = CONSTANTS["FILE_ATTRIBUTE_SYSTEM"] | CONSTANTS["FILE_FLAG_OVERLAPPED"]

@@ -13,6 +13,14 @@ becomes a ``HostNetworkError`` that says so.
 
 Windows semantics behind the interface's words:
 
+- **Interface index**: the interface's LUID (``routes.py``): what routes
+  come out with, what the guards and the journal keep, so that a restore
+  after a crash finds the TAP even when restarting it (``set-adapter-mac``)
+  gave it another index. An index still works (older journals). An adapter
+  of a LUID with no IP interface of either family (disabled, or not there)
+  is ``routes.InterfaceUnavailableError``, which leaves a journal entry
+  pending; one family unbound from a present adapter is
+  ``InterfaceNotFoundError``.
 - **MTU**: the IP interface's ``NlMtu`` for that family
   (MIB_IPINTERFACE_ROW); Windows keeps it across restarts. An adapter with
   IPv6 unbound has no IPv6 interface (ERROR_NOT_FOUND):
@@ -37,9 +45,11 @@ Windows semantics behind the interface's words:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import TracebackType
+from typing import TypeVar
 
-from lanparty.client.hostnet import Family, IPAddress, Route
+from lanparty.client.hostnet import Family, InterfaceNotFoundError, IPAddress, Route
 
 if sys.platform != "win32":
     raise ImportError(f"lanparty.client.windows.hostnet is for Windows, not {sys.platform}")
@@ -47,6 +57,9 @@ if sys.platform != "win32":
 from lanparty.client.windows import iphlpapi, routes
 
 __all__ = ["WindowsHostNetwork"]
+
+T = TypeVar("T")
+_OTHER_FAMILY = {Family.IPV4: Family.IPV6, Family.IPV6: Family.IPV4}
 
 
 class WindowsHostNetwork:
@@ -72,31 +85,64 @@ class WindowsHostNetwork:
     # MTU and metric
 
     async def get_mtu(self, interface_index: int, family: Family) -> int:
-        return iphlpapi.get_ip_interface(interface_index, family).mtu
+        return _on_ip_interface(
+            interface_index, family, "read its settings", iphlpapi.get_ip_interface
+        ).mtu
 
     async def set_mtu(self, interface_index: int, family: Family, mtu: int) -> None:
-        iphlpapi.set_interface_mtu(interface_index, family, mtu)
+        def set_mtu(interface: int, family: Family) -> None:
+            iphlpapi.set_interface_mtu(interface, family, mtu)
+
+        _on_ip_interface(interface_index, family, f"set the MTU to {mtu}", set_mtu)
 
     async def get_metric(self, interface_index: int, family: Family) -> int | None:
-        return iphlpapi.get_ip_interface(interface_index, family).configured_metric
+        return _on_ip_interface(
+            interface_index, family, "read its settings", iphlpapi.get_ip_interface
+        ).configured_metric
 
     async def set_metric(self, interface_index: int, family: Family, metric: int | None) -> None:
-        iphlpapi.set_interface_metric(interface_index, family, metric)
+        def set_metric(interface: int, family: Family) -> None:
+            iphlpapi.set_interface_metric(interface, family, metric)
+
+        action = f"set the metric to {'automatic' if metric is None else metric}"
+        _on_ip_interface(interface_index, family, action, set_metric)
 
     # routes
 
     async def list_routes(self, family: Family) -> list[Route]:
-        return [row.route for row in iphlpapi.forward_table(family)]
+        return [row.route_by_luid for row in iphlpapi.forward_table(family)]
 
     async def add_route(self, route: Route) -> None:
         iphlpapi.create_route(route)
 
     async def delete_route(self, route: Route) -> None:
         for row in iphlpapi.forward_table(route.family):
-            if row.route == route:
+            if row.is_route(route):
                 iphlpapi.delete_route(row)
                 return
         raise routes.route_not_found(route)
 
     async def best_route(self, address: IPAddress) -> Route:
-        return iphlpapi.best_route(address).route
+        best = iphlpapi.best_route(address)
+        return routes.by_luid(best.route, best.interface_luid)
+
+
+def _on_ip_interface(
+    interface: int, family: Family, action: str, call: Callable[[int, Family], T]
+) -> T:
+    """``call(interface, family)``; a LUID whose adapter has no IP interface at all is
+    ``InterfaceUnavailableError`` (disabled or not there), not ``InterfaceNotFoundError``."""
+    try:
+        return call(interface, family)
+    except InterfaceNotFoundError as exc:
+        if not routes.is_luid(interface) or _has_ip_interface(interface, _OTHER_FAMILY[family]):
+            raise
+        raise routes.interface_unavailable(interface, family, action, exc) from exc
+
+
+def _has_ip_interface(interface: int, family: Family) -> bool:
+    try:
+        iphlpapi.get_ip_interface(interface, family)
+    except InterfaceNotFoundError:
+        return False
+    return True

@@ -5,7 +5,8 @@
     set_interface_mtu(index, Family.IPV4, 1380)
 
 Thin wrappers: each fills the structs of ``_decl_iphlpapi``, makes one or
-two calls, and returns Python values; the translation (rows, routes, what a
+two calls, and returns Python values (an interface is named by LUID or by
+index, ``routes.is_luid``; WireGuard's winipcfg names them by LUID alone); the translation (rows, routes, what a
 Win32 error code means) is in ``routes.py``, which imports anywhere and is
 unit-tested on Linux. A failed call raises ``HostNetworkError`` (or
 ``InterfaceNotFoundError``/``RouteNotFoundError``) naming the Win32 error.
@@ -200,7 +201,7 @@ def delete_route(row: RouteRow) -> None:
     ffi.memmove(raw_row, row.raw, len(row.raw))
     code = library().DeleteIpForwardEntry2(raw_row)
     if code != routes.NO_ERROR:
-        raise routes.delete_route_error(code, row.route)
+        raise routes.delete_route_error(code, row.route_by_luid)
 
 
 def best_route(address: IPAddress) -> BestRoute:

@@ -97,7 +97,7 @@ class WindowsPlatform:
                     private_network_profile,
                 )
 
-                await stack.enter_async_context(private_network_profile(tap.index))
+                await stack.enter_async_context(private_network_profile(tap.interface_index))
             yield tap
 
 

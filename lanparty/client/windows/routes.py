@@ -9,6 +9,12 @@ so the unit tests run it on Linux; ``iphlpapi.py`` makes the calls.
   (windows-facts 2.4, "copy each row ... then FreeMibTable").
 - A route's ``metric`` is the row's own ``Metric``; Windows adds the
   interface metric to it when it chooses a route (windows-facts 2.3).
+- Interfaces: the number ``HostNetwork`` calls an interface index is, on
+  Windows, the interface's LUID (``NET_LUID.Value``): it is what the journal
+  keeps, and a LUID stays the adapter's for good while Windows may give it
+  another index when it restarts (Microsoft, "Mapping a NET_LUID value to an
+  interface index"). A number below 2**32 is an index (a LUID's IfType, in
+  its top 16 bits, is never 0), still accepted for what older journals hold.
 - A next hop of 0.0.0.0 or :: means on-link: ``Route.gateway`` None. IPv6
   scope ids are dropped: the interface index already says which link.
 - Errors: a Win32 code becomes a ``HostNetworkError`` (or the subclass the
@@ -32,6 +38,7 @@ from lanparty.client.hostnet import (
     Route,
     RouteNotFoundError,
 )
+from lanparty.client.journal import default_journal_path
 from lanparty.client.windows._decl_iphlpapi import CONSTANTS, ffi
 from lanparty.errors import HostNetworkError
 
@@ -57,6 +64,8 @@ ERROR_NAMES = {code: name for name, code in CONSTANTS.items() if name.startswith
 IPV6_MIN_MTU = 1280
 """The smallest MTU IPv6 allows (RFC 8200); Windows refuses a smaller NlMtu."""
 
+_FIRST_LUID = 1 << 32
+
 _RUN_AS_ADMINISTRATOR = (
     "run lanparty-client as administrator: start it from the shortcut that "
     "`lanparty-client install-shortcut` makes, or right-click > Run as administrator"
@@ -64,7 +73,31 @@ _RUN_AS_ADMINISTRATOR = (
 _LINK_LOCAL_IPV4 = ipaddress.IPv4Network("169.254.0.0/16")
 
 
+class InterfaceUnavailableError(HostNetworkError):
+    """The adapter of a LUID is disabled or not there: what was to be done to it must wait.
+
+    Not an ``InterfaceNotFoundError``, which tells the journal that the
+    setting went with the interface: an adapter's IP settings outlive its
+    being disabled, so the journal keeps the entry for the next start.
+    """
+
+
 # values
+
+
+def is_luid(interface: int) -> bool:
+    """Whether ``interface`` (see the module docstring) is a LUID rather than an index."""
+    return interface >= _FIRST_LUID
+
+
+def describe_interface(interface: int) -> str:
+    """``interface 12`` or ``interface LUID 0x0006000001000000``."""
+    return f"interface LUID {interface:#018x}" if is_luid(interface) else f"interface {interface}"
+
+
+def by_luid(route: Route, interface_luid: int) -> Route:
+    """``route`` with its interface named by LUID."""
+    return attrs.evolve(route, interface_index=interface_luid)
 
 
 @attrs.frozen
@@ -72,11 +105,20 @@ class RouteRow:
     """One row of the forwarding table, copied out of it."""
 
     route: Route
+    """The route with its interface index, as the row has it (see ``route_by_luid``)."""
     interface_luid: int
     protocol: int
     raw: bytes
     """The whole row as the table had it: what ``DeleteIpForwardEntry2`` is given back
     (windows-facts 2.3, rows from GetIpForwardTable2 can be passed back as-is)."""
+
+    @property
+    def route_by_luid(self) -> Route:
+        return by_luid(self.route, self.interface_luid)
+
+    def is_route(self, route: Route) -> bool:
+        """Whether this row is ``route``, its interface named by LUID or by index."""
+        return route in (self.route, self.route_by_luid)
 
 
 @attrs.frozen
@@ -222,7 +264,7 @@ def fill_new_route(row: Any, route: Route) -> None:
     prefix, the next hop (0.0.0.0 or :: of the right family when on-link),
     SitePrefixLength 0, the metric and MIB_IPPROTO_NETMGMT.
     """
-    row.InterfaceIndex = route.interface_index
+    _name_interface(row, route.interface_index)
     write_sockaddr(row.DestinationPrefix.Prefix, route.destination.network_address)
     row.DestinationPrefix.PrefixLength = route.destination.prefixlen
     write_sockaddr(row.NextHop, route.gateway or unspecified(route.family))
@@ -234,16 +276,24 @@ def fill_new_route(row: Any, route: Route) -> None:
 def describe_route(route: Route) -> str:
     """``route`` as a player reads it: ``198.18.5.9/32 via 198.18.0.1 on interface 12``."""
     via = "on-link" if route.gateway is None else f"via {route.gateway}"
-    return f"{route.destination} {via} on interface {route.interface_index}"
+    return f"{route.destination} {via} on {describe_interface(route.interface_index)}"
+
+
+def _name_interface(row: Any, interface: int) -> None:
+    # A row names its interface by LUID or by index; Windows takes the LUID when set.
+    if is_luid(interface):
+        row.InterfaceLuid.Value = interface
+    else:
+        row.InterfaceIndex = interface
 
 
 # IP interfaces
 
 
-def address_interface(row: Any, interface_index: int, family: Family) -> None:
-    """Key an initialized ``MIB_IPINTERFACE_ROW *`` for ``GetIpInterfaceEntry``."""
+def address_interface(row: Any, interface: int, family: Family) -> None:
+    """Key an initialized ``MIB_IPINTERFACE_ROW *`` for ``GetIpInterfaceEntry`` (LUID or index)."""
     row.Family = ADDRESS_FAMILY[family]
-    row.InterfaceIndex = interface_index
+    _name_interface(row, interface)
 
 
 def read_ip_interface(row: Any) -> IpInterface:
@@ -366,7 +416,7 @@ def interface_error(
     interface, or no such family on it, is ``InterfaceNotFoundError``: a
     restore then counts as done (the setting went with the interface).
     """
-    what = f"interface {interface_index} ({FAMILY_NAME[family]}): cannot {action}"
+    what = f"{describe_interface(interface_index)} ({FAMILY_NAME[family]}): cannot {action}"
     name = error_name(code)
     return win32_error(
         code,
@@ -387,10 +437,24 @@ def interface_error(
 def set_mtu_error(code: int, interface_index: int, family: Family, mtu: int) -> HostNetworkError:
     if code == ERROR_INVALID_PARAMETER and family is Family.IPV6 and mtu < IPV6_MIN_MTU:
         return HostNetworkError(
-            f"interface {interface_index} (IPv6): cannot set the MTU to {mtu}: "
+            f"{describe_interface(interface_index)} (IPv6): cannot set the MTU to {mtu}: "
             f"{error_name(code)}, IPv6 needs at least {IPV6_MIN_MTU}"
         )
     return interface_error(code, interface_index, family, f"set the MTU to {mtu}")
+
+
+def interface_unavailable(
+    interface: int, family: Family, action: str, cause: HostNetworkError
+) -> InterfaceUnavailableError:
+    """The error of ``action`` on a LUID whose adapter has no IP interface of either family."""
+    return InterfaceUnavailableError(
+        f"{describe_interface(interface)} ({FAMILY_NAME[family]}): cannot {action}: its adapter "
+        f"is disabled or not there ({cause}). If it is the TAP-Windows adapter, enable it "
+        "(Control Panel > Network Connections, right-click it > Enable) and start "
+        "lanparty-client again: what lanparty changed on it is kept in the journal of host "
+        "network changes until then (if the adapter was removed for good, delete the journal, "
+        f"{default_journal_path()} unless --journal names another)"
+    )
 
 
 def add_route_error(code: int, route: Route) -> HostNetworkError:

@@ -183,6 +183,13 @@ class WindowsTap:
 
     @property
     def index(self) -> int:
+        """What ``HostNetwork`` knows it by on Windows: its LUID (``routes.py``), which,
+        unlike its interface index, stays the same when the adapter restarts."""
+        return self.luid
+
+    @property
+    def interface_index(self) -> int:
+        """Windows' interface index (``route print``, PowerShell's ``-InterfaceIndex``)."""
         return self._index
 
     @property
