@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -12,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from lanparty.credentials import ClientCredentials, GatewayCredentials
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -108,3 +111,21 @@ class Totals:
 
     def cpu_us(self) -> float:
         return self.cpu_s * 1e6 / self.frames if self.frames else float("nan")
+
+
+def gateway_credentials(room: str = "bench") -> GatewayCredentials:
+    """Fixed keys for a benchmark's room (invite-only rooms, PROTOCOL.md 10)."""
+    return GatewayCredentials(
+        gateway_key=hashlib.sha256(f"bench gateway key {room}".encode()).digest(),
+        client_key=hashlib.sha256(f"bench client key {room}".encode()).digest(),
+        room_name=room,
+    )
+
+
+def client_credentials(mac: bytes, room: str = "bench") -> ClientCredentials:
+    """A benchmark player of ``room``: the room's invite key, an identity of its own."""
+    return ClientCredentials(
+        room_id=gateway_credentials(room).room_id,
+        client_key=gateway_credentials(room).client_key,
+        identity_secret=hashlib.sha256(b"bench identity " + mac).digest(),
+    )

@@ -31,11 +31,14 @@ from typing import Any
 import trio
 
 from benchmarks._common import machine_summary, process_cpu_s
+from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import Role
+from lanparty.demo.world import wait_for_invite
 from lanparty.gateway.packet_socket import PacketSocket
+from lanparty.invite import Invite
 from lanparty.obs import configure_logging
 from lanparty.proto import parse_mac
-from lanparty.session import RelayEndpoint, Session, open_session
+from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.transport import SpkiPin
 from tests.netns.lan import marked_frame
 from tests.netns.netns import inside
@@ -65,7 +68,7 @@ def start(
     )  # fmt: skip
     assert relay.stdout is not None
     lines: list[str] = []
-    while not lines or not lines[-1].startswith("endpoints use:"):
+    while not lines or not lines[-1].startswith("gateway:"):
         lines.append(relay.stdout.readline().strip())
         assert lines[-1] or relay.poll() is None
     pin = re.search(r"^pin: (\S+)$", "\n".join(lines), re.MULTILINE)
@@ -73,11 +76,12 @@ def start(
     gateway = topo.popen(
         topo.gateway,
         [sys.executable, "-m", "lanparty.gateway", "lan0", "--relay",
-         f"{RELAY_FOR_GATEWAY}:{RELAY_PORT}", "--relay-pin", pin.group(1), "--room", "bench",
+         f"{RELAY_FOR_GATEWAY}:{RELAY_PORT}", "--relay-pin", pin.group(1),
+         "--state-dir", str(state / "gateway"), "--room-name", "bench",
          "--log-level", "warning", *([] if native else ["--no-native"])],
-        stdout=subprocess.DEVNULL,
+        stdout=(state / "gateway.out").open("w"),
     )  # fmt: skip
-    return relay, gateway, pin.group(1)
+    return relay, gateway, wait_for_invite(state / "gateway.out", gateway)
 
 
 def stop(*processes: subprocess.Popen[str]) -> None:
@@ -90,12 +94,21 @@ def stop(*processes: subprocess.Popen[str]) -> None:
             process.wait()
 
 
-async def joined(topo: Topology, pin: str) -> tuple[Any, Session]:
-    relay = RelayEndpoint(RELAY_FOR_CLIENT, RELAY_PORT, SpkiPin.parse(pin))
+async def joined(topo: Topology, invite_text: str) -> tuple[Any, Session]:
+    invite = Invite.parse(invite_text)
+    assert invite.pin is not None
+    relay = RelayEndpoint(RELAY_FOR_CLIENT, RELAY_PORT, SpkiPin.parse(invite.pin))
+    credentials = ClientCredentials(
+        room_id=invite.room, client_key=invite.client_key, identity_secret=b"bench".ljust(32)
+    )
     for _ in range(100):
-        with inside(topo.client):
-            context = open_session(relay, role=Role.CLIENT, room="bench", mac=CLIENT_MAC)
-            session = await context.__aenter__()
+        try:
+            with inside(topo.client):
+                context = open_session(relay, credentials=credentials, mac=CLIENT_MAC)
+                session = await context.__aenter__()
+        except RejectedError:  # room_not_open: the gateway is still connecting
+            await trio.sleep(0.1)
+            continue
         if any(p.role is Role.GATEWAY for p in session.peers.values()):
             return context, session
         await context.__aexit__(None, None, None)
@@ -105,9 +118,9 @@ async def joined(topo: Topology, pin: str) -> tuple[Any, Session]:
 
 async def measure_path(topo: Topology, native: bool, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as state:
-        relay, gateway, pin = start(topo, Path(state), native)
+        relay, gateway, invite = start(topo, Path(state), native)
         try:
-            context, session = await joined(topo, pin)
+            context, session = await joined(topo, invite)
             try:
                 with inside(topo.lanhost):
                     # The LAN side batches through the shim too, so it outpaces the

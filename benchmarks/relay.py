@@ -33,13 +33,14 @@ import trio
 
 from benchmarks._common import (
     REPO,
+    client_credentials,
+    gateway_credentials,
     machine_summary,
     percentile,
     pin_to_cpu,
     process_cpu_s,
     stop_child,
 )
-from lanparty.ctrl import Role
 from lanparty.obs import configure_logging
 from lanparty.proto import parse_mac
 from lanparty.session import RelayEndpoint, Session, open_session
@@ -51,6 +52,7 @@ MAX_FLOOD_FRAMES = 5_000_000
 IN_FLIGHT_FRAMES = 512
 BATCH_FRAMES = 64
 MAC_A, MAC_B = parse_mac("02:00:00:00:00:0a"), parse_mac("02:00:00:00:00:0b")
+GATEWAY_MAC = parse_mac("00:16:3e:00:00:01")
 _STAMP = struct.Struct("!Qd")
 _ETHERTYPE = b"\x88\xb5"
 
@@ -66,7 +68,7 @@ def start_relay(
     relay = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert relay.stdout is not None
     lines: list[str] = []
-    while not lines or not lines[-1].startswith("endpoints use:"):
+    while not lines or not lines[-1].startswith("gateway:"):
         line = relay.stdout.readline()
         if not line:
             raise RuntimeError(f"the relay did not start: {lines}")
@@ -88,9 +90,11 @@ def relay_rss_bytes(pid: int) -> int:
 
 @asynccontextmanager
 async def pair(relay: RelayEndpoint) -> AsyncIterator[tuple[Session, Session]]:
+    """Two players in a room its gateway opened (the gateway gets none of their unicast)."""
     async with (
-        open_session(relay, role=Role.CLIENT, room="bench", mac=MAC_A) as a,
-        open_session(relay, role=Role.CLIENT, room="bench", mac=MAC_B) as b,
+        open_session(relay, credentials=gateway_credentials(), mac=GATEWAY_MAC),
+        open_session(relay, credentials=client_credentials(MAC_A), mac=MAC_A) as a,
+        open_session(relay, credentials=client_credentials(MAC_B), mac=MAC_B) as b,
     ):
         yield a, b
 
@@ -194,10 +198,16 @@ async def measure_idle_rss(peers: int, rooms: int) -> dict[str, Any]:
             await trio.sleep(0.5)
             baseline = relay_rss_bytes(relay.pid)
             async with AsyncExitStack() as stack:
-                for n in range(peers):
-                    mac = bytes([0x02, 0, 0, 0, n >> 8, n & 0xFF])
+                for n in range(rooms):  # gateways open the rooms; they count as peers too
+                    mac = bytes([0x00, 0x16, 0x3E, 0, n >> 8, n & 0xFF])
                     await stack.enter_async_context(
-                        open_session(endpoint, role=Role.CLIENT, room=f"room{n % rooms}", mac=mac)
+                        open_session(endpoint, credentials=gateway_credentials(f"room{n}"), mac=mac)
+                    )
+                for n in range(peers - rooms):
+                    mac = bytes([0x02, 0, 0, 0, n >> 8, n & 0xFF])
+                    room = f"room{n % rooms}"
+                    await stack.enter_async_context(
+                        open_session(endpoint, credentials=client_credentials(mac, room), mac=mac)
                     )
                 await trio.sleep(1.0)
                 loaded = relay_rss_bytes(relay.pid)

@@ -15,10 +15,10 @@ import struct
 import time
 from collections.abc import Callable
 
-from benchmarks._common import machine_summary
-from lanparty.ctrl import Hello, Role
+from benchmarks._common import client_credentials, gateway_credentials, machine_summary
 from lanparty.obs import DropReason
 from lanparty.relay.switch import Member, RelayLimits, Switch
+from lanparty.session import hello_for
 
 GATEWAY_MAC = bytes.fromhex("001122334455")
 LAN_HOST_MAC = bytes.fromhex("001122334466")
@@ -50,15 +50,19 @@ def datagram(destination: bytes, source: bytes, ethertype: int, payload: bytes) 
 
 def build() -> tuple[Switch, Member, list[Member]]:
     switch = Switch(RelayLimits())
-    gateway, _, _ = switch.admit(
-        Hello(role=Role.GATEWAY, room="bench", mac=GATEWAY_MAC.hex(":"), max_datagram=1419),
+    gateway = switch.admit(
+        hello_for(gateway_credentials(), mac=GATEWAY_MAC.hex(":"), max_datagram=1419, software=""),
         None,
         0.0,
-    )
+        datagram_budget=1419,
+    ).member
     clients = [
         switch.admit(
-            Hello(role=Role.CLIENT, room="bench", mac=mac.hex(":"), max_datagram=1419), None, 0.0
-        )[0]
+            hello_for(client_credentials(mac), mac=mac.hex(":"), max_datagram=1419, software=""),
+            None,
+            0.0,
+            datagram_budget=1419,
+        ).member
         for mac in CLIENT_MACS
     ]
     return switch, gateway, clients
