@@ -61,8 +61,21 @@ def test_the_probe_checks_every_field_constant_and_function() -> None:
         "(long long)(CTL_CODE(FILE_DEVICE_UNKNOWN, 6, METHOD_BUFFERED, FILE_ANY_ACCESS))"
         " == 0x220018LL" in kernel32
     )
-    for function in ("CreateFileW", "DeviceIoControl", "CloseHandle", "GetCurrentProcess"):
+    for function in (
+        "CreateFileW",
+        "DeviceIoControl",
+        "CloseHandle",
+        "GetCurrentProcess",
+        "GetCurrentProcessId",
+        "GetConsoleProcessList",
+        "CreateToolhelp32Snapshot",
+        "Process32FirstW",
+        "Process32NextW",
+        "SetConsoleCtrlHandler",
+    ):
         assert f"{function}(" in kernel32
+    assert "offsetof(PROCESSENTRY32W, szExeFile) == 44" in kernel32
+    assert '"CTRL_CLOSE_EVENT == 0x2' in kernel32
 
 
 def test_nested_structs_arrays_and_bit_fields_are_walked() -> None:
