@@ -98,7 +98,8 @@ def test_rows_name_their_interface_by_luid_when_given_one() -> None:
     copied = routes.read_route_row(row)
     assert copied.route.interface_index == 12
     assert copied.route_by_luid.interface_index == LUID
-    assert copied.is_route(copied.route) and copied.is_route(copied.route_by_luid)
+    assert copied.is_route(copied.route)
+    assert copied.is_route(copied.route_by_luid)
     interface = ffi.new("MIB_IPINTERFACE_ROW *")
     routes.address_interface(interface, LUID, Family.IPV4)
     assert (interface.InterfaceLuid.Value, interface.InterfaceIndex) == (LUID, 0)

@@ -5,11 +5,12 @@
     set_interface_mtu(index, Family.IPV4, 1380)
 
 Thin wrappers: each fills the structs of ``_decl_iphlpapi``, makes one or
-two calls, and returns Python values (an interface is named by LUID or by
-index, ``routes.is_luid``; WireGuard's winipcfg names them by LUID alone); the translation (rows, routes, what a
-Win32 error code means) is in ``routes.py``, which imports anywhere and is
-unit-tested on Linux. A failed call raises ``HostNetworkError`` (or
-``InterfaceNotFoundError``/``RouteNotFoundError``) naming the Win32 error.
+two calls, and returns Python values; an interface is named by LUID or by
+index (``routes.is_luid``; WireGuard's winipcfg names them by LUID alone).
+The translation (rows, routes, what a Win32 error code means) is in
+``routes.py``, which imports anywhere and is unit-tested on Linux. A
+failed call raises ``HostNetworkError`` (or ``InterfaceNotFoundError``/
+``RouteNotFoundError``) naming the Win32 error.
 The DLL is opened on first use. Changing anything needs an elevated
 process (windows-facts 5); reading does not.
 
