@@ -15,7 +15,16 @@ import pytest
 import trio
 
 from lanparty.credentials import GatewayCredentials, b64url, sha256_hex
-from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Reject, RejectCode, Role, Stats
+from lanparty.ctrl import (
+    Disconnect,
+    PeerJoined,
+    PeerLeft,
+    Reject,
+    RejectCode,
+    Role,
+    Stats,
+    Welcome,
+)
 from lanparty.session import RejectedError, Session, hello_for
 from lanparty.transport import CLOSE_REFUSED, Connection, open_connection
 from tests.integration.relay_harness import (
@@ -238,3 +247,18 @@ async def test_keys_never_reach_the_relay_s_log_or_stats(tmp_path: Path) -> None
             assert shown not in text
             assert shown not in metrics
             assert shown not in stats
+
+
+async def test_a_declared_max_datagram_beyond_the_connection_buys_nothing(
+    relay: RelayProcess,
+) -> None:
+    async with open_connection(relay.host, relay.port, relay.endpoint.trust) as connection:
+        real_budget = connection.max_datagram_payload
+        connection.send_control(
+            hello_for(gateway_credentials(), mac=GATEWAY, max_datagram=65535, software="greedy")
+        )
+        with trio.fail_after(10):
+            welcome = await connection.receive_control()
+    assert isinstance(welcome, Welcome)
+    # the room's MTU is what the connection really carries, not what was declared
+    assert welcome.mtu == real_budget - 19 < 1400

@@ -565,6 +565,11 @@ plausible_values = st.sampled_from(
         "02:00:00:00:00:02",
         "timeout",
         "room_full",
+        2,
+        ROOM_ID,
+        KEY_TEXT,
+        "ab" * 32,
+        "Bob LAN",
     ]
 ) | st.lists(
     st.fixed_dictionaries(
@@ -591,6 +596,12 @@ field_names = [
     "tx_frames",
     "tx_bytes",
     "drops",
+    "gateway_key",
+    "client_key_sha256",
+    "room_name",
+    "operator_token",
+    "client_key",
+    "client_id",
 ]
 message_types = st.sampled_from(
     ["hello", "welcome", "reject", "peer_joined", "peer_left", "stats", "disconnect", "other"]
@@ -606,3 +617,29 @@ def test_any_json_object_is_a_message_or_a_control_protocol_error(
     except ControlProtocolError:
         return
     assert message_type == message.TYPE
+
+
+_HELLO_VALUES = st.sampled_from([None, 2, 1, 0, True, "", "x" * 70, ROOM_ID, KEY_TEXT, "ab" * 32])
+
+
+@given(
+    st.sampled_from(["client", "gateway"]),
+    st.dictionaries(st.sampled_from(field_names), json_values | plausible_values | _HELLO_VALUES),
+)
+def test_any_hello_of_either_role_is_a_hello_or_a_reject_code(
+    role: str, changes: dict[str, Any]
+) -> None:
+    base = VALID_HELLO if role == "client" else VALID_GATEWAY_HELLO
+    fields = {**base, **changes}
+    try:
+        hello = validate_hello(fields)
+    except HelloRejectedError as exc:
+        refusal: HelloRejectedError | None = exc
+    else:
+        refusal = None
+    if refusal is not None:
+        assert isinstance(refusal.reject_code, RejectCode)
+        assert len(str(refusal)) < 400
+        return
+    assert hello.protocol == 2
+    assert structure_message(unstructure_message(hello)) == hello
