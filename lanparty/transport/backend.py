@@ -59,10 +59,6 @@ class QuicLibrary:
     configuration_class: Any
     connection_class: Any
     events: Any
-    connection_error: type[Exception]
-    pull_quic_header: Callable[..., Any]
-    buffer_class: Any
-    initial_packet_type: Any
     _peer_chain_der: Callable[[Any], list[bytes]]
     _send_budget_bytes: Callable[[Any], int]
     _load_identity: Callable[[Any, bytes, bytes], None]
@@ -185,10 +181,6 @@ def load_library(backend: QuicBackend) -> QuicLibrary:
         configuration = importlib.import_module(f"{name}.quic.configuration")
         connection = importlib.import_module(f"{name}.quic.connection")
         events = importlib.import_module(f"{name}.quic.events")
-        packet = importlib.import_module(f"{name}.quic.packet")
-        buffer_module = importlib.import_module(
-            "qh3._hazmat" if backend is QuicBackend.QH3 else "aioquic.buffer"
-        )
         crypto = importlib.import_module(
             "qh3._hazmat" if backend is QuicBackend.QH3 else "aioquic.quic.crypto"
         )
@@ -217,10 +209,6 @@ def load_library(backend: QuicBackend) -> QuicLibrary:
         configuration_class=configuration.QuicConfiguration,
         connection_class=connection.QuicConnection,
         events=events,
-        connection_error=connection.QuicConnectionError,
-        pull_quic_header=packet.pull_quic_header,
-        buffer_class=buffer_module.Buffer,
-        initial_packet_type=packet.QuicPacketType.INITIAL,
         peer_chain_der=chain,
         send_budget_bytes=budget,
         load_identity=identity,

@@ -1,10 +1,20 @@
 """One UDP socket and the connections on it: the pump, the demux, the timers.
 
-The pump follows the shape the measurements favour: one wake-up drains every
-datagram the socket holds, feeds them all to their connections, fires due
+The pump follows the shape the measurements favour: one wake-up drains the
+datagrams the socket holds, feeds them to their connections, fires due
 timers, then each touched connection builds and sends its output once.
 Sends from user tasks (``Connection.send_datagram``) flush synchronously, so
 a frame never waits for the pump.
+
+Fairness: a wake-up feeds each connection at most its share of a batch
+(``RECEIVE_BATCH_LIMIT`` split between the connections with datagrams
+waiting, at least ``MIN_FEED_SHARE``); the rest waits for the next round,
+which comes at once, and a connection with a full backlog has its newest
+datagrams dropped (counted). One busy peer cannot hold the others' frames
+back, and one lone peer still gets whole batches.
+
+A datagram for an unknown connection ID goes to ``Admission`` before any
+connection state exists: it becomes a connection, a Retry, or a counted drop.
 """
 
 from __future__ import annotations
@@ -20,11 +30,12 @@ import structlog
 import trio
 
 from lanparty.obs import events
+from lanparty.transport.admission import Admission, Admit, Drop, EndpointCounters, SendRetry
 from lanparty.transport.backend import QuicLibrary, load_library
 from lanparty.transport.certs import ServerIdentity
 from lanparty.transport.connection import Connection
 from lanparty.transport.settings import TransportSettings
-from lanparty.transport.udp import Address, Datagram, UdpSocket
+from lanparty.transport.udp import RECEIVE_BATCH_LIMIT, Address, Datagram, UdpSocket
 
 log = structlog.get_logger(component="transport")
 
@@ -39,9 +50,11 @@ class _RoutinePeerCloseFilter(logging.Filter):
 logging.getLogger("quic").addFilter(_RoutinePeerCloseFilter())
 
 CONNECTION_ID_BYTES = 8
-# RFC 9000 14.1: a server drops a client Initial in a datagram under 1200 bytes.
-MIN_INITIAL_DATAGRAM_BYTES = 1200
 _LONG_HEADER_BIT = 0x80
+# The least a connection with datagrams waiting is fed per wake-up.
+MIN_FEED_SHARE = 16
+# Datagrams waiting for one connection beyond which its newest are dropped.
+MAX_CONNECTION_BACKLOG = RECEIVE_BATCH_LIMIT
 
 
 class Endpoint:
@@ -58,23 +71,52 @@ class Endpoint:
         self.udp = udp
         self.settings = settings
         self.library: QuicLibrary = load_library(settings.backend)
-        self._identity = identity
+        self.counters = EndpointCounters()
         self._on_new_connection = on_new_connection
         self._by_connection_id: dict[bytes, Connection] = {}
         self._connections: set[Connection] = set()
         # Server connections still in their handshake, oldest first.
         self._handshaking: dict[Connection, None] = {}
-        self._timers: list[tuple[float, int, Connection]] = []
-        self._scheduled: dict[Connection, float] = {}
+        # Received datagrams not yet fed, per connection (fairness).
+        self._backlog: dict[Connection, list[Datagram]] = {}
+        # The timer heap holds (deadline, sequence) only: a forgotten
+        # connection's stale entries must not keep it alive.
+        self._timers: list[tuple[float, int]] = []
+        self._timer_owner: dict[int, Connection] = {}
+        self._scheduled: dict[Connection, tuple[float, int]] = {}
         self._sequence = itertools.count()
         self._wake_at = math.inf
         self._wait_scope: trio.CancelScope | None = None
-        self.ignored_datagrams = 0
-        self.dropped_udp_datagrams = 0
+        self._server_configuration: Any = None
+        self.admission: Admission | None = None
+        if identity is not None:
+            # Loaded once: every new connection shares the parsed certificate and key.
+            self._server_configuration = self._configuration(is_client=False)
+            self.library.load_identity(
+                self._server_configuration, identity.cert_pem, identity.key_pem
+            )
+            self.admission = Admission(
+                settings,
+                connection_id_bytes=CONNECTION_ID_BYTES,
+                retry_when_padded=not self.library.credits_padding,
+            )
 
     @property
     def connections(self) -> frozenset[Connection]:
         return frozenset(self._connections)
+
+    @property
+    def ignored_datagrams(self) -> int:
+        return self.counters.ignored_datagrams
+
+    @property
+    def dropped_udp_datagrams(self) -> int:
+        return self.counters.dropped_udp_datagrams
+
+    @property
+    def routed_connection_ids(self) -> int:
+        """How many connection IDs route to a connection (for tests and metrics)."""
+        return len(self._by_connection_id)
 
     # ------------------------------------------------------------ connections
 
@@ -95,11 +137,6 @@ class Endpoint:
             configuration.server_name = server_name
             if hasattr(configuration, "probe_datagram_size"):
                 configuration.probe_datagram_size = False
-        else:
-            assert self._identity is not None
-            self.library.load_identity(
-                configuration, self._identity.cert_pem, self._identity.key_pem
-            )
         return configuration
 
     def connect(self, address: Address, server_name: str) -> Connection:
@@ -111,42 +148,56 @@ class Endpoint:
         )
         connection.local_address = self.udp.local_address()
         self._connections.add(connection)
-        self._by_connection_id[connection.host_connection_id] = connection
+        self._add_connection_id(connection, connection.host_connection_id)
         quic.connect(address, now=trio.current_time())
         self.flush(connection)
         return connection
 
-    def _accept(self, data: bytes, address: Address) -> Connection | None:
-        """A new server connection, only for a well-formed client Initial."""
-        if self._identity is None or len(data) < MIN_INITIAL_DATAGRAM_BYTES:
+    def _accept(self, data: bytes, address: Address, now: float) -> Connection | None:
+        """A new server connection if ``Admission`` admits this datagram."""
+        admission = self.admission
+        decision = None if admission is None else admission.decide(data, address, now)
+        if decision is None:
+            self.counters.ignored_datagrams += 1
             return None
-        library = self.library
-        try:
-            header = library.pull_quic_header(library.buffer_class(data=data), CONNECTION_ID_BYTES)
-        except Exception:
+        if isinstance(decision, Drop):
+            self.counters.initials_dropped[decision.reason] += 1
             return None
-        if header.packet_type != library.initial_packet_type or header.version != 1:
+        if isinstance(decision, SendRetry):
+            self.counters.retries_sent += 1
+            self.counters.dropped_udp_datagrams += self.udp.send_batch([(decision.packet, address)])
             return None
-        configuration = self._configuration(is_client=False)
-        quic = library.connection_class(
-            configuration=configuration,
-            original_destination_connection_id=header.destination_cid,
-        )
+        assert admission is not None
+        return self._open_server_connection(admission, decision, address)
+
+    def _open_server_connection(
+        self, admission: Admission, admit: Admit, address: Address
+    ) -> Connection:
         if len(self._handshaking) >= self.settings.max_pending_handshakes:
             # Oldest out: a flood of Initials cannot lock newcomers out for good.
             oldest = next(iter(self._handshaking))
-            oldest.terminated = True
+            oldest.abort("too many handshakes at once")
             self._forget(oldest)
-        connection = Connection(library, quic, self.settings, address, self.flush, is_client=False)
+        quic = self.library.connection_class(
+            configuration=self._server_configuration,
+            original_destination_connection_id=admit.original_destination_cid,
+            retry_source_connection_id=admit.retry_source_cid,
+        )
+        connection = Connection(
+            self.library, quic, self.settings, address, self.flush, is_client=False
+        )
         connection.local_address = self.udp.local_address()
+        connection.source_key = admit.source
+        admission.opened(admit.source)
         self._handshaking[connection] = None
         self._connections.add(connection)
-        self._by_connection_id[bytes(header.destination_cid)] = connection
-        self._by_connection_id[connection.host_connection_id] = connection
+        self._add_connection_id(connection, admit.initial.destination_cid)
+        self._add_connection_id(connection, connection.host_connection_id)
         return connection
 
-    def _route(self, data: bytes, address: Address) -> Connection | None:
+    def _route(self, data: bytes, address: Address, now: float) -> Connection | None:
         if not data:
+            self.counters.ignored_datagrams += 1
             return None
         if data[0] & _LONG_HEADER_BIT:
             # Long header: version(4), DCID length(1), DCID.
@@ -155,7 +206,7 @@ class Endpoint:
             dcid = data[1 : 1 + CONNECTION_ID_BYTES]
         connection = self._by_connection_id.get(dcid)
         if connection is None:
-            connection = self._accept(data, address)
+            connection = self._accept(data, address, now)
         return connection
 
     # ------------------------------------------------------------------- pump
@@ -164,30 +215,64 @@ class Endpoint:
         """Pump the socket until cancelled."""
         udp = self.udp
         while True:
-            with trio.CancelScope(deadline=self._wake_at) as self._wait_scope:
-                await udp.wait_readable()
-            self._wait_scope = None
-            now = trio.current_time()
-            incoming: dict[Connection, list[Datagram]] = {}
-            for datagram in udp.receive_batch():
-                connection = self._route(*datagram)
-                if connection is None:
-                    self.ignored_datagrams += 1
-                elif not connection.terminated:
-                    batch = incoming.get(connection)
-                    if batch is None:
-                        incoming[connection] = [datagram]
-                    else:
-                        batch.append(datagram)
-            touched: dict[Connection, None] = {}
-            for connection, batch in incoming.items():
-                connection.receive_udp(batch, now)
-                touched[connection] = None
-            self._fire_timers(now, touched)
-            for connection in touched:
-                self._service(connection, now)
+            if self._backlog:
+                # Datagrams still wait from the last round: serve them now.
+                await trio.lowlevel.checkpoint()
+            else:
+                with trio.CancelScope(deadline=self._wake_at) as self._wait_scope:
+                    await udp.wait_readable()
+                self._wait_scope = None
+            self._round(udp.receive_batch(), trio.current_time())
+
+    def _round(self, datagrams: list[Datagram], now: float) -> None:
+        """One wake-up's work; its locals go with it, so a forgotten connection is freed."""
+        self._demux(datagrams, now)
+        touched: dict[Connection, None] = {}
+        self._feed(now, touched)
+        self._fire_timers(now, touched)
+        for connection in touched:
+            self._service(connection, now)
+
+    def _demux(self, datagrams: list[Datagram], now: float) -> None:
+        """Queue each datagram for its connection (creating server connections)."""
+        backlog = self._backlog
+        for datagram in datagrams:
+            connection = self._route(*datagram, now)
+            if connection is None or connection.terminated:
+                continue
+            waiting = backlog.get(connection)
+            if waiting is None:
+                backlog[connection] = [datagram]
+            elif len(waiting) < MAX_CONNECTION_BACKLOG:
+                waiting.append(datagram)
+            else:
+                self.counters.receive_backlog_dropped += 1
+
+    def _feed(self, now: float, touched: dict[Connection, None]) -> None:
+        """Feed each connection with datagrams waiting at most its share of a batch."""
+        backlog = self._backlog
+        if not backlog:
+            return
+        share = max(MIN_FEED_SHARE, RECEIVE_BATCH_LIMIT // len(backlog))
+        for connection, waiting in list(backlog.items()):
+            if connection.terminated:
+                del backlog[connection]
+                continue
+            if len(waiting) <= share:
+                del backlog[connection]
+                batch = waiting
+            else:
+                batch = waiting[:share]
+                # To the back of the line for the next round.
+                del backlog[connection]
+                backlog[connection] = waiting[share:]
+            connection.receive_udp(batch, now)
+            touched[connection] = None
 
     def _service(self, connection: Connection, now: float) -> None:
+        if connection.terminated:
+            self._forget(connection)
+            return
         was_established = connection.is_established
         connection.process_events()
         connection.deliver_datagrams()
@@ -224,32 +309,41 @@ class Endpoint:
     def _send(self, connection: Connection, now: float) -> None:
         datagrams = connection.transmit(now)
         if datagrams:
-            self.dropped_udp_datagrams += self.udp.send_batch(datagrams)
+            self.counters.dropped_udp_datagrams += self.udp.send_batch(datagrams)
 
     # ----------------------------------------------------------------- timers
 
     def _schedule(self, connection: Connection) -> None:
         at = connection.timer_at()
         if at is None:
-            self._scheduled.pop(connection, None)
+            self._unschedule(connection)
             return
         scheduled = self._scheduled.get(connection)
         # Only an earlier deadline needs a heap entry: a later one is found
         # when the earlier entry fires and asks the connection again.
-        if scheduled is not None and scheduled <= at:
+        if scheduled is not None and scheduled[0] <= at:
             return
-        self._scheduled[connection] = at
-        heapq.heappush(self._timers, (at, next(self._sequence), connection))
+        self._unschedule(connection)
+        sequence = next(self._sequence)
+        self._scheduled[connection] = (at, sequence)
+        self._timer_owner[sequence] = connection
+        heapq.heappush(self._timers, (at, sequence))
         if at < self._wake_at:
             self._wake_at = at
             if self._wait_scope is not None:
                 self._wait_scope.deadline = at
 
+    def _unschedule(self, connection: Connection) -> None:
+        scheduled = self._scheduled.pop(connection, None)
+        if scheduled is not None:
+            del self._timer_owner[scheduled[1]]
+
     def _fire_timers(self, now: float, touched: dict[Connection, None]) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now:
-            at, _, connection = heapq.heappop(timers)
-            if self._scheduled.get(connection) != at:
+            _, sequence = heapq.heappop(timers)
+            connection = self._timer_owner.pop(sequence, None)
+            if connection is None:
                 continue
             del self._scheduled[connection]
             if connection.terminated:
@@ -260,21 +354,36 @@ class Endpoint:
             touched[connection] = None
         self._wake_at = timers[0][0] if timers else math.inf
 
+    # ------------------------------------------------------- connection IDs
+
+    def _add_connection_id(self, connection: Connection, connection_id: bytes) -> None:
+        self._by_connection_id[connection_id] = connection
+        connection.connection_ids.add(connection_id)
+
     def _update_connection_ids(self, connection: Connection) -> None:
         for connection_id in connection.issued_connection_ids:
-            self._by_connection_id[connection_id] = connection
+            self._add_connection_id(connection, connection_id)
         for connection_id in connection.retired_connection_ids:
+            connection.connection_ids.discard(connection_id)
             if self._by_connection_id.get(connection_id) is connection:
                 del self._by_connection_id[connection_id]
         connection.issued_connection_ids.clear()
         connection.retired_connection_ids.clear()
 
     def _forget(self, connection: Connection) -> None:
+        if connection not in self._connections:
+            return
         self._connections.discard(connection)
         self._handshaking.pop(connection, None)
-        self._scheduled.pop(connection, None)
-        for connection_id in [k for k, c in self._by_connection_id.items() if c is connection]:
-            del self._by_connection_id[connection_id]
+        self._backlog.pop(connection, None)
+        self._unschedule(connection)
+        for connection_id in connection.connection_ids:
+            if self._by_connection_id.get(connection_id) is connection:
+                del self._by_connection_id[connection_id]
+        connection.connection_ids.clear()
+        if connection.source_key is not None and self.admission is not None:
+            self.admission.closed(connection.source_key)
+        connection.release()
         info = connection.close_info
         log.debug(
             events.CONNECTION_CLOSED,
@@ -284,4 +393,12 @@ class Endpoint:
         )
 
     def close(self) -> None:
+        """Close the socket and forget every connection still here (they end unannounced).
+
+        Call it once the pump has stopped: a connection and its endpoint
+        refer to each other until it is forgotten.
+        """
+        for connection in list(self._connections):
+            connection.abort("the endpoint closed")
+            self._forget(connection)
         self.udp.close()

@@ -1,0 +1,90 @@
+"""The pump's fairness between connections, with stand-ins and no sockets."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from lanparty.transport import TransportSettings
+from lanparty.transport.endpoint import MAX_CONNECTION_BACKLOG, MIN_FEED_SHARE, Endpoint
+from lanparty.transport.udp import RECEIVE_BATCH_LIMIT, Address, Datagram
+
+PEER: Address = ("192.0.2.1", 1)
+
+
+class FakeConnection:
+    """Records what the pump feeds it."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+        self.fed: list[int] = []
+
+    def receive_udp(self, datagrams: list[Datagram], now: float) -> None:
+        self.fed.append(len(datagrams))
+
+
+def endpoint_with(routes: dict[bytes, FakeConnection]) -> Endpoint:
+    endpoint = Endpoint(cast(Any, None), TransportSettings())
+
+    def route(data: bytes, address: Address, now: float) -> Any:
+        return routes.get(data[:1])
+
+    endpoint._route = route  # type: ignore[method-assign]
+    return endpoint
+
+
+def datagrams(tag: bytes, count: int) -> list[Datagram]:
+    return [(tag + bytes(20), PEER) for _ in range(count)]
+
+
+def test_one_busy_connection_gets_its_share_and_the_others_all_theirs() -> None:
+    busy, quiet, other = FakeConnection(), FakeConnection(), FakeConnection()
+    endpoint = endpoint_with({b"b": busy, b"q": quiet, b"o": other})
+    batch = datagrams(b"b", 250) + datagrams(b"q", 3) + datagrams(b"o", 3)
+    endpoint._demux(batch, now=0.0)
+    touched: dict[Any, None] = {}
+    endpoint._feed(0.0, touched)
+    share = RECEIVE_BATCH_LIMIT // 3
+    assert busy.fed == [share]
+    assert quiet.fed == [3]
+    assert other.fed == [3]
+    assert set(touched) == {busy, quiet, other}
+    # The rest waits for the next round, which the pump starts at once.
+    assert len(endpoint._backlog[cast(Any, busy)]) == 250 - share
+    endpoint._feed(0.0, {})
+    assert busy.fed == [share, 250 - share]  # alone now: a whole batch
+    assert not endpoint._backlog
+
+
+def test_a_lone_connection_keeps_whole_batches() -> None:
+    lone = FakeConnection()
+    endpoint = endpoint_with({b"l": lone})
+    endpoint._demux(datagrams(b"l", RECEIVE_BATCH_LIMIT), now=0.0)
+    endpoint._feed(0.0, {})
+    assert lone.fed == [RECEIVE_BATCH_LIMIT]
+
+
+def test_many_connections_each_get_at_least_the_minimum_share() -> None:
+    connections = {bytes([index]): FakeConnection() for index in range(64)}
+    endpoint = endpoint_with(connections)
+    for tag in connections:
+        endpoint._demux(datagrams(tag, 40), now=0.0)
+    endpoint._feed(0.0, {})
+    assert all(c.fed == [MIN_FEED_SHARE] for c in connections.values())
+
+
+def test_a_full_backlog_drops_the_newest_and_counts_them() -> None:
+    busy = FakeConnection()
+    endpoint = endpoint_with({b"b": busy})
+    endpoint._demux(datagrams(b"b", MAX_CONNECTION_BACKLOG + 10), now=0.0)
+    assert len(endpoint._backlog[cast(Any, busy)]) == MAX_CONNECTION_BACKLOG
+    assert endpoint.counters.receive_backlog_dropped == 10
+
+
+def test_a_terminated_connection_is_not_fed() -> None:
+    gone = FakeConnection()
+    endpoint = endpoint_with({b"g": gone})
+    endpoint._demux(datagrams(b"g", 5), now=0.0)
+    gone.terminated = True
+    endpoint._feed(0.0, {})
+    assert gone.fed == []
+    assert not endpoint._backlog
