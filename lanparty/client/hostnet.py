@@ -34,7 +34,18 @@ class Family(enum.Enum):
 
 
 class InterfaceNotFoundError(HostNetworkError):
-    """No interface has the given index (it may have gone away with its process)."""
+    """No interface has the given number (it may have gone away with its process).
+
+    What was set on it went with it: the journal counts its undo as done.
+    """
+
+
+class InterfaceUnavailableError(HostNetworkError):
+    """The interface is there but cannot be changed now (Windows: its adapter is disabled).
+
+    Unlike ``InterfaceNotFoundError``, its settings outlive this state, so
+    the journal keeps what undoes them for a later start.
+    """
 
 
 class RouteNotFoundError(HostNetworkError):
@@ -53,6 +64,7 @@ class Route:
     destination: IPNetwork
     gateway: IPAddress | None
     interface_index: int
+    """The back end's interface number (see ``HostNetwork``)."""
     metric: int = 0
 
     def __attrs_post_init__(self) -> None:
@@ -75,7 +87,12 @@ def host_network(address: IPAddress) -> IPNetwork:
 
 
 class HostNetwork(Protocol):
-    """What the guards need from the operating system's network stack."""
+    """What the guards need from the operating system's network stack.
+
+    ``interface_index`` is the back end's interface number (Linux ifindex,
+    Windows LUID): what ``VirtualAdapter.index`` gives, what routes carry,
+    what the journal keeps.
+    """
 
     async def get_mtu(self, interface_index: int, family: Family) -> int:
         """The interface's MTU for ``family``, in bytes."""

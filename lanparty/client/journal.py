@@ -30,6 +30,7 @@ from lanparty.client.hostnet import (
     Family,
     HostNetwork,
     InterfaceNotFoundError,
+    InterfaceUnavailableError,
     Route,
     RouteNotFoundError,
 )
@@ -209,14 +210,27 @@ def _fsync_directory(directory: Path) -> None:
 async def restore_pending(journal: Journal, hostnet: HostNetwork) -> int:
     """Undo every pending entry, newest first, forgetting each one restored; returns how many.
 
-    An entry that cannot be undone stays in the journal; after trying all of
-    them, the first failure is raised.
+    An entry that cannot be undone stays in the journal. One whose interface
+    is unavailable (``InterfaceUnavailableError``: a disabled adapter) is
+    logged and waits for a later start, so that the client still starts;
+    after trying all of them, the first other failure is raised.
     """
     failures: list[HostNetworkError] = []
     restored = 0
     for entry in reversed(journal.pending()):
         try:
             await undo_change(hostnet, entry.undo)
+        except InterfaceUnavailableError as exc:
+            log.warning(
+                HOST_CHANGE_RESTORED,
+                change=_describe(entry.undo),
+                after_crash=True,
+                ok=False,
+                pending=True,
+                error=str(exc),
+                journal=str(journal.path),
+            )
+            continue
         except HostNetworkError as exc:
             failures.append(exc)
             continue

@@ -36,7 +36,8 @@ class VirtualAdapter(Protocol):
 
     @property
     def index(self) -> int:
-        """The operating system's interface index (what routes and metrics refer to)."""
+        """The back end's interface number (Linux ifindex, Windows LUID): ``HostNetwork``'s
+        ``interface_index``, what routes, metrics and the journal refer to."""
         ...
 
     @property

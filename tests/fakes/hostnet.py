@@ -50,6 +50,7 @@ class _Failure:
     matches: Callable[[tuple[object, ...]], bool]
     skip: int
     remaining: float
+    error: Callable[[str], HostNetworkError]
 
 
 class FakeHostNetwork:
@@ -81,8 +82,10 @@ class FakeHostNetwork:
         family: Family | None = None,
         skip: int = 0,
         times: float = math.inf,
+        error: Callable[[str], HostNetworkError] = HostNetworkError,
     ) -> None:
-        """Make ``method`` raise ``HostNetworkError`` after ``skip`` matching calls succeed."""
+        """Make ``method`` raise ``error`` (a ``HostNetworkError``) after ``skip`` matching
+        calls succeed."""
 
         def matches(args: tuple[object, ...]) -> bool:
             return (
@@ -91,7 +94,7 @@ class FakeHostNetwork:
                 or any(isinstance(arg, Route) and arg.family is family for arg in args)
             )
 
-        self._failures.append(_Failure(method, matches, skip, times))
+        self._failures.append(_Failure(method, matches, skip, times, error))
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -123,7 +126,7 @@ class FakeHostNetwork:
                 failure.skip -= 1
                 continue
             failure.remaining -= 1
-            raise HostNetworkError(f"fake: {method}{args} refused")
+            raise failure.error(f"fake: {method}{args} refused")
 
     def _interface(self, index: int) -> FakeInterface:
         try:

@@ -8,10 +8,11 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lanparty.client.hostnet import Family, Route
+from lanparty.client.hostnet import Family, InterfaceUnavailableError, Route
 from lanparty.client.journal import (
     DeleteRoute,
     Journal,
@@ -160,6 +161,46 @@ async def test_an_entry_that_fails_stays_and_the_others_are_restored(tmp_path: P
         RestoreMtu(7, Family.IPV6, 1500)
     ]
     assert net.interfaces[7].mtu[Family.IPV4] == 1500
+
+
+async def test_an_entry_whose_interface_is_unavailable_waits_and_the_client_starts(
+    tmp_path: Path,
+) -> None:
+    """A disabled TAP (Windows): its entries stay for a later start, and nothing is raised."""
+    net = FakeHostNetwork()
+    net.add_interface(7, mtu=1380, metric=10)
+    net.routes.append(RELAY_ROUTE)
+    net.fail("set_metric", error=InterfaceUnavailableError)
+    net.fail("set_mtu", error=InterfaceUnavailableError)
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(DeleteRoute(RELAY_ROUTE))
+    journal.record(RestoreMtu(7, Family.IPV4, 1500))
+    journal.record(RestoreMetric(7, Family.IPV4, None))
+
+    with structlog.testing.capture_logs() as logs:
+        assert await restore_pending(journal, net) == 1
+    assert net.routes == []
+    assert [entry.undo for entry in Journal(journal.path).pending()] == [
+        RestoreMtu(7, Family.IPV4, 1500),
+        RestoreMetric(7, Family.IPV4, None),
+    ]
+    waiting = [log for log in logs if log.get("pending")]
+    assert [log["change"] for log in waiting] == ["metric", "mtu"]
+    assert all("refused" in log["error"] for log in waiting)
+
+
+async def test_an_unavailable_interface_does_not_hide_another_failure(tmp_path: Path) -> None:
+    net = FakeHostNetwork()
+    net.add_interface(7, mtu=1380)
+    net.fail("set_mtu", family=Family.IPV4, error=InterfaceUnavailableError)
+    net.fail("set_mtu", family=Family.IPV6)
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(RestoreMtu(7, Family.IPV4, 1500))
+    journal.record(RestoreMtu(7, Family.IPV6, 1500))
+    with pytest.raises(HostNetworkError, match="refused") as caught:
+        await restore_pending(journal, net)
+    assert not isinstance(caught.value, InterfaceUnavailableError)
+    assert len(Journal(journal.path).pending()) == 2
 
 
 indexes = st.integers(min_value=1, max_value=2**31 - 1)

@@ -7,7 +7,13 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from lanparty.client.hostnet import Family, InterfaceNotFoundError, Route, RouteNotFoundError
+from lanparty.client.hostnet import (
+    Family,
+    InterfaceNotFoundError,
+    InterfaceUnavailableError,
+    Route,
+    RouteNotFoundError,
+)
 from lanparty.client.windows import routes
 from lanparty.client.windows._decl_iphlpapi import ffi
 from lanparty.errors import HostNetworkError
@@ -108,7 +114,7 @@ def test_rows_name_their_interface_by_luid_when_given_one() -> None:
 def test_an_unavailable_interface_says_to_enable_it_and_is_not_interface_not_found() -> None:
     cause = routes.interface_error(2, LUID, Family.IPV4, "set the MTU to 1500")
     error = routes.interface_unavailable(LUID, Family.IPV4, "set the MTU to 1500", cause)
-    assert isinstance(error, routes.InterfaceUnavailableError)
+    assert isinstance(error, InterfaceUnavailableError)
     assert not isinstance(error, InterfaceNotFoundError)
     assert str(error).startswith(
         "interface LUID 0x000600000c000000 (IPv4): cannot set the MTU to 1500: its adapter is "

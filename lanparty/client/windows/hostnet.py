@@ -18,8 +18,9 @@ Windows semantics behind the interface's words:
   after a crash finds the TAP even when restarting it (``set-adapter-mac``)
   gave it another index. An index still works (older journals). An adapter
   of a LUID with no IP interface of either family (disabled, or not there)
-  is ``routes.InterfaceUnavailableError``, which leaves a journal entry
-  pending; one family unbound from a present adapter is
+  is ``InterfaceUnavailableError`` (``lanparty.client.hostnet``): an
+  adapter's IP settings outlive its being disabled, so the journal entry
+  stays pending; one family unbound from a present adapter is
   ``InterfaceNotFoundError``.
 - **MTU**: the IP interface's ``NlMtu`` for that family
   (MIB_IPINTERFACE_ROW); Windows keeps it across restarts. An adapter with

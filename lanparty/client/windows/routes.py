@@ -34,6 +34,7 @@ import attrs
 from lanparty.client.hostnet import (
     Family,
     InterfaceNotFoundError,
+    InterfaceUnavailableError,
     IPAddress,
     Route,
     RouteNotFoundError,
@@ -71,15 +72,6 @@ _RUN_AS_ADMINISTRATOR = (
     "`lanparty-client install-shortcut` makes, or right-click > Run as administrator"
 )
 _LINK_LOCAL_IPV4 = ipaddress.IPv4Network("169.254.0.0/16")
-
-
-class InterfaceUnavailableError(HostNetworkError):
-    """The adapter of a LUID is disabled or not there: what was to be done to it must wait.
-
-    Not an ``InterfaceNotFoundError``, which tells the journal that the
-    setting went with the interface: an adapter's IP settings outlive its
-    being disabled, so the journal keeps the entry for the next start.
-    """
 
 
 # values
