@@ -166,6 +166,27 @@ async def test_frames_sent_on_the_interface_are_read_from_the_tap(
     assert await tap_receive(tap, len(frames)) == frames
 
 
+async def test_while_discarding_frames_are_read_and_thrown_away(
+    tap: TapDevice, raw: socket.socket
+) -> None:
+    """No session: what the PC sends is drained, not kept for the next session."""
+    tap.set_discarding(True)
+    stale = [make_frame(OTHER_MAC, number) for number in range(BATCH_FRAMES + 10)]
+    for frame in stale:
+        raw.send(frame)
+    with trio.move_on_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tap.receive_batch)  # reads on while discarding, never returns
+            while tap.discarded_frames < len(stale):
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert tap.discarded_frames >= len(stale)
+    tap.set_discarding(False)
+    fresh = make_frame(OTHER_MAC, 1000)
+    raw.send(fresh)
+    assert await tap_receive(tap, 1) == [fresh]
+
+
 async def test_a_read_batch_is_capped(tap: TapDevice, raw: socket.socket) -> None:
     total = BATCH_FRAMES + 20
     for number in range(total):

@@ -18,6 +18,8 @@ import struct
 from collections.abc import Iterator, Sequence
 
 import pytest
+import trio
+import trio.testing
 
 from lanparty import _native
 from lanparty.client.linux.tap import BATCH_FRAMES, TapDevice, read_slot_bytes
@@ -103,6 +105,43 @@ def test_frames_read_stay_intact_after_the_next_batch(pipe: tuple[int, int], nat
     os.write(write_end, frame(2))
     assert tap.read_batch() == [frame(2)]
     assert first == [frame(1)]
+
+
+def test_while_discarding_frames_are_read_counted_and_thrown_away(
+    pipe: tuple[int, int], native: bool
+) -> None:
+    """While no session carries frames, what the PC sends must not wait for the next one."""
+    read_end, write_end = pipe
+    tap = device(read_end, native)
+    tap.set_discarding(True)
+    for number in range(3):
+        os.write(write_end, frame(number))
+    assert tap.read_batch() == []
+    assert tap.discarded_frames == 3
+    tap.set_discarding(False)
+    os.write(write_end, frame(7))
+    assert tap.read_batch() == [frame(7)]
+    assert tap.discarded_frames == 3
+
+
+async def test_receive_batch_keeps_reading_while_discarding(
+    pipe: tuple[int, int], native: bool, autojump_clock: trio.testing.MockClock
+) -> None:
+    read_end, write_end = pipe
+    tap = device(read_end, native)
+    tap.set_discarding(True)
+    stale = [frame(number) for number in range(BATCH_FRAMES + 6)]
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 128 * PAGE)
+    for each in stale:
+        os.write(write_end, each)
+    with trio.move_on_after(1) as waited:
+        await tap.receive_batch()  # reads on, hands nothing out
+    assert waited.cancelled_caught
+    assert tap.discarded_frames == len(stale)
+    assert tap.read_batch() == []  # nothing left behind for the next session
+    tap.set_discarding(False)
+    os.write(write_end, frame(99))
+    assert await tap.receive_batch() == [frame(99)]
 
 
 def test_a_frame_that_fills_its_slot_was_cut_and_is_dropped(

@@ -26,6 +26,12 @@ tell a frame that did not fit (the kernel cuts it silently). Such a frame
 (the MTU was raised behind our back, or stacked VLANs) is dropped and
 counted in ``truncated_frames``; the room would not carry it anyway.
 
+While no session carries frames, ``set_discarding(True)`` makes every read
+throw its frames away (counted in ``discarded_frames``): the kernel keeps
+what the PC sends in the device's queue until it is read, and left there it
+would reach the next session as a burst of stale frames. The caller keeps
+reading (``receive_batch`` does not return while discarding).
+
 Linux only; importing this module elsewhere works, ``open`` raises
 ``ConfigError``.
 """
@@ -117,6 +123,8 @@ class TapDevice:
     dropped_frames: int
     # Frames read that were longer than a read slot holds (see read_slot_bytes): dropped.
     truncated_frames: int
+    # Frames read and thrown away while discarding (see set_discarding).
+    discarded_frames: int
     # Whether batches go through the C shim (else the pure-Python loop).
     native: bool
 
@@ -131,6 +139,8 @@ class TapDevice:
         self.mtu = mtu
         self.dropped_frames = 0
         self.truncated_frames = 0
+        self.discarded_frames = 0
+        self._discarding = False
         self.native = shim is not None
         slot = read_slot_bytes(mtu)
         self._io: _NativeIO | _PythonIO = (
@@ -200,8 +210,30 @@ class TapDevice:
                 return None
         return socket.inet_ntoa(answer[20:24])
 
+    async def connect_media(self) -> None:
+        """Nothing to do: the device is up from ``open``.
+
+        Windows keeps its TAP's link down until the relay's route is pinned,
+        because a TAP-Windows adapter keeps addresses and routes from earlier
+        runs. This device is new (a name in use is refused, never attached
+        to), so until the client is running it has no route but its IPv6
+        link-local one, which cannot draw the relay's traffic.
+        """
+        await trio.lowlevel.checkpoint()
+
+    @property
+    def discarding(self) -> bool:
+        return self._discarding
+
+    def set_discarding(self, discarding: bool) -> None:
+        """While True, frames read are thrown away and counted in ``discarded_frames``."""
+        self._discarding = discarding
+
     async def receive_batch(self) -> list[bytes]:
-        """Wait for at least one frame from the PC; at most ``BATCH_FRAMES``."""
+        """Wait for at least one frame from the PC; at most ``BATCH_FRAMES``.
+
+        While discarding, it goes on reading and never returns.
+        """
         while True:
             await self.wait_readable()
             frames = self.read_batch()
@@ -224,7 +256,15 @@ class TapDevice:
 
         Raises ``HostNetworkError`` when the device went away (after handing
         out, in an earlier call, the frames read before that was seen).
+        While discarding, the frames read are counted and [] is returned.
         """
+        frames = self._read_frames()
+        if self._discarding and frames:
+            self.discarded_frames += len(frames)
+            return []
+        return frames
+
+    def _read_frames(self) -> list[bytes]:
         error, self._read_error = self._read_error, None
         if error is None:
             frames, truncated, error = self._io.read(self._fd)
