@@ -10,6 +10,9 @@ from __future__ import annotations
 from lanparty.ctrl.messages import RejectCode
 from lanparty.errors import ProtocolError
 
+# How much of a peer's value an error message quotes.
+SHOWN_CHARS = 40
+
 
 class ControlProtocolError(ProtocolError):
     """The peer broke the control-stream protocol."""
@@ -52,8 +55,12 @@ class UnknownTypeError(FramingError):
     """The first message has a ``type`` this side does not know."""
 
     def __init__(self, message_type: str) -> None:
-        super().__init__(f"the first control message has the unknown type {message_type!r}")
-        self.message_type = message_type
+        # A peer's type may be 60 000 characters: the reject that quotes it must still fit.
+        shown = repr(message_type[:SHOWN_CHARS]) + (
+            "..." if len(message_type) > SHOWN_CHARS else ""
+        )
+        super().__init__(f"the first control message has the unknown type {shown}")
+        self.message_type = message_type[:SHOWN_CHARS]
 
 
 class InvalidMessageError(ControlProtocolError):

@@ -15,6 +15,7 @@ import attrs
 
 from lanparty.ctrl.codec import structure_message, unstructure_message
 from lanparty.ctrl.errors import (
+    SHOWN_CHARS,
     ControlProtocolError,
     DecoderFailedError,
     InvalidJsonError,
@@ -164,7 +165,7 @@ class ControlDecoder:
         if message_type not in self._known_types:
             if not self._first_message_seen:
                 raise UnknownTypeError(message_type)
-            return UnknownMessage(type=message_type)
+            return UnknownMessage(type=message_type[:SHOWN_CHARS])
         message = structure_message(fields)
         self._first_message_seen = True
         return message

@@ -29,6 +29,7 @@ class DropReason(StrEnum):
     RATE_LIMITED_BROADCAST = "rate_limited_broadcast"
     RATE_LIMITED_UNKNOWN_UNICAST = "rate_limited_unknown_unicast"
     RATE_LIMITED_TOTAL = "rate_limited_total"
+    RATE_LIMITED_FRAMES = "rate_limited_frames"  # every datagram, before parsing (not contract)
     REFLECTION = "reflection"
     NO_GATEWAY = "no_gateway"  # to the LAN while the room's gateway is away (grace period)
     # transport

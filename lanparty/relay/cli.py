@@ -18,7 +18,12 @@ from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.invite import check_invite_host
 from lanparty.obs import add_log_level_argument, configure_logging, events
 from lanparty.relay.metrics import start_metrics_server
-from lanparty.relay.service import Relay, RelayConfig
+from lanparty.relay.service import (
+    MAX_PENDING_HELLOS,
+    MAX_PENDING_HELLOS_PER_SOURCE,
+    Relay,
+    RelayConfig,
+)
 from lanparty.relay.switch import RelayLimits
 from lanparty.signals import wait_for_termination
 from lanparty.transport import (
@@ -55,6 +60,16 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not separator or not host:
         raise ConfigError(f"--listen wants HOST:PORT, [IPv6]:PORT or PORT/udp, not {text!r}")
     return host, _port(port, text)
+
+
+def parse_metrics_address(text: str) -> tuple[str, int]:
+    """``9100`` (loopback only: metrics are not for the internet), or ``HOST:PORT``."""
+    stripped = text.strip()
+    if stripped.isdigit():
+        return "127.0.0.1", _port(stripped, text)
+    if _PORT_SHORTHAND.fullmatch(stripped):
+        raise ConfigError(f"--metrics wants PORT or HOST:PORT (TCP), not {text!r}")
+    return parse_listen(stripped)
 
 
 def _port(text: str, whole: str) -> int:
@@ -156,6 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
         "SHA-256 hex of each allowed token, one a line (default: any gateway may open rooms)",
     )
     rooms.add_argument(
+        "--max-rooms-per-source",
+        type=int,
+        default=defaults.max_rooms_per_source,
+        help="rooms the gateways of one address (an IPv6 /64) may open (default %(default)s)",
+    )
+    rooms.add_argument(
+        "--max-pending-hellos",
+        type=int,
+        default=MAX_PENDING_HELLOS,
+        help="connections waiting to say hello, in all (default %(default)s)",
+    )
+    rooms.add_argument(
+        "--max-pending-hellos-per-source",
+        type=int,
+        default=MAX_PENDING_HELLOS_PER_SOURCE,
+        help="connections waiting to say hello from one address or /64 (default %(default)s)",
+    )
+    rooms.add_argument(
         "--malformed-limit",
         type=int,
         default=defaults.malformed_limit,
@@ -180,16 +213,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument("--client-burst-bytes", type=float, default=defaults.client_burst_bytes)
     limits.add_argument(
+        "--client-pps",
+        type=float,
+        default=defaults.client_pps,
+        help="datagrams per second from one client, whatever their size (default %(default)g)",
+    )
+    limits.add_argument("--client-pps-burst", type=float, default=defaults.client_pps_burst)
+    limits.add_argument(
         "--gateway-bps",
         type=_config(parse_rate_bps),
-        default=None,
-        help="limit gateways too (default: unlimited)",
+        default=defaults.gateway_bps,
+        help="total rate per gateway, e.g. 1G (default 1G)",
     )
+    limits.add_argument(
+        "--gateway-pps",
+        type=float,
+        default=defaults.gateway_pps,
+        help="datagrams per second from one gateway (default %(default)g)",
+    )
+    limits.add_argument("--gateway-pps-burst", type=float, default=defaults.gateway_pps_burst)
     parser.add_argument(
         "--metrics",
-        type=_config(parse_listen),
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics",
+        type=_config(parse_metrics_address),
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
     )
     parser.add_argument(
         "--quic-backend", choices=[b.value for b in QuicBackend], default=QuicBackend.QH3.value
@@ -243,6 +290,11 @@ def build_config(args: argparse.Namespace, identity: ServerIdentity) -> RelayCon
         client_burst_bytes=args.client_burst_bytes,
         gateway_bps=args.gateway_bps,
         room_grace_s=args.room_grace_s,
+        client_pps=args.client_pps,
+        client_pps_burst=args.client_pps_burst,
+        gateway_pps=args.gateway_pps,
+        gateway_pps_burst=args.gateway_pps_burst,
+        max_rooms_per_source=args.max_rooms_per_source,
     )
     host, port = args.listen
     return RelayConfig(
@@ -257,7 +309,17 @@ def build_config(args: argparse.Namespace, identity: ServerIdentity) -> RelayCon
         operator_token_hashes=(
             None if args.gateway_tokens is None else read_gateway_tokens(args.gateway_tokens)
         ),
+        max_pending_hellos=_at_least_one("--max-pending-hellos", args.max_pending_hellos),
+        max_pending_hellos_per_source=_at_least_one(
+            "--max-pending-hellos-per-source", args.max_pending_hellos_per_source
+        ),
     )
+
+
+def _at_least_one(option: str, value: int) -> int:
+    if value < 1:
+        raise ConfigError(f"{option} must be at least 1, not {value}")
+    return value
 
 
 def read_gateway_tokens(path: Path) -> frozenset[str]:
@@ -325,7 +387,7 @@ async def run(config: RelayConfig, args: argparse.Namespace, certificate: str) -
                 "listed operator tokens (--operator-token-file) may open rooms"
             )
         if args.metrics is not None:
-            metrics_host, metrics_port = start_metrics_server(relay.switch, *args.metrics)
+            metrics_host, metrics_port = start_metrics_server(relay.metrics, *args.metrics)
             print(f"metrics: http://{metrics_host}:{metrics_port}/metrics")
         sys.stdout.flush()
         log.info(

@@ -19,6 +19,7 @@ this module moves bytes and messages and keeps time:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import math
@@ -45,6 +46,7 @@ from lanparty.ctrl import (
 from lanparty.errors import TransportError
 from lanparty.obs import DropReason, events
 from lanparty.proto import format_mac
+from lanparty.relay.metrics import MetricsSnapshot, SnapshotCollector
 from lanparty.relay.switch import Eviction, Member, RelayLimits, Switch
 from lanparty.transport import (
     CLOSE_NORMAL,
@@ -57,10 +59,15 @@ from lanparty.transport import (
     TransportSettings,
     serve,
 )
+from lanparty.transport.admission import SourceKey, source_key
 
 log = structlog.get_logger(component="relay")
 
 HELLO_TIMEOUT_S = 10.0
+_MAX_REJECT_CHARS = 1000
+MAX_PENDING_HELLOS = 512
+MAX_PENDING_HELLOS_PER_SOURCE = 32
+_SHOWN = 200
 STATS_INTERVAL_S = 5.0
 DELIVERY_WAIT_S = 1.0
 
@@ -78,6 +85,10 @@ class RelayConfig:
     log_decisions: bool = False
     # SHA-256 hex of the operator tokens that may open rooms (None: any gateway).
     operator_token_hashes: frozenset[str] | None = None
+    # Connections past their handshake that have not said hello yet: in all, and per
+    # source (an address, an IPv6 /64). Beyond them a connection is closed at once.
+    max_pending_hellos: int = MAX_PENDING_HELLOS
+    max_pending_hellos_per_source: int = MAX_PENDING_HELLOS_PER_SOURCE
 
 
 MemberLoop = Callable[[Member], Awaitable[PeerLeftReason]]
@@ -93,6 +104,10 @@ class Relay:
         self._shutting_down = False
         self._malformed: dict[Member, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
+        # What the metrics exporter's thread reads: snapshots made on the Trio thread.
+        self.metrics = SnapshotCollector(self._snapshot_from_another_thread)
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._pending_hellos: collections.Counter[SourceKey] = collections.Counter()
         # Set when a room may have started its grace period: the reaper looks again.
         self._grace_started = trio.Event()
 
@@ -103,6 +118,7 @@ class Relay:
         config = self.config
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._trio_token = trio.lowlevel.current_trio_token()
             nursery.start_soon(self._end_expired_rooms)
             self.server = await nursery.start(
                 serve, config.host, config.port, config.identity, self._handle, config.settings
@@ -116,7 +132,23 @@ class Relay:
         # the hello comes (PROTOCOL.md 3): a silent peer must not fill memory.
         self.switch.drops[DropReason.NOT_ESTABLISHED] += connection.discard_received()
         connection.datagram_handler = self._drop_early_frames
-        member = await self._admit(connection)
+        source = source_key(connection.peer_address)
+        pending = self._pending_hellos
+        config = self.config
+        if (
+            pending.total() >= config.max_pending_hellos
+            or pending[source] >= config.max_pending_hellos_per_source
+        ):
+            log.info(events.PEER_REJECTED, code="too_many_pending", address=connection.peer_address)
+            connection.close(CLOSE_REFUSED, "too many connections waiting for hello")
+            return
+        pending[source] += 1
+        try:
+            member = await self._admit(connection, source)
+        finally:
+            pending[source] -= 1
+            if not pending[source]:
+                del pending[source]
         if member is None:
             return
         # The first of the member's loops to end decides why it left.
@@ -132,7 +164,7 @@ class Relay:
             del self._malformed[member]
             self._leave(member, reasons[0] if reasons else PeerLeftReason.CLOSED)
 
-    async def _admit(self, connection: Connection) -> Member | None:
+    async def _admit(self, connection: Connection, source: SourceKey) -> Member | None:
         with trio.move_on_after(self.config.hello_timeout_s):
             try:
                 message = await connection.receive_control()
@@ -152,6 +184,7 @@ class Relay:
                     connection,
                     trio.current_time(),
                     datagram_budget=connection.max_datagram_payload,
+                    source=source,
                 )
             except HelloRejectedError as exc:
                 await self._refuse(connection, exc.reject_code, str(exc), hello=message)
@@ -188,13 +221,14 @@ class Relay:
         log.info(
             events.PEER_REJECTED,
             code=str(code),
-            reason=message,
+            reason=message[:_MAX_REJECT_CHARS],
             address=connection.peer_address,
             room=hello.room if hello else None,
             mac=hello.mac if hello else None,
         )
         try:
-            connection.send_control(Reject(code=code, message=message))
+            # Whatever a rule quoted of the peer, the answer fits one control message.
+            connection.send_control(Reject(code=code, message=message[:_MAX_REJECT_CHARS]))
         except TransportError:
             pass  # no control stream to answer on: closing is all we can do
         else:
@@ -216,6 +250,20 @@ class Relay:
         )
         assert self._nursery is not None
         self._nursery.start_soon(self._disconnect, member, str(eviction.reason), CLOSE_NORMAL)
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """The switch's counters, frozen (call on the Trio thread)."""
+        return MetricsSnapshot.of(self.switch)
+
+    def _snapshot_from_another_thread(self) -> MetricsSnapshot | None:
+        """For the exporter's thread: a snapshot made on the Trio thread, None if it is gone."""
+        token = self._trio_token
+        if token is None:
+            return None
+        try:
+            return trio.from_thread.run_sync(self.metrics_snapshot, trio_token=token)
+        except trio.RunFinishedError:
+            return None
 
     async def _end_expired_rooms(self) -> None:
         """End rooms whose gateway left ``room_grace_s`` ago (PROTOCOL.md 10, room life)."""
@@ -272,7 +320,9 @@ class Relay:
                 connection.close(CLOSE_PROTOCOL_ERROR, "malformed control frame")
                 return PeerLeftReason.CLOSED
             if isinstance(message, Disconnect):
-                log.info("peer_disconnecting", peer_id=member.peer_id, reason=message.reason)
+                log.info(
+                    "peer_disconnecting", peer_id=member.peer_id, reason=message.reason[:_SHOWN]
+                )
                 connection.close(CLOSE_NORMAL, "bye")
                 return PeerLeftReason.DISCONNECT
             if isinstance(message, Hello):

@@ -56,7 +56,7 @@ import itertools
 import math
 import types
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import attrs
@@ -88,6 +88,11 @@ _RATE_LIMITED_UNKNOWN_UNICAST = DropReason.RATE_LIMITED_UNKNOWN_UNICAST
 _RATE_LIMITED_TOTAL = DropReason.RATE_LIMITED_TOTAL
 _REFLECTION = DropReason.REFLECTION
 _NO_GATEWAY = DropReason.NO_GATEWAY
+_RATE_LIMITED_FRAMES = DropReason.RATE_LIMITED_FRAMES
+
+# What a frame costs in the bits/s buckets on top of its own bytes: about what
+# carrying it costs on the wire (UDP/IP headers, QUIC packet and frame overhead).
+FRAME_COST_BYTES = 64
 
 # Bounds on what a room remembers for its whole life (PROTOCOL.md 10): client
 # MAC bindings per client seat, LAN MACs per learned-MAC slot.
@@ -141,8 +146,18 @@ class RelayLimits:
     client_unknown_unicast_burst: float = 400
     client_bps: float = 100e6
     client_burst_bytes: float = 256 * 1024
-    gateway_bps: float | None = None
+    # Not in the contract (PROTOCOL.md 7 departs): every datagram of a member
+    # costs a token of its frames/s allowance, and the bits/s buckets charge
+    # FRAME_COST_BYTES on top of each frame, so that small frames cannot buy
+    # more relay CPU than full-size ones. Gateways are limited by default.
+    client_pps: float = 12_000
+    client_pps_burst: float = 24_000
+    gateway_bps: float | None = 1e9
     gateway_burst_bytes: float = 1024 * 1024
+    gateway_pps: float = 100_000
+    gateway_pps_burst: float = 200_000
+    # Rooms whose gateway connected from one address (an IPv6 /64): a LAN party has one.
+    max_rooms_per_source: int = 16
     # Not in the contract: bounds the memory a gateway can make a room use.
     max_learned_macs_per_room: int = 4096
     # How long a room outlives its gateway (its clients stay; PROTOCOL.md 10).
@@ -150,7 +165,13 @@ class RelayLimits:
 
     def __attrs_post_init__(self) -> None:
         check_relay_mtu(self.relay_mtu)
-        for name in ("max_rooms", "max_clients_per_room", "max_peers", "max_learned_macs_per_room"):
+        for name in (
+            "max_rooms",
+            "max_clients_per_room",
+            "max_peers",
+            "max_learned_macs_per_room",
+            "max_rooms_per_source",
+        ):
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"{_option(name)} must be at least 1, not {value!r}")
@@ -165,9 +186,19 @@ class RelayLimits:
             raise ConfigError(
                 f"--room-grace-s must be 0 or more seconds, not {self.room_grace_s!r}"
             )
-        for name in ("client_broadcast_pps", "client_unknown_unicast_pps"):
+        for name in (
+            "client_broadcast_pps",
+            "client_unknown_unicast_pps",
+            "client_pps",
+            "gateway_pps",
+        ):
             _check_positive(name, getattr(self, name), "number of frames per second")
-        for name in ("client_broadcast_burst", "client_unknown_unicast_burst"):
+        for name in (
+            "client_broadcast_burst",
+            "client_unknown_unicast_burst",
+            "client_pps_burst",
+            "gateway_pps_burst",
+        ):
             _check_positive(name, getattr(self, name), "number of frames", minimum=1.0 - 1e-9)
         _check_positive("client_bps", self.client_bps, "number of bits per second")
         if self.gateway_bps is not None:
@@ -198,6 +229,7 @@ class Member:
         "byte_bucket",
         "client_id",
         "counters",
+        "datagram_bucket",
         "handle",
         "is_client",
         "mac",
@@ -248,6 +280,7 @@ class Member:
         self.unknown_unicast_bucket: TokenBucket | None = None
         self.byte_bucket: TokenBucket | None = None
         if self.is_client:
+            self.datagram_bucket = TokenBucket(limits.client_pps, limits.client_pps_burst)
             self.broadcast_bucket = TokenBucket(
                 limits.client_broadcast_pps, limits.client_broadcast_burst
             )
@@ -257,10 +290,12 @@ class Member:
             self.byte_bucket = TokenBucket(
                 limits.client_bps / _BITS_PER_BYTE, limits.client_burst_bytes
             )
-        elif limits.gateway_bps is not None:
-            self.byte_bucket = TokenBucket(
-                limits.gateway_bps / _BITS_PER_BYTE, limits.gateway_burst_bytes
-            )
+        else:
+            self.datagram_bucket = TokenBucket(limits.gateway_pps, limits.gateway_pps_burst)
+            if limits.gateway_bps is not None:
+                self.byte_bucket = TokenBucket(
+                    limits.gateway_bps / _BITS_PER_BYTE, limits.gateway_burst_bytes
+                )
 
     @property
     def is_gateway(self) -> bool:
@@ -306,6 +341,7 @@ class Room:
         "mtu",
         "name",
         "sessions",
+        "source",
     )
 
     def __init__(
@@ -344,6 +380,8 @@ class Room:
         # which no client may ever claim; bounded.
         self.lifelong_lan_macs: set[bytes] = set()
         self.lan_mac_ageing_s = limits.lan_mac_ageing_s
+        # Where the gateway that opened the room connected from (per-source room cap).
+        self.source: Hashable | None = None
         self._max_learned_macs = limits.max_learned_macs_per_room
         self._max_lifelong_macs = _LIFELONG_MACS_PER_LEARNED * limits.max_learned_macs_per_room
 
@@ -458,6 +496,7 @@ class Switch:
             None if operator_token_hashes is None else tuple(sorted(operator_token_hashes))
         )
         self._rooms: dict[str, Room] = {}
+        self._rooms_by_source: Counter[Hashable] = Counter()
         self._peer_ids = itertools.count(1)
         self._peer_count = 0
         # Relay-wide totals for metrics: each forwarded frame counts once per target.
@@ -483,12 +522,22 @@ class Switch:
 
     # ------------------------------------------------------------ joining
 
-    def admit(self, hello: Hello, handle: Any, now: float, *, datagram_budget: int) -> Admission:
+    def admit(
+        self,
+        hello: Hello,
+        handle: Any,
+        now: float,
+        *,
+        datagram_budget: int,
+        source: Hashable | None = None,
+    ) -> Admission:
         """Admit a validated ``hello`` (PROTOCOL.md 10: steps 2 and 3, then the sessions).
 
         ``datagram_budget`` is the DATAGRAM payload the member's QUIC
         connection can really carry; its capacity is computed from the
-        smaller of that and its declared ``max_datagram``. Raises
+        smaller of that and its declared ``max_datagram``. ``source`` names
+        where the connection comes from (an address, an IPv6 /64): a source
+        opens at most ``max_rooms_per_source`` rooms. Raises
         ``HelloRejectedError`` for the first rule that fails; nothing about
         the room is said before the credentials pass.
         """
@@ -504,6 +553,14 @@ class Switch:
         mtu = self._check_room_state(
             hello, room=room, mac=mac, replaced=replaced, max_datagram=max_datagram, now=now
         )
+        if room is None and source is not None:
+            opened = self._rooms_by_source[source]
+            if opened >= self.limits.max_rooms_per_source:
+                raise HelloRejectedError(
+                    RejectCode.RELAY_FULL,
+                    f"this address has opened its limit of {self.limits.max_rooms_per_source} "
+                    "rooms on this relay; close one first, or use another relay",
+                )
 
         evicted: list[Eviction] = []
         if replaced is not None:
@@ -517,6 +574,9 @@ class Switch:
                 name=hello.room_name,
                 limits=self.limits,
             )
+            if source is not None:
+                room.source = source
+                self._rooms_by_source[source] += 1
         elif hello.role is Role.GATEWAY:
             assert hello.client_key_sha256 is not None
             room.name = hello.room_name
@@ -705,6 +765,10 @@ class Switch:
                     Eviction(member=client, reason=DisconnectReason.ROOM_CLOSED, tell=())
                 )
             del self._rooms[room.id]
+            if room.source is not None:
+                self._rooms_by_source[room.source] -= 1
+                if not self._rooms_by_source[room.source]:
+                    del self._rooms_by_source[room.source]
         return evicted
 
     # ---------------------------------------------------------- forwarding
@@ -724,6 +788,13 @@ class Switch:
         size_bytes = len(datagram)
         counters.rx_frames += 1
         counters.rx_bytes += size_bytes
+
+        # 0. every datagram costs one token of the frames/s allowance, before any
+        # parsing: a flood of tiny or junk datagrams stops here, cheaply.
+        datagram_bucket = member.datagram_bucket
+        if datagram_bucket.refill(now) < 1.0:
+            return self._drop(member, _RATE_LIMITED_FRAMES)
+        datagram_bucket.tokens -= 1.0
 
         # 1. malformed
         if size_bytes < MIN_DATAGRAM_BYTES or datagram[0] != OVERLAY_ETHERNET:
@@ -769,7 +840,7 @@ class Switch:
         # 4. rate limits
         byte_bucket = member.byte_bucket
         if byte_bucket is not None:
-            frame_bytes = size_bytes - 1
+            frame_bytes = size_bytes - 1 + FRAME_COST_BYTES
             if frame_bucket is not None and frame_bucket.refill(now) < 1.0:
                 return self._drop(member, frame_limited)
             if byte_bucket.refill(now) < frame_bytes:

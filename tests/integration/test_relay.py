@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -468,3 +469,55 @@ async def test_frames_before_the_welcome_are_dropped_not_kept(relay: RelayProces
         marker = frame(BROADCAST, mac(CLIENT_A), b"marker")
         a.send_frame(marker)
         assert await receive_until(b, marker) == [marker]
+
+
+async def test_metrics_given_a_port_alone_listen_on_loopback_only(tmp_path: Path) -> None:
+    with relay_process(tmp_path, "--metrics", "0") as relay:
+        assert relay.metrics_url is not None
+        assert relay.metrics_url.startswith("http://127.0.0.1:")
+        assert relay.metrics()["lanparty_peers"] == 0
+
+
+async def test_a_huge_non_ascii_type_still_gets_a_reject(relay: RelayProcess) -> None:
+    body = json.dumps({"type": "é" * 20_000}).encode()
+    assert len(body) > 60_000
+    reject = await _raw_hello(relay, len(body).to_bytes(4, "big") + body)
+    assert reject["code"] == RejectCode.MALFORMED
+    assert len(str(reject["message"])) < 300
+
+
+async def test_connections_that_never_say_hello_are_capped_per_source(tmp_path: Path) -> None:
+    with relay_process(tmp_path, "--max-pending-hellos-per-source", "2") as relay:
+        async with contextlib.AsyncExitStack() as stack:
+            silent = [
+                await stack.enter_async_context(
+                    open_connection(relay.host, relay.port, relay.endpoint.trust)
+                )
+                for _ in range(3)
+            ]
+            # the third waiting connection from this address is closed at once
+            with trio.fail_after(10):
+                info = await silent[2].wait_closed()
+            assert info.error_code == CLOSE_REFUSED
+            assert not silent[0].is_closed
+            # once they go, hellos are welcome again
+            for connection in silent[:2]:
+                connection.close()
+            await trio.sleep(0.2)
+            async with member(relay, GATEWAY, role=Role.GATEWAY):
+                pass
+
+
+async def test_one_address_opens_a_bounded_number_of_rooms(tmp_path: Path) -> None:
+    with relay_process(tmp_path, "--max-rooms-per-source", "2") as relay:
+        async with (
+            member(relay, "00:16:3e:00:00:a1", role=Role.GATEWAY, room="one"),
+            member(relay, "00:16:3e:00:00:a2", role=Role.GATEWAY, room="two"),
+        ):
+            refusal = await expect_reject(
+                relay, "00:16:3e:00:00:a3", RejectCode.RELAY_FULL, role=Role.GATEWAY, room="three"
+            )
+            assert "this address" in refusal.message
+            # its own rooms' gateways may still come back
+            async with member(relay, "00:16:3e:00:00:a1", role=Role.GATEWAY, room="one"):
+                pass

@@ -24,6 +24,7 @@ def test_drop_reasons_are_the_wire_strings() -> None:
         "rate_limited_total",
         "reflection",
         "no_gateway",
+        "rate_limited_frames",
         "oversize",
         "send_queue_full",
         "receive_queue_full",

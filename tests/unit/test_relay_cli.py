@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from lanparty.credentials import sha256_hex
 from lanparty.errors import ConfigError
 from lanparty.relay.cli import (
     build_config,
     build_parser,
     load_identity,
     parse_listen,
+    parse_metrics_address,
     parse_rate_bps,
+    read_gateway_tokens,
 )
 
 
@@ -68,6 +71,61 @@ def test_options_reach_the_limits(tmp_path: Path) -> None:
     assert config.limits.malformed_limit == 5
     assert str(config.settings.backend) == "aioquic"
     assert "development certificate" in described
+    assert config.operator_token_hashes is None
+    assert config.limits.room_grace_s == 300.0
+
+
+def test_the_options_of_invite_only_rooms_and_floods_reach_the_config(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{sha256_hex(b'a')}  # the first party\n\n{sha256_hex(b'b').upper()}\n")
+    args = build_parser().parse_args(
+        ["--state-dir", str(tmp_path), "--gateway-tokens", str(tokens), "--room-grace-s", "60",
+         "--client-pps", "500", "--client-pps-burst", "900", "--gateway-pps", "7000",
+         "--gateway-pps-burst", "9000", "--max-rooms-per-source", "2",
+         "--max-pending-hellos", "40", "--max-pending-hellos-per-source", "4"]
+    )  # fmt: skip
+    identity, _ = load_identity(args)
+    config = build_config(args, identity)
+    assert config.operator_token_hashes == {sha256_hex(b"a"), sha256_hex(b"b")}
+    limits = config.limits
+    assert limits.room_grace_s == 60.0
+    assert (limits.client_pps, limits.client_pps_burst) == (500, 900)
+    assert (limits.gateway_pps, limits.gateway_pps_burst) == (7000, 9000)
+    assert limits.max_rooms_per_source == 2
+    assert (config.max_pending_hellos, config.max_pending_hellos_per_source) == (40, 4)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [("", "lists no token"), ("abc\n", "line 1"), ("x" * 64, "line 1")]
+)
+def test_a_bad_gateway_tokens_file_is_a_config_error(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        read_gateway_tokens(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_gateway_tokens(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9100", ("127.0.0.1", 9100)),
+        ("0", ("127.0.0.1", 0)),
+        ("0.0.0.0:9100", ("0.0.0.0", 9100)),
+        ("[::1]:9100", ("::1", 9100)),
+    ],
+)
+def test_metrics_with_a_port_alone_listen_on_loopback(text: str, expected: tuple[str, int]) -> None:
+    assert parse_metrics_address(text) == expected
+
+
+def test_metrics_addresses_are_checked() -> None:
+    for text in ("9100/udp", "nowhere", "99999"):
+        with pytest.raises(ConfigError):
+            parse_metrics_address(text)
 
 
 def test_cert_and_key_go_together(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from lanparty.credentials import client_id_for, room_id_for, sha256_hex
 from lanparty.ctrl import DisconnectReason, Hello, HelloRejectedError, PeerInfo, RejectCode, Role
 from lanparty.errors import ConfigError
 from lanparty.obs.counters import DropReason
-from lanparty.relay.switch import Admission, Member, RelayLimits, Switch
+from lanparty.relay.switch import FRAME_COST_BYTES, Admission, Member, RelayLimits, Switch
 
 CLIENT_KEY = bytes(range(32))
 GATEWAY_MAC = "02:00:00:00:00:aa"  # locally administered so that a client could claim it
@@ -191,8 +191,11 @@ def test_default_limits_are_the_contract_defaults() -> None:
     assert (limits.client_broadcast_pps, limits.client_broadcast_burst) == (200, 400)
     assert (limits.client_unknown_unicast_pps, limits.client_unknown_unicast_burst) == (200, 400)
     assert (limits.client_bps, limits.client_burst_bytes) == (100e6, 256 * 1024)
-    assert limits.gateway_bps is None
     assert limits.room_grace_s == 300.0
+    # not in the contract: every member's frames/s, gateways limited by default
+    assert (limits.client_pps, limits.client_pps_burst) == (12_000, 24_000)
+    assert (limits.gateway_pps, limits.gateway_bps) == (100_000, 1e9)
+    assert limits.max_rooms_per_source == 16
 
 
 @pytest.mark.parametrize(
@@ -1053,11 +1056,12 @@ def test_unknown_unicast_rate_limit() -> None:
     assert isinstance(party.forward(party.alice, datagram(BROADCAST, party.alice.mac), 0.1), tuple)
 
 
-def test_total_rate_limit_counts_ethernet_frame_bytes() -> None:
-    # 1000 bytes/s with a 2000-byte burst
-    party = Party(RelayLimits(client_bps=8000, client_burst_bytes=2000))
+def test_total_rate_limit_counts_ethernet_frame_bytes_and_a_per_frame_cost() -> None:
+    # 1064 bytes/s with a 2128-byte burst: two 1000-byte frames (each + 64)
+    party = Party(RelayLimits(client_bps=8 * 1064, client_burst_bytes=2 * 1064))
     frame = datagram(party.bob.mac, party.alice.mac, payload=bytes(1000 - 14))
     assert len(frame) == 1001  # 1000 bytes of Ethernet frame after the overlay byte
+    assert FRAME_COST_BYTES == 64
     assert party.forward(party.alice, frame, 0.0) == (party.bob,)
     assert party.forward(party.alice, frame, 0.0) == (party.bob,)
     assert party.forward(party.alice, frame, 0.0) is DropReason.RATE_LIMITED_TOTAL
@@ -1066,10 +1070,27 @@ def test_total_rate_limit_counts_ethernet_frame_bytes() -> None:
     assert party.alice.counters.drops == {DropReason.RATE_LIMITED_TOTAL: 2}
 
 
+def test_small_frames_cannot_buy_more_than_the_frames_per_second_allowance() -> None:
+    party = Party(RelayLimits(client_pps=100, client_pps_burst=10))
+    tiny = datagram(party.bob.mac, party.alice.mac, payload=b"")
+    results = [party.forward(party.alice, tiny, 0.0) for _ in range(50)]
+    assert results.count((party.bob,)) == 10
+    assert results.count(DropReason.RATE_LIMITED_FRAMES) == 40
+    # junk costs its token too, before it is even parsed (and is not malformed)
+    assert party.forward(party.alice, b"\x99junk", 0.0) is DropReason.RATE_LIMITED_FRAMES
+    assert not party.alice.should_disconnect
+    assert party.forward(party.alice, tiny, 0.01) == (party.bob,)  # one token a 10 ms
+    # every member has its own allowance
+    assert party.forward(party.bob, datagram(party.alice.mac, party.bob.mac), 0.0) == (party.alice,)
+
+
 def test_a_frame_takes_from_all_its_buckets_or_from_none() -> None:
     party = Party(
         RelayLimits(
-            client_broadcast_pps=1, client_broadcast_burst=2, client_bps=8, client_burst_bytes=3000
+            client_broadcast_pps=1,
+            client_broadcast_burst=2,
+            client_bps=8,
+            client_burst_bytes=3000 + 2 * FRAME_COST_BYTES,
         )
     )
     alice = party.alice
@@ -1089,14 +1110,16 @@ def test_a_frame_takes_from_all_its_buckets_or_from_none() -> None:
     assert alice.byte_bucket.peek(1.0) == 201
     assert isinstance(party.forward(alice, small, 1.0), tuple)
     assert alice.broadcast_bucket.peek(1.0) == 0
-    assert alice.byte_bucket.peek(1.0) == 101
+    assert alice.byte_bucket.peek(1.0) == 101 - FRAME_COST_BYTES
 
 
-def test_gateways_are_not_rate_limited_by_default() -> None:
+def test_gateways_have_default_limits_a_lan_party_does_not_reach() -> None:
     party = Party(RelayLimits(client_bps=8000, client_burst_bytes=2000))
-    assert party.gateway.byte_bucket is None
+    assert party.gateway.byte_bucket is not None
+    assert party.gateway.byte_bucket.rate_per_s == 1e9 / 8
+    assert party.gateway.datagram_bucket.rate_per_s == 100_000
     frame = datagram(BROADCAST, LAN_HOST, payload=bytes(1400))
-    for _ in range(1000):
+    for _ in range(500):
         assert party.forward(party.gateway, frame, 0.0) == (party.alice, party.bob, party.carol)
     unknown = datagram(bytes.fromhex("020000000999"), LAN_HOST)
     for _ in range(1000):
@@ -1104,19 +1127,16 @@ def test_gateways_are_not_rate_limited_by_default() -> None:
 
 
 def test_gateway_bps_limits_only_the_gateway_total() -> None:
-    party = Party(RelayLimits(gateway_bps=8 * 1000, gateway_burst_bytes=3000))
+    party = Party(RelayLimits(gateway_bps=8 * 1064, gateway_burst_bytes=3 * 1064))
     frame = datagram(BROADCAST, LAN_HOST, payload=bytes(1000 - 14))
     results = [party.forward(party.gateway, frame, 0.0) for _ in range(4)]
     assert [isinstance(result, tuple) for result in results] == [True, True, True, False]
     assert results[3] is DropReason.RATE_LIMITED_TOTAL
     assert isinstance(party.forward(party.gateway, frame, 1.0), tuple)
-    # no frames/s limit for the gateway even now
+    # no broadcast limit for the gateway even now
     small = datagram(BROADCAST, LAN_HOST, payload=bytes(1))
-    for step in range(1000):
-        assert isinstance(party.forward(party.gateway, small, 2.0 + step * 0.015), tuple)
-
-
-# ------------------------------------------------------ malformed threshold
+    for step in range(100):  # 10 frames/s of 16 + 64 bytes: within 1064 bytes/s
+        assert isinstance(party.forward(party.gateway, small, 2.0 + step * 0.1), tuple)
 
 
 def test_malformed_threshold_within_the_window() -> None:
