@@ -175,6 +175,16 @@ def test_a_rotated_invite_sends_old_players_away_and_admits_new_ones(tmp_path: P
             assert new_player.stop() == 0, new_player.log_path.read_text()
         finally:
             new_player.kill_if_running()
+        # no key reached a log: the gateway's, the players'
+        keys = [(tmp_path / "gateway-state" / name).read_text().strip()
+                for name in ("gateway_key", "client_key")]  # fmt: skip
+        keys.append(Invite.parse(old_invite).format().split("key=")[1].split("&")[0])
+        logs = [bridge.gateway_log, old_player.log_path, new_player.log_path]
+        for log in logs:
+            text = log.read_text()
+            assert "session_started" in text or "gateway_started" in text
+            for key in keys:
+                assert key not in text
         stale_dir = tmp_path / "stale-player"
         stale_dir.mkdir()
         stale = ClientProcess(bridge, stale_dir, invite=old_invite)
