@@ -288,14 +288,19 @@ class RelayRoute:
 
 @asynccontextmanager
 async def relay_route_guard(
-    hostnet: HostNetwork, journal: Journal, relay_address: IPAddress
+    hostnet: HostNetwork,
+    journal: Journal,
+    relay_address: IPAddress,
+    best_before_tap: Route | None = None,
 ) -> AsyncIterator[RelayRoute]:
     """Pin a /32 or /128 route to the relay via today's next hop and interface.
 
-    Enter it before the TAP has routes. A route identical to it that was
-    already there is left alone on exit (it is not ours).
+    Enter it before the TAP has routes; ``best_before_tap`` is the host's
+    best route to the relay asked before the TAP was opened (None: ask now),
+    pinned as it is. A route identical to it that was already there is left
+    alone on exit (it is not ours).
     """
-    best = await hostnet.best_route(relay_address)
+    best = best_before_tap or await hostnet.best_route(relay_address)
     route = Route(host_network(relay_address), best.gateway, best.interface_index, metric=0)
     relay_route = RelayRoute(hostnet, journal, relay_address, route)
     async with relay_route._stack:
@@ -321,11 +326,15 @@ async def apply_guards(
     tap_mtu: int,
     tap_metric: int | None,
     relay_address: IPAddress,
+    relay_best_before_tap: Route | None = None,
 ) -> AsyncIterator[ClientGuards]:
-    """Restore what a killed run left, then enter every guard in order (restored in reverse)."""
+    """Restore what a killed run left, then enter every guard in order (restored in reverse).
+
+    ``relay_best_before_tap``: see ``relay_route_guard``.
+    """
     await restore_pending(journal, hostnet)
     async with (
-        relay_route_guard(hostnet, journal, relay_address) as relay_route,
+        relay_route_guard(hostnet, journal, relay_address, relay_best_before_tap) as relay_route,
         mtu_guard(hostnet, journal, tap_index, tap_mtu),
         metric_guard(hostnet, journal, tap_index, tap_metric),
         default_route_suppression(hostnet, tap_index) as default_routes,

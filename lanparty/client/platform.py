@@ -48,6 +48,30 @@ class VirtualAdapter(Protocol):
         """Frames ``send_batch`` could not hand to the operating system."""
         ...
 
+    @property
+    def discarded_frames(self) -> int:
+        """Frames from the PC read and thrown away while discarding (``set_discarding``)."""
+        ...
+
+    async def connect_media(self) -> None:
+        """Connect the link that ``open_adapter(connect_media=False)`` left down.
+
+        Until then the OS uses no route through the adapter (Windows), so
+        the relay's route can be pinned as the host had it. Nothing to do
+        when it is connected already.
+        """
+        ...
+
+    def set_discarding(self, discarding: bool) -> None:
+        """While True, frames from the PC are read but thrown away (and counted).
+
+        For while no session carries them: left unread, they wait in the
+        OS and reach the next session, stale, as a burst. ``receive_batch``
+        does not return meanwhile; a back end that reads only inside it
+        (Linux) needs a task waiting in it to drain the adapter.
+        """
+        ...
+
     def ipv4_address(self) -> str | None:
         """The adapter's (first) IPv4 address, None before it has one (DHCP still going)."""
         ...
@@ -85,10 +109,11 @@ class ClientPlatform(Protocol):
     def open_host_network(self) -> AbstractContextManager[HostNetwork]: ...
 
     def open_adapter(
-        self, name: str | None, *, mac: bytes, mtu: int
+        self, name: str | None, *, mac: bytes, mtu: int, connect_media: bool = True
     ) -> AbstractAsyncContextManager[VirtualAdapter]:
         """The virtual adapter ``name`` (or the default one) with ``mac`` and ``mtu``, up.
 
+        ``connect_media`` False: its link waits for ``connect_media()``.
         ``ConfigError`` when it does not exist, cannot be set up as asked, or
         is in use; the message says what the player can do about it.
         """

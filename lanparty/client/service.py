@@ -6,8 +6,12 @@ run_client
 │   and after a loss reconnect with capped exponential backoff and jitter
 │   (a permanent reject ends the client). The first session gives the room MTU.
 └── host set-up, once, kept across reconnects:
-    ├── the TAP device, opened with the room MTU
-    ├── the guards (relay route pinned first, then MTU, metric, default routes)
+    ├── the host's best route to the relay, asked before the TAP exists
+    ├── the TAP device, opened with the room MTU, its link still down
+    ├── the guards (relay route pinned first, from that answer, then MTU,
+    │   metric, default routes)
+    ├── the TAP's link connected, then the pin checked (a TAP route left
+    │   from an earlier run must not take the relay's traffic)
     └── tasks:
         ├── per session (_SessionPumps): TAP -> relay and relay events as tasks;
         │   relay -> TAP inside the transport's pump (``relay_to_tap``)
@@ -166,7 +170,9 @@ async def run_client(
             mtu: int = await nursery.start(_supervise, config, credentials, identity.mac, link)
             before_tap = await hostnet.best_route(relay_address)
             async with (
-                platform.open_adapter(config.tap_name, mac=identity.mac, mtu=mtu) as tap,
+                platform.open_adapter(
+                    config.tap_name, mac=identity.mac, mtu=mtu, connect_media=False
+                ) as tap,
                 apply_guards(
                     hostnet,
                     journal,
@@ -174,8 +180,11 @@ async def run_client(
                     tap_mtu=mtu,
                     tap_metric=TAP_METRIC,
                     relay_address=relay_address,
+                    relay_best_before_tap=before_tap,
                 ) as guards,
             ):
+                await tap.connect_media()
+                await guards.relay_route.verify()
                 log.info(
                     events.CLIENT_STARTED,
                     tap=tap.name,

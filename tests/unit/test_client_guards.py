@@ -337,6 +337,21 @@ async def test_the_relay_route_is_pinned_repaired_and_removed(
     assert journal.pending() == []
 
 
+async def test_the_relay_route_is_pinned_from_the_answer_given_before_the_tap(
+    net: FakeHostNetwork, journal: Journal
+) -> None:
+    """What the host answered before the TAP existed is pinned, even if a TAP route wins now."""
+    before_tap = await net.best_route(RELAY)
+    net.routes.append(Route(ip_network("198.18.5.0/24"), None, TAP, 0))  # the TAP's, leftover
+    net.calls.clear()
+    async with relay_route_guard(net, journal, RELAY, before_tap) as relay_route:
+        assert relay_route.route == RELAY_ROUTE
+        await relay_route.verify()
+    assert net.methods_called()[:2] == ["list_routes", "add_route"]  # not asked again
+    async with guards(net, journal) as applied:  # asked now: the TAP's route would be pinned
+        assert applied.relay_route.route.interface_index == TAP
+
+
 async def test_a_relay_route_that_was_already_there_is_left_alone(
     net: FakeHostNetwork, journal: Journal
 ) -> None:

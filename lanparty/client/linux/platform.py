@@ -25,7 +25,8 @@ class LinuxPlatform:
 
     @asynccontextmanager
     async def open_adapter(
-        self, name: str | None, *, mac: bytes, mtu: int
+        self, name: str | None, *, mac: bytes, mtu: int, connect_media: bool = True
     ) -> AsyncIterator[VirtualAdapter]:
+        del connect_media  # a new TAP device is up at once (TapDevice.connect_media)
         with TapDevice.open(name or DEFAULT_TAP_NAME, mac=mac, mtu=mtu) as tap:
             yield tap

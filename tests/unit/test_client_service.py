@@ -1,0 +1,264 @@
+"""``run_client`` with a fake platform, a fake adapter and fake sessions: the order of the
+set-up.
+
+The host has Windows' semantics (``WindowsFakeHostNetwork``): Ethernet (3,
+automatic metric 25) with the default route, and a TAP-Windows adapter (12)
+whose routes count only once its media is connected. ``open_session`` is
+replaced by ``FakeRelay``, which admits a session each time the test lets it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from lanparty.client import service
+from lanparty.client.hostnet import HostNetwork, Route
+from lanparty.client.journal import Journal
+from lanparty.client.platform import VirtualAdapter
+from lanparty.client.service import ClientConfig, run_client
+from lanparty.credentials import ClientCredentials
+from lanparty.ctrl import Disconnect
+from lanparty.errors import HostNetworkError, find_error
+from lanparty.obs import TrafficCounters
+from lanparty.session import RelayEndpoint, RelayEvent
+from lanparty.transport import SpkiPin, TransportSettings
+from tests.fakes.hostnet import Call
+from tests.fakes.windows_hostnet import WindowsFakeHostNetwork
+
+ETH, TAP = 3, 12
+ROOM = "a" * 26
+ROOM_MTU = 1380
+RELAY = ip_address("198.18.5.9")
+ETH_GATEWAY = ip_address("198.18.0.1")
+ETH_DEFAULT = Route(ip_network("0.0.0.0/0"), ETH_GATEWAY, ETH, 0)
+RELAY_ROUTE = Route(ip_network("198.18.5.9/32"), ETH_GATEWAY, ETH, 0)
+
+
+class FakeAdapter:
+    """A TAP whose PC sends frames when the test says (``pc_sends``); it reads, as the
+    Linux TAP does, only while a task waits in ``receive_batch``."""
+
+    name = "fake-tap"
+    index = TAP
+    dropped_frames = 0
+
+    def __init__(self, net: WindowsFakeHostNetwork, mtu: int) -> None:
+        self.net = net
+        self.mtu = mtu
+        self.discarding = False
+        self.discarded_frames = 0
+        self.unread: list[bytes] = []
+        self.read: list[bytes] = []
+        self._pc_sent = trio.lowlevel.ParkingLot()
+
+    def ipv4_address(self) -> str | None:
+        return None
+
+    async def connect_media(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.net.calls.append(Call("connect_media", ()))
+        self.net.disconnected.discard(TAP)
+
+    def set_discarding(self, discarding: bool) -> None:
+        self.discarding = discarding
+
+    def pc_sends(self, *frames: bytes) -> None:
+        self.unread += frames
+        self._pc_sent.unpark_all()
+
+    async def receive_batch(self) -> list[bytes]:
+        while True:
+            await trio.lowlevel.checkpoint()
+            if not self.unread:
+                await self._pc_sent.park()
+                continue
+            frames, self.unread = self.unread, []
+            if not self.discarding:
+                self.read += frames
+                return frames
+            self.discarded_frames += len(frames)
+
+    def send_batch(self, frames: Sequence[bytes]) -> int:
+        return len(frames)
+
+
+class FakePlatform:
+    default_adapter_name: str | None = None
+
+    def __init__(self, net: WindowsFakeHostNetwork) -> None:
+        self.net = net
+        self.adapter: FakeAdapter | None = None
+
+    def ensure_privileges(self, argv: Sequence[str]) -> bool:
+        return True
+
+    @contextmanager
+    def open_host_network(self) -> Iterator[HostNetwork]:
+        yield self.net
+
+    @asynccontextmanager
+    async def open_adapter(
+        self, name: str | None, *, mac: bytes, mtu: int, connect_media: bool = True
+    ) -> AsyncIterator[VirtualAdapter]:
+        self.net.calls.append(Call("open_adapter", (connect_media,)))
+        self.adapter = FakeAdapter(self.net, mtu)
+        if connect_media:
+            await self.adapter.connect_media()
+        try:
+            yield self.adapter
+        finally:
+            self.net.disconnected.add(TAP)  # the handle closed: media disconnected
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.counters = TrafficCounters()
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.mtu = ROOM_MTU
+        self.peers: dict[int, object] = {}
+        self.counters = TrafficCounters()
+        self.connection = FakeConnection()
+        self.sent: list[bytes] = []
+        self._send_event, self._events = trio.open_memory_channel[RelayEvent](10)
+
+    def send_frames(self, frames: Sequence[bytes]) -> int:
+        self.sent += frames
+        return len(frames)
+
+    def deliver_frames_to(self, handler: object) -> None:
+        pass
+
+    async def next_event(self) -> RelayEvent:
+        return await self._events.receive()
+
+    def relay_disconnects(self) -> None:
+        self._send_event.send_nowait(Disconnect(reason="relay shutting down"))
+
+
+class FakeRelay:
+    """Admits one session each time ``admit`` is called (the first at once)."""
+
+    def __init__(self) -> None:
+        self.sessions: list[FakeSession] = []
+        self._admissions = trio.Semaphore(1)
+
+    def admit(self) -> None:
+        self._admissions.release()
+
+    @asynccontextmanager
+    async def open_session(
+        self,
+        relay: RelayEndpoint,
+        *,
+        credentials: ClientCredentials,
+        mac: bytes,
+        settings: TransportSettings | None = None,
+    ) -> AsyncIterator[FakeSession]:
+        await self._admissions.acquire()
+        session = FakeSession()
+        self.sessions.append(session)
+        yield session
+
+
+@pytest.fixture
+def net() -> WindowsFakeHostNetwork:
+    net = WindowsFakeHostNetwork()
+    net.add_interface(ETH, metric=None, automatic_metric=25)
+    net.add_interface(TAP, metric=None, automatic_metric=35)
+    net.disconnected.add(TAP)  # the TAP-Windows adapter, not open
+    net.routes += [ETH_DEFAULT, Route(ip_network("198.18.0.0/24"), None, ETH, 256)]
+    return net
+
+
+@pytest.fixture
+def relay(monkeypatch: pytest.MonkeyPatch) -> FakeRelay:
+    relay = FakeRelay()
+    monkeypatch.setattr(service, "open_session", relay.open_session)
+    return relay
+
+
+def client_config(tmp_path: Path) -> ClientConfig:
+    return ClientConfig(
+        relay=RelayEndpoint(str(RELAY), 4433, SpkiPin.parse("sha256:" + "3f" * 32)),
+        room=ROOM,
+        client_key=bytes(32),
+        room_name="Saturday LAN",
+        identity_path=tmp_path / "identity.json",
+        journal_path=tmp_path / "journal.json",
+        reconnect_initial_s=1.0,
+        status_interval_s=60.0,
+    )
+
+
+def start(tmp_path: Path, net: WindowsFakeHostNetwork) -> functools.partial[object]:
+    return functools.partial(run_client, client_config(tmp_path), platform=FakePlatform(net))
+
+
+def frame(number: int) -> bytes:
+    return bytes.fromhex("ffffffffffff02aabbccdd01") + b"\x88\xb5" + bytes([number]) * 50
+
+
+# the set-up's order (issue 13, item 2)
+
+
+async def test_the_relay_route_is_pinned_before_the_tap_connects_then_checked(
+    tmp_path: Path, net: WindowsFakeHostNetwork, relay: FakeRelay
+) -> None:
+    """A route left on the TAP covers the relay: pinned after the media connects, the
+    relay's own traffic would go into the tunnel."""
+    net.routes.append(Route(ip_network("198.18.5.0/24"), None, TAP, 0))
+    before = net.snapshot()
+    async with trio.open_nursery() as nursery:
+        assert await nursery.start(start(tmp_path, net)) == "fake-tap"
+        assert RELAY_ROUTE in net.routes
+        assert (await net.best_route(RELAY)).interface_index == ETH
+        steps = [
+            call
+            for call in net.calls
+            if call.method in ("best_route", "open_adapter", "add_route", "connect_media")
+        ]
+        assert steps[:5] == [
+            Call("best_route", (RELAY,)),  # before the TAP
+            Call("open_adapter", (False,)),  # its link down
+            Call("add_route", (RELAY_ROUTE,)),  # pinned from the answer before the TAP
+            Call("connect_media", ()),
+            Call("best_route", (RELAY,)),  # the pin checked
+        ]
+        nursery.cancel_scope.cancel()
+    assert net.snapshot() == before
+    assert Journal(tmp_path / "journal.json").pending() == []
+
+
+async def test_a_tap_route_that_wins_once_connected_stops_the_client(
+    tmp_path: Path, net: WindowsFakeHostNetwork, relay: FakeRelay
+) -> None:
+    net.routes.append(Route(ip_network("198.18.5.9/32"), None, TAP, 0))  # a leftover host route
+    before = net.snapshot()
+    started = False
+
+    async def start_client() -> None:
+        nonlocal started
+        async with trio.open_nursery() as nursery:
+            await nursery.start(start(tmp_path, net))
+            started = True
+            nursery.cancel_scope.cancel()
+
+    with pytest.raises(BaseExceptionGroup) as caught:  # the error, in the client's nursery
+        await start_client()
+    assert not started
+    error = find_error(caught.value, HostNetworkError)
+    assert error is not None
+    assert "not the pinned route" in str(error)
+    assert net.snapshot() == before
+    assert Journal(tmp_path / "journal.json").pending() == []
