@@ -149,6 +149,9 @@ class Connection:
         self.issued_connection_ids: list[bytes] = []
         self.retired_connection_ids: list[bytes] = []
         self.source_key: bytes | None = None
+        # Server side: when a handshake still not complete is given up, which
+        # frees its place under max_pending_handshakes and the per-source cap.
+        self.handshake_deadline: float | None = None
         self._handlers = _event_handlers(library.events)
         # Set once the endpoint forgot the connection and emptied the library's object.
         self._released = False
@@ -370,6 +373,11 @@ class Connection:
             self._call(receive_many, run, address, now)
 
     def handle_timer(self, now: float) -> None:
+        deadline = self.handshake_deadline
+        if not self._handshake_done and deadline is not None and now >= deadline:
+            # Silently: the peer may be a spoofed address that never answers.
+            self.abort(f"no handshake within {self.settings.handshake_timeout_s:g} s")
+            return
         if self._handshake_done and now - self._last_send_at >= self.settings.keepalive_interval_s:
             self._ping_uid += 1
             self._call(self._quic.send_ping, self._ping_uid)
@@ -380,6 +388,9 @@ class Connection:
         if self._handshake_done and self.close_info is None:
             keepalive_at = self._last_send_at + self.settings.keepalive_interval_s
             return keepalive_at if timer is None else min(timer, keepalive_at)
+        deadline = self.handshake_deadline
+        if deadline is not None and not self._handshake_done and self.close_info is None:
+            return deadline if timer is None else min(timer, deadline)
         return timer
 
     def process_events(self) -> None:

@@ -168,10 +168,10 @@ class Endpoint:
             self.counters.dropped_udp_datagrams += self.udp.send_batch([(decision.packet, address)])
             return None
         assert admission is not None
-        return self._open_server_connection(admission, decision, address)
+        return self._open_server_connection(admission, decision, address, now)
 
     def _open_server_connection(
-        self, admission: Admission, admit: Admit, address: Address
+        self, admission: Admission, admit: Admit, address: Address, now: float
     ) -> Connection:
         if len(self._handshaking) >= self.settings.max_pending_handshakes:
             # Oldest out: a flood of Initials cannot lock newcomers out for good.
@@ -188,6 +188,7 @@ class Endpoint:
         )
         connection.local_address = self.udp.local_address()
         connection.source_key = admit.source
+        connection.handshake_deadline = now + self.settings.handshake_timeout_s
         admission.opened(admit.source)
         self._handshaking[connection] = None
         self._connections.add(connection)

@@ -29,6 +29,7 @@ class TransportSettings:
     backend: QuicBackend = QuicBackend.QH3
     idle_timeout_s: float = 30.0
     keepalive_interval_s: float = 10.0
+    # A client gives up connecting, and a server drops a handshake, after this.
     handshake_timeout_s: float = 10.0
     max_udp_payload_bytes: int = attrs.field(default=DEFAULT_MAX_UDP_PAYLOAD_BYTES)
     send_queue_frames: int = 256

@@ -220,3 +220,19 @@ async def test_one_busy_peer_does_not_hold_back_another(
         await round_trip(quiet)
         assert quiet.is_established
         assert busy.is_established
+
+
+async def test_a_handshake_that_never_completes_is_given_up(
+    dev_identity: ServerIdentity, backend: QuicBackend
+) -> None:
+    settings = TransportSettings(backend=backend, retry=RetryPolicy.NEVER, handshake_timeout_s=0.3)
+    async with running_server(dev_identity, wait_handler, settings) as server:
+        admission = server.endpoint.admission
+        assert admission is not None
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            await _send_all(sock, [first_flight(backend)[0] for _ in range(5)], server.address)
+            await wait_until(lambda: len(server.connections) == 5)
+            # The client never answers: its places are freed, not kept for the idle timeout.
+            await wait_until(lambda: not server.connections)
+        assert server.endpoint.routed_connection_ids == 0
+        assert admission.connections_from(b"\x7f\x00\x00\x01") == 0
