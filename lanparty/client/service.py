@@ -14,7 +14,9 @@ run_client
     │   from an earlier run must not take the relay's traffic)
     └── tasks:
         ├── per session (_SessionPumps): TAP -> relay and relay events as tasks;
-        │   relay -> TAP inside the transport's pump (``relay_to_tap``)
+        │   relay -> TAP inside the transport's pump (``relay_to_tap``);
+        │   between sessions the TAP is drained, its frames discarded (stale
+        │   by the next session)
         ├── watchdog: relay route repair, default-route suppression
         └── status line every ``status_interval_s``
 
@@ -101,15 +103,18 @@ class ClientStatus:
     relay_to_tap_frames: int
     relay_to_tap_bytes: int
     drops: int
+    discarded: int
+    """Frames from the PC thrown away while no session could carry them."""
 
     def describe(self) -> str:
         state = "connected" if self.connected else "reconnecting"
         address = self.tap_ipv4 or "no IPv4 address yet"
+        discarded = f", discarded {self.discarded} while disconnected" if self.discarded else ""
         return (
             f"{state} to room {self.room} ({self.peers} peers, MTU {self.mtu}), "
             f"TAP {address}; sent {self.tap_to_relay_frames} frames "
             f"({self.tap_to_relay_bytes} bytes), received {self.relay_to_tap_frames} frames "
-            f"({self.relay_to_tap_bytes} bytes), dropped {self.drops}"
+            f"({self.relay_to_tap_bytes} bytes), dropped {self.drops}{discarded}"
         )
 
 
@@ -169,11 +174,11 @@ async def run_client(
             )
             mtu: int = await nursery.start(_supervise, config, credentials, identity.mac, link)
             before_tap = await hostnet.best_route(relay_address)
-            async with (
-                platform.open_adapter(
-                    config.tap_name, mac=identity.mac, mtu=mtu, connect_media=False
-                ) as tap,
-                apply_guards(
+            async with platform.open_adapter(
+                config.tap_name, mac=identity.mac, mtu=mtu, connect_media=False
+            ) as tap:
+                tap.set_discarding(True)  # until a session carries its frames
+                async with apply_guards(
                     hostnet,
                     journal,
                     tap_index=tap.index,
@@ -181,24 +186,23 @@ async def run_client(
                     tap_metric=TAP_METRIC,
                     relay_address=relay_address,
                     relay_best_before_tap=before_tap,
-                ) as guards,
-            ):
-                await tap.connect_media()
-                await guards.relay_route.verify()
-                log.info(
-                    events.CLIENT_STARTED,
-                    tap=tap.name,
-                    mac=format_mac(identity.mac),
-                    identity=str(identity.path),
-                    new_identity=identity.created,
-                    relay=f"{config.relay.host}:{config.relay.port}",
-                    relay_route=str(before_tap),
-                    room=config.room,
-                    room_name=config.room_name,
-                    mtu=mtu,
-                )
-                task_status.started(tap.name)
-                await _Client(config, tap, guards, link).run()
+                ) as guards:
+                    await tap.connect_media()
+                    await guards.relay_route.verify()
+                    log.info(
+                        events.CLIENT_STARTED,
+                        tap=tap.name,
+                        mac=format_mac(identity.mac),
+                        identity=str(identity.path),
+                        new_identity=identity.created,
+                        relay=f"{config.relay.host}:{config.relay.port}",
+                        relay_route=str(before_tap),
+                        room=config.room,
+                        room_name=config.room_name,
+                        mtu=mtu,
+                    )
+                    task_status.started(tap.name)
+                    await _Client(config, tap, guards, link).run()
             nursery.cancel_scope.cancel()
 
 
@@ -277,10 +281,29 @@ class _Client:
 
     async def carry_sessions(self) -> None:
         while True:
-            session = await self.link.next_session()
+            session = await self.next_session()
             if session.mtu != self.mtu:
                 log.warning(events.ROOM_MTU_CHANGED, room_mtu=session.mtu, tap_mtu=self.mtu)
-            self.link.lost(await _SessionPumps(session, self).run())
+            self.tap.set_discarding(False)
+            try:
+                reason = await _SessionPumps(session, self).run()
+            finally:
+                self.tap.set_discarding(True)
+            self.link.lost(reason)
+
+    async def next_session(self) -> Session:
+        """The next session; until it comes, the TAP is drained (it is discarding)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.drain_tap)
+            session = await self.link.next_session()
+            nursery.cancel_scope.cancel()
+        return session
+
+    async def drain_tap(self) -> None:
+        # The Linux TAP reads only while a task waits in receive_batch, which
+        # returns nothing while discarding.
+        while True:
+            await self.tap.receive_batch()
 
     async def watchdog(self) -> None:
         while True:
@@ -317,6 +340,7 @@ class _Client:
             relay_to_tap_frames=self.counters.rx_frames,
             relay_to_tap_bytes=self.counters.rx_bytes,
             drops=drops,
+            discarded=self.tap.discarded_frames,
         )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lanparty.client import cli
-from lanparty.client.service import ClientConfig, ClientStatus
+from lanparty.client.service import ClientConfig
 from lanparty.credentials import b64url
 from lanparty.errors import ConfigError
 from lanparty.transport import SpkiPin
@@ -83,26 +83,6 @@ def test_a_malformed_number_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exited:
         cli.build_parser().parse_args(["--invite", INVITE, "--status-interval-s", "soon"])
     assert exited.value.code == 2
-
-
-def test_the_status_line_says_what_a_player_needs() -> None:
-    status = ClientStatus(
-        connected=True, room="party", peers=2, mtu=1389, tap_ipv4="198.19.0.100",
-        tap_to_relay_frames=3, tap_to_relay_bytes=300, relay_to_tap_frames=4,
-        relay_to_tap_bytes=400, drops=1,
-    )  # fmt: skip
-    assert status.describe() == (
-        "connected to room party (2 peers, MTU 1389), TAP 198.19.0.100; sent 3 frames "
-        "(300 bytes), received 4 frames (400 bytes), dropped 1"
-    )
-    offline = ClientStatus(
-        connected=False, room="party", peers=0, mtu=1389, tap_ipv4=None,
-        tap_to_relay_frames=0, tap_to_relay_bytes=0, relay_to_tap_frames=0,
-        relay_to_tap_bytes=0, drops=0,
-    )  # fmt: skip
-    assert offline.describe().startswith(
-        "reconnecting to room party (0 peers, MTU 1389), TAP no IPv4"
-    )
 
 
 def test_private_network_is_a_windows_option_on_linux(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,5 @@
 """``run_client`` with a fake platform, a fake adapter and fake sessions: the order of the
-set-up.
+set-up, and what happens to the PC's frames while no session carries them.
 
 The host has Windows' semantics (``WindowsFakeHostNetwork``): Ethernet (3,
 automatic metric 25) with the default route, and a TAP-Windows adapter (12)
@@ -16,6 +16,7 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
+import structlog
 import trio
 import trio.testing
 
@@ -23,11 +24,11 @@ from lanparty.client import service
 from lanparty.client.hostnet import HostNetwork, Route
 from lanparty.client.journal import Journal
 from lanparty.client.platform import VirtualAdapter
-from lanparty.client.service import ClientConfig, run_client
+from lanparty.client.service import ClientConfig, ClientStatus, run_client
 from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import Disconnect
 from lanparty.errors import HostNetworkError, find_error
-from lanparty.obs import TrafficCounters
+from lanparty.obs import TrafficCounters, events
 from lanparty.session import RelayEndpoint, RelayEvent
 from lanparty.transport import SpkiPin, TransportSettings
 from tests.fakes.hostnet import Call
@@ -262,3 +263,100 @@ async def test_a_tap_route_that_wins_once_connected_stops_the_client(
     assert "not the pinned route" in str(error)
     assert net.snapshot() == before
     assert Journal(tmp_path / "journal.json").pending() == []
+
+
+# frames while no session carries them (issue 13, item 5)
+
+
+async def test_frames_sent_while_reconnecting_are_discarded_not_carried_late(
+    tmp_path: Path,
+    net: WindowsFakeHostNetwork,
+    relay: FakeRelay,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    platform = FakePlatform(net)
+    run = functools.partial(run_client, client_config(tmp_path), platform=platform)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run)
+        adapter = platform.adapter
+        assert adapter is not None
+        await trio.testing.wait_all_tasks_blocked()
+        assert not adapter.discarding  # the first session carries frames
+        adapter.pc_sends(frame(1))
+        await trio.testing.wait_all_tasks_blocked()
+        first = relay.sessions[0]
+        assert first.sent == [frame(1)]
+
+        first.relay_disconnects()
+        await trio.testing.wait_all_tasks_blocked()
+        assert adapter.discarding
+        adapter.pc_sends(frame(2), frame(3))  # nobody to send them to
+        await trio.testing.wait_all_tasks_blocked()
+        assert adapter.unread == []  # read all the same: not left for the next session
+        assert adapter.discarded_frames == 2
+
+        with structlog.testing.capture_logs() as logs:
+            await trio.sleep(61)  # a status line while reconnecting
+        statuses = [log for log in logs if log["event"] == events.CLIENT_STATUS]
+        assert statuses[-1]["discarded"] == 2
+        assert "discarded 2" in statuses[-1]["status"]
+
+        relay.admit()
+        await trio.sleep(5)  # past the backoff
+        second = relay.sessions[1]
+        assert not adapter.discarding
+        adapter.pc_sends(frame(4))
+        await trio.testing.wait_all_tasks_blocked()
+        assert second.sent == [frame(4)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_frames_are_discarded_until_the_first_session_carries_them(
+    tmp_path: Path, net: WindowsFakeHostNetwork, relay: FakeRelay
+) -> None:
+    """Set while the TAP opens: set-up takes a moment, and nothing carries frames then."""
+    discarding: list[bool] = []
+
+    class RecordingAdapter(FakeAdapter):
+        async def connect_media(self) -> None:
+            discarding.append(self.discarding)
+            await super().connect_media()
+
+    class RecordingPlatform(FakePlatform):
+        @asynccontextmanager
+        async def open_adapter(
+            self, name: str | None, *, mac: bytes, mtu: int, connect_media: bool = True
+        ) -> AsyncIterator[VirtualAdapter]:
+            self.adapter = RecordingAdapter(self.net, mtu)
+            yield self.adapter
+
+    run = functools.partial(run_client, client_config(tmp_path), platform=RecordingPlatform(net))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run)
+        assert discarding == [True]
+        nursery.cancel_scope.cancel()
+
+
+# the status line
+
+
+def test_the_status_line_says_what_a_player_needs() -> None:
+    status = ClientStatus(
+        connected=True, room="party", peers=2, mtu=1389, tap_ipv4="198.19.0.100",
+        tap_to_relay_frames=3, tap_to_relay_bytes=300, relay_to_tap_frames=4,
+        relay_to_tap_bytes=400, drops=1, discarded=0,
+    )  # fmt: skip
+    assert status.describe() == (
+        "connected to room party (2 peers, MTU 1389), TAP 198.19.0.100; sent 3 frames "
+        "(300 bytes), received 4 frames (400 bytes), dropped 1"
+    )
+    offline = ClientStatus(
+        connected=False, room="party", peers=0, mtu=1389, tap_ipv4=None,
+        tap_to_relay_frames=0, tap_to_relay_bytes=0, relay_to_tap_frames=0,
+        relay_to_tap_bytes=0, drops=0, discarded=7,
+    )  # fmt: skip
+    assert offline.describe() == (
+        "reconnecting to room party (0 peers, MTU 1389), TAP no IPv4 address yet; sent 0 "
+        "frames (0 bytes), received 0 frames (0 bytes), dropped 0, discarded 7 while "
+        "disconnected"
+    )
