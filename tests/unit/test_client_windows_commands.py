@@ -10,15 +10,19 @@ import pytest
 
 from lanparty.client.windows import commands
 from lanparty.client.windows.adapters import ADAPTER_CLASS_KEY
+from lanparty.credentials import b64url
 from lanparty.errors import ConfigError, HostNetworkError
+from lanparty.secret_files import write_secret_text
 from tests.unit.test_client_windows_adapters import FakeRegistry, add_tap_adapter
 
 MAC_TEXT = "02:ab:12:34:56:78"
 
 
 def identity_file(tmp_path: Path, mac: str = MAC_TEXT) -> Path:
+    """An identity file as the client keeps it: version 2, with a secret, mode 0600."""
     path = tmp_path / "identity.json"
-    path.write_text(json.dumps({"version": 1, "mac": mac}), encoding="utf-8")
+    document = {"version": 2, "mac": mac, "secret": b64url(bytes(range(32)))}
+    write_secret_text(path, json.dumps(document))
     return path
 
 
