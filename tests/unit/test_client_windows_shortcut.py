@@ -21,7 +21,9 @@ from lanparty.client.windows.shortcut import ShellLink
 from lanparty.errors import ConfigError
 
 PIN = "sha256:" + "3f" * 32
-INVITE = f"lanparty://relay.example.net:4433/party?pin={PIN}"
+ROOM = "7wbq2xk4mz5tyr3hn6pcvd2fga"
+KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+INVITE = f"lanparty://relay.example.net:4433/{ROOM}?pin={PIN}&key={KEY}&name=Saturday%20LAN"
 LAUNCHER = PureWindowsPath(
     r"C:\Users\Zoë\AppData\Local\Programs\Python\Python311\Scripts\lanparty-client.exe"
 )
@@ -129,7 +131,7 @@ def make_link(**changes: object) -> ShellLink:
         "target": LAUNCHER,
         "arguments": f'--invite "{INVITE}"',
         "working_directory": HOME,
-        "description": "Join the lanparty room party on relay.example.net",
+        "description": "Join the lanparty room Saturday LAN on relay.example.net",
         "relative_path": r"..\AppData\Local\Programs\Python\Python311\Scripts\lanparty-client.exe",
     }
     fields.update(changes)
@@ -149,7 +151,7 @@ def test_the_link_reads_back() -> None:
     assert parsed.show_command == 1
     assert parsed.target == str(LAUNCHER)
     assert parsed.strings == {
-        "name": "Join the lanparty room party on relay.example.net",
+        "name": "Join the lanparty room Saturday LAN on relay.example.net",
         "relative_path": r"..\AppData\Local\Programs\Python\Python311\Scripts\lanparty-client.exe",
         "working_dir": r"C:\Users\Zoë",
         "arguments": f'--invite "{INVITE}"',
@@ -203,26 +205,48 @@ def test_relative_targets() -> None:
 def test_write_shortcuts_into_each_folder(tmp_path: Path) -> None:
     folders = [tmp_path / "Desktop", tmp_path / "Start Menu" / "Programs"]
     written = shortcut.write_shortcuts(
-        f"  lanparty://relay.example.net/PARTY?pin={PIN}\n",  # as pasted: no port, spaces
+        # as pasted: no port, spaces around
+        f"  lanparty://relay.example.net/{ROOM}?pin={PIN}&key={KEY}&name=Saturday%20LAN\n",
         None,
         launcher=LAUNCHER,
         folders=folders,
         working_directory=HOME,
     )
-    assert written == [folder / "lanparty PARTY.lnk" for folder in folders]
+    assert written == [folder / "lanparty Saturday LAN.lnk" for folder in folders]  # its label
     for path in written:
         parsed = parse_lnk(path.read_bytes())
         assert parsed.target == str(LAUNCHER)
         assert parsed.flags & 0x2000
-        assert parsed.strings["arguments"] == (
-            f'--invite "lanparty://relay.example.net:4433/PARTY?pin={PIN}"'
-        )
+        assert parsed.strings["arguments"] == f'--invite "{INVITE}"'
         assert parsed.strings["working_dir"] == str(HOME)
+        assert parsed.strings["name"] == "Join the lanparty room Saturday LAN on relay.example.net"
+
+
+def test_an_invite_without_a_label_names_the_shortcut_after_the_room_id(tmp_path: Path) -> None:
+    written = shortcut.write_shortcuts(
+        f"lanparty://relay.example.net/{ROOM}?pin={PIN}&key={KEY}",
+        None,
+        launcher=LAUNCHER,
+        folders=[tmp_path],
+        working_directory=HOME,
+    )
+    assert written == [tmp_path / f"lanparty {ROOM}.lnk"]
+    parsed = parse_lnk(written[0].read_bytes())
+    assert parsed.strings["name"] == f"Join the lanparty room {ROOM} on relay.example.net"
+
+
+@pytest.mark.parametrize("name", ["CON", "nul", "Com1", "LPT9.party", "aux ", "PRN."])
+def test_a_name_windows_reserves_for_devices_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="Windows keeps it for devices"):
+        shortcut.write_shortcuts(
+            INVITE, name, launcher=LAUNCHER, folders=[tmp_path], working_directory=HOME
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_invite_is_checked_and_written_whole(tmp_path: Path) -> None:
     written = shortcut.write_shortcuts(
-        "lanparty://[2001:db8::1]/party?pin=" + PIN + "&sni=relay.example.net",
+        f"lanparty://[2001:db8::1]/{ROOM}?pin={PIN}&key={KEY}&sni=relay.example.net",
         "LAN party: Saturday?",
         launcher=LAUNCHER,
         folders=[tmp_path],
@@ -231,16 +255,25 @@ def test_the_invite_is_checked_and_written_whole(tmp_path: Path) -> None:
     assert written == [tmp_path / "LAN party Saturday.lnk"]
     parsed = parse_lnk(written[0].read_bytes())
     assert parsed.strings["arguments"] == (
-        f'--invite "lanparty://[2001:db8::1]:4433/party?pin={PIN}&sni=relay.example.net"'
+        f'--invite "lanparty://[2001:db8::1]:4433/{ROOM}?pin={PIN}&key={KEY}&sni=relay.example.net"'
     )
-    with pytest.raises(ConfigError, match="pin"):
+    with pytest.raises(ConfigError, match="key is missing"):
         shortcut.write_shortcuts(
-            "lanparty://relay.example.net/party",
+            f"lanparty://relay.example.net/{ROOM}?pin={PIN}",
             None,
             launcher=LAUNCHER,
             folders=[tmp_path],
             working_directory=HOME,
         )
+    with pytest.raises(ConfigError, match="is not a pin") as caught:
+        shortcut.write_shortcuts(
+            f"lanparty://relay.example.net/{ROOM}?pin=sha256:00&key={KEY}",
+            None,
+            launcher=LAUNCHER,
+            folders=[tmp_path],
+            working_directory=HOME,
+        )
+    assert KEY not in str(caught.value)
     with pytest.raises(ConfigError, match="cannot be a shortcut's name"):
         shortcut.write_shortcuts(
             INVITE, ' "?" ', launcher=LAUNCHER, folders=[tmp_path], working_directory=HOME
@@ -250,10 +283,22 @@ def test_the_invite_is_checked_and_written_whole(tmp_path: Path) -> None:
 def test_a_folder_that_cannot_be_written_says_so(tmp_path: Path) -> None:
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    with pytest.raises(ConfigError, match="cannot write the shortcut"):
+    with pytest.raises(ConfigError, match="cannot write the shortcut") as caught:
         shortcut.write_shortcuts(
             INVITE, None, launcher=LAUNCHER, folders=[not_a_folder], working_directory=HOME
         )
+    assert KEY not in str(caught.value)
+
+
+def test_the_invite_s_key_stays_out_of_errors_and_reprs() -> None:
+    """The .lnk holds the invite (it opens the room): nothing printed may show its key."""
+    link = make_link()
+    assert KEY in link.arguments
+    assert KEY not in repr(link)
+    with pytest.raises(ConfigError) as caught:
+        make_link(arguments=f'--invite "{INVITE}" ' + "x" * 70000).to_bytes()
+    assert "too long" in str(caught.value)
+    assert KEY not in str(caught.value)
 
 
 def test_the_launcher_is_looked_for_next_to_python_then_in_scripts(tmp_path: Path) -> None:

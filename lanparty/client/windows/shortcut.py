@@ -1,7 +1,7 @@
 """Windows shortcuts (.lnk) that start the client for one invite, as administrator.
 
-    install_shortcuts("lanparty://relay.example.net:4433/party?pin=sha256:...", None)
-    # -> [...\\Desktop\\lanparty party.lnk, ...\\Start Menu\\Programs\\lanparty party.lnk]
+    install_shortcuts("lanparty://relay.example.net:4433/ROOMID?pin=...&key=...&name=Sat", None)
+    # -> [...\\Desktop\\lanparty Sat.lnk, ...\\Start Menu\\Programs\\lanparty Sat.lnk]
 
 The .lnk is written here, in Python, following MS-SHLLINK: no COM, no
 PowerShell, no dependency (windows-facts 4.1 lists the routes; this is the
@@ -19,6 +19,10 @@ pure-Python one). It holds
   (the shell's fallback when the absolute path moved), the working
   directory, the arguments (``--invite "<invite>"``) and, optionally, an
   icon.
+
+The arguments hold the invite, which is a secret (it opens the room): fine
+in the player's own Desktop and Start menu, but never shown: ``ShellLink``'s
+``repr`` and every error message leave it out or hide its key.
 
 The target is the console launcher ``lanparty-client.exe`` that pip put in
 the Scripts folder of the Python running this (windows-facts 4.2): a
@@ -50,7 +54,7 @@ from lanparty.client.windows._decl_knownfolders import (
     ffi,
 )
 from lanparty.errors import ConfigError
-from lanparty.invite import Invite
+from lanparty.invite import Invite, redact_invite
 
 __all__ = [
     "LAUNCHER_NAME",
@@ -95,6 +99,11 @@ _FILE_ITEM_FIXED_BYTES = 14  # size, type, 0, file size, DOS date and time, attr
 
 _MAX_STRING_UNITS = 0xFFFF
 _FORBIDDEN_IN_FILE_NAMES = set('<>:"/\\|?*')
+# Device names Windows keeps in every folder, whatever the extension ("CON.lnk" too).
+_DEVICE_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"{port}{number}" for port in ("COM", "LPT") for number in range(1, 10)]
+)
 
 
 @attrs.frozen
@@ -102,7 +111,7 @@ class ShellLink:
     """A shortcut to ``target`` (an absolute path on a drive letter)."""
 
     target: PureWindowsPath
-    arguments: str = ""
+    arguments: str = attrs.field(default="", repr=False)  # an invite: a secret
     working_directory: PureWindowsPath | None = None
     description: str | None = None
     relative_path: str | None = None
@@ -179,7 +188,7 @@ def _string_data(value: str) -> bytes:
     encoded = value.encode("utf-16-le")
     units = len(encoded) // 2
     if units > _MAX_STRING_UNITS:
-        raise ConfigError(f"{value[:40]!r}... is too long for a shortcut")
+        raise ConfigError(f"{redact_invite(value)[:40]!r}... is too long for a shortcut")
     return struct.pack("<H", units) + encoded
 
 
@@ -273,10 +282,19 @@ def find_launcher(
     )
 
 
+def room_label(invite: Invite) -> str:
+    """What the player knows the room by: its name in the invite, else its id."""
+    return invite.name or invite.room
+
+
 def shortcut_file_name(name: str | None, invite: Invite) -> str:
-    """``<name>.lnk``; without a name, ``lanparty <room>.lnk``."""
+    """``<name>.lnk``; without a name, ``lanparty <room's label>.lnk``.
+
+    Characters Windows does not allow in a file name are left out; a device
+    name (``CON``, ``NUL``, ...) is refused.
+    """
     if name is None:
-        return f"lanparty {invite.room}.lnk"
+        name = f"lanparty {room_label(invite)}"
     cleaned = "".join(
         character
         for character in name
@@ -284,6 +302,10 @@ def shortcut_file_name(name: str | None, invite: Invite) -> str:
     ).strip(" .")
     if not cleaned:
         raise ConfigError(f"{name!r} cannot be a shortcut's name: use letters and digits")
+    if cleaned.split(".", 1)[0].rstrip(" ").upper() in _DEVICE_NAMES:
+        raise ConfigError(
+            f"{name!r} cannot be a shortcut's name: Windows keeps it for devices; choose another"
+        )
     return f"{cleaned}.lnk"
 
 
@@ -304,7 +326,7 @@ def write_shortcuts(
             target=launcher,
             arguments=f'--invite "{parsed.format()}"',
             working_directory=working_directory,
-            description=f"Join the lanparty room {parsed.room} on {parsed.host}",
+            description=f"Join the lanparty room {room_label(parsed)} on {parsed.host}",
             relative_path=relative_target(PureWindowsPath(folder), launcher),
         )
         path = folder / file_name
@@ -368,7 +390,7 @@ def shortcut_folders() -> list[Path]:
 def install_shortcuts(invite: str, name: str | None) -> list[Path]:
     """Desktop and Start-menu shortcuts that run the client for ``invite`` as administrator.
 
-    ``name`` is the shortcut's name (default ``lanparty <room>``). Returns
+    ``name`` is the shortcut's name (default ``lanparty <room's label>``). Returns
     the files written; ``ConfigError`` says what is wrong (a bad invite,
     no launcher, a folder that cannot be written).
     """
