@@ -73,12 +73,12 @@ class WindowsPlatform:
         max_frame: int | None = None,
         connect_media: bool = True,
     ) -> AsyncIterator[VirtualAdapter]:
-        """``ClientPlatform.open_adapter``, and two options of Windows' own.
+        """``ClientPlatform.open_adapter``, and ``max_frame``, an option of Windows' own.
 
         ``max_frame``: the room's (default: from ``mtu``). ``connect_media``
         False: the TAP's link stays down (no route through it is used)
         until ``tap.connect_media()``, so that the relay's route can be
-        pinned first.
+        pinned first (``run_client`` does).
         """
         candidates = adapters_to_try(find_tap_adapters(WindowsRegistry()), name, mac=mac)
         async with AsyncExitStack() as stack:
