@@ -31,6 +31,12 @@ class DropReason(StrEnum):
     RATE_LIMITED_TOTAL = "rate_limited_total"
     RATE_LIMITED_FRAMES = "rate_limited_frames"  # every datagram, before parsing (not contract)
     REFLECTION = "reflection"
+    # the L2 guard (relay/guard.py)
+    ARP_SPOOF = "arp_spoof"
+    ND_SPOOF = "nd_spoof"
+    DHCP_SPOOF = "dhcp_spoof"
+    RATE_LIMITED_DHCP = "rate_limited_dhcp"
+    VLAN_TAGGED = "vlan_tagged"
     NO_GATEWAY = "no_gateway"  # to the LAN while the room's gateway is away (grace period)
     # transport
     OVERSIZE = "oversize"  # larger than the QUIC packet or the receiver's max_datagram

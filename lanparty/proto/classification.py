@@ -81,6 +81,15 @@ class FrameClass:
     udp_destination_port: int | None = None
     icmpv6_type: int | None = None
     uncertainty: Uncertainty | None = None
+    # Where the network-layer header (IP, ARP, ...) and the upper-layer header
+    # (UDP, ICMPv6, ...) start in the frame, for the relay's guard to read
+    # them (0: not found). Not part of a frame class's identity.
+    l3_offset: int = attrs.field(default=0, eq=False)
+    l4_offset: int = attrs.field(default=0, eq=False)
+    # Whether the relay's L2 guard must read this frame (ARP, a VLAN tag, DHCP
+    # to a server, neighbour discovery): fixed per shape, so the other frames
+    # (nearly all of them) skip the guard at no cost.
+    guarded: bool = attrs.field(default=False, eq=False)
 
     @property
     def certain(self) -> bool:
@@ -89,6 +98,13 @@ class FrameClass:
     @property
     def is_ip(self) -> bool:
         return self.ip_version is not None
+
+
+_ETHERTYPE_ARP = 0x0806
+_IPPROTO_UDP = 17
+_IPPROTO_ICMPV6 = 58
+_DHCP_SERVER_PORTS = frozenset({67, 547})
+_NEIGHBOUR_DISCOVERY = frozenset({135, 136})
 
 
 # Building a frozen attrs instance costs about a microsecond, more than the
@@ -107,7 +123,15 @@ def certain_frame_class(  # noqa: PLR0917 - positional keeps cache keys cheap
     udp_source_port: int | None = None,
     udp_destination_port: int | None = None,
     icmpv6_type: int | None = None,
+    l3_offset: int = 0,
+    l4_offset: int = 0,
 ) -> FrameClass:
+    guarded = (
+        vlan_tags > 0
+        or ethertype == _ETHERTYPE_ARP
+        or (upper_protocol == _IPPROTO_UDP and udp_destination_port in _DHCP_SERVER_PORTS)
+        or (upper_protocol == _IPPROTO_ICMPV6 and icmpv6_type in _NEIGHBOUR_DISCOVERY)
+    )
     return FrameClass(
         ethertype,
         vlan_tags,
@@ -118,4 +142,8 @@ def certain_frame_class(  # noqa: PLR0917 - positional keeps cache keys cheap
         udp_source_port,
         udp_destination_port,
         icmpv6_type,
+        None,
+        l3_offset,
+        l4_offset,
+        guarded,
     )

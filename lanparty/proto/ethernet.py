@@ -8,6 +8,7 @@ packets to the walks in ``ip``.
 
 from __future__ import annotations
 
+from lanparty.proto.classification import FragmentState as _FragmentState
 from lanparty.proto.classification import FrameClass, Uncertainty, certain_frame_class
 from lanparty.proto.ip import ETHERTYPE_IPV4, ETHERTYPE_IPV6, classify_ipv4, classify_ipv6
 from lanparty.proto.mac import MAC_LENGTH
@@ -72,6 +73,9 @@ def is_switch_control(destination: bytes) -> bool:
     )
 
 
+_UNFRAGMENTED = _FragmentState.UNFRAGMENTED
+
+
 def classify_frame(frame: bytes) -> FrameClass:
     """Classify a frame for the safety filters (see ``FrameClass``).
 
@@ -110,7 +114,9 @@ def classify_frame(frame: bytes) -> FrameClass:
             vlan_tags += 1
             continue
         if ethertype >= MIN_ETHERTYPE:
-            return certain_frame_class(ethertype, vlan_tags, llc)
+            return certain_frame_class(
+                ethertype, vlan_tags, llc, None, None, _UNFRAGMENTED, None, None, None, position
+            )
         if llc:
             return FrameClass(ethertype, vlan_tags, llc, uncertainty=Uncertainty.LLC_AMBIGUOUS)
         llc = True

@@ -181,11 +181,14 @@ def classify_ipv4(
             return _uncertain_ipv4(vlan_tags, llc, incomplete, fragment, protocol)
         source_port, destination_port = _UDP_PORTS.unpack_from(frame, position)
         return certain_frame_class(
-            ETHERTYPE_IPV4, vlan_tags, llc, 4, protocol, fragment, source_port, destination_port
-        )
+            ETHERTYPE_IPV4, vlan_tags, llc, 4, protocol, fragment, source_port, destination_port,
+            None, start, position,
+        )  # fmt: skip
     if protocol == IPPROTO_ESP:
         return _uncertain_ipv4(vlan_tags, llc, Uncertainty.ENCRYPTED, fragment)
-    return certain_frame_class(ETHERTYPE_IPV4, vlan_tags, llc, 4, protocol, fragment)
+    return certain_frame_class(
+        ETHERTYPE_IPV4, vlan_tags, llc, 4, protocol, fragment, None, None, None, start, position
+    )
 
 
 def classify_ipv6(
@@ -253,19 +256,23 @@ def classify_ipv6(
             return _uncertain_ipv6(vlan_tags, llc, incomplete, fragment, next_header)
         source_port, destination_port = _UDP_PORTS.unpack_from(frame, position)
         return certain_frame_class(
-            ETHERTYPE_IPV6, vlan_tags, llc, 6, next_header, fragment, source_port, destination_port
-        )
+            ETHERTYPE_IPV6, vlan_tags, llc, 6, next_header, fragment, source_port, destination_port,
+            None, start, position,
+        )  # fmt: skip
     if next_header == IPPROTO_ICMPV6:
         if position + ICMPV6_HEADER_BYTES > packet_end:
             return _uncertain_ipv6(vlan_tags, llc, incomplete, fragment, next_header)
         return certain_frame_class(
-            ETHERTYPE_IPV6, vlan_tags, llc, 6, next_header, fragment, None, None, frame[position]
-        )
+            ETHERTYPE_IPV6, vlan_tags, llc, 6, next_header, fragment, None, None, frame[position],
+            start, position,
+        )  # fmt: skip
     if next_header == IPPROTO_ESP:
         return _uncertain_ipv6(vlan_tags, llc, Uncertainty.ENCRYPTED, fragment)
     if next_header not in IPV6_UPPER_LAYER_PROTOCOLS:
         return _uncertain_ipv6(vlan_tags, llc, Uncertainty.UNKNOWN_NEXT_HEADER, fragment)
-    return certain_frame_class(ETHERTYPE_IPV6, vlan_tags, llc, 6, next_header, fragment)
+    return certain_frame_class(
+        ETHERTYPE_IPV6, vlan_tags, llc, 6, next_header, fragment, None, None, None, start, position
+    )
 
 
 def _uncertain_ipv4(

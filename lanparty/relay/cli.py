@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--gateway-bps",
         type=_config(parse_rate_bps),
         default=defaults.gateway_bps,
-        help="total rate per gateway, e.g. 1G (default 1G)",
+        help="total rate per gateway, e.g. 1G (default: bounded by --gateway-pps only)",
     )
     limits.add_argument(
         "--gateway-pps",
@@ -232,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="datagrams per second from one gateway (default %(default)g)",
     )
     limits.add_argument("--gateway-pps-burst", type=float, default=defaults.gateway_pps_burst)
+    parser.add_argument(
+        "--client-vlan-tags",
+        choices=["drop", "allow"],
+        default="allow" if defaults.allow_client_vlan_tags else "drop",
+        help="VLAN-tagged frames from players (a VID other than 0; default %(default)s: on a "
+        "trunk port they would reach other VLANs)",
+    )
     parser.add_argument(
         "--metrics",
         type=_config(parse_metrics_address),
@@ -295,6 +302,7 @@ def build_config(args: argparse.Namespace, identity: ServerIdentity) -> RelayCon
         gateway_pps=args.gateway_pps,
         gateway_pps_burst=args.gateway_pps_burst,
         max_rooms_per_source=args.max_rooms_per_source,
+        allow_client_vlan_tags=args.client_vlan_tags == "allow",
     )
     host, port = args.listen
     return RelayConfig(

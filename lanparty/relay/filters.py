@@ -4,7 +4,9 @@
 reason to drop it, or ``None``. Every member's frames are checked for size
 (``jumbo``) and for bridge-protocol destinations (``switch_control``); a
 client's frames are also checked for what only the LAN may send: DHCP and
-DHCPv6 server replies, IPv6 router advertisements and redirects.
+DHCPv6 server replies (by source or destination port), IPv6 router
+advertisements and redirects. The L2 guard (``guard.py``) then judges the
+same classified frame for address spoofing.
 
 A hostile client hides such a frame behind VLAN tags, LLC/SNAP framing,
 IPv4 options or AH, IPv6 extension headers, or in a first fragment. The
@@ -28,7 +30,9 @@ from lanparty.proto.ethernet import (
     classify_frame,
 )
 from lanparty.proto.ip import (
+    DHCP_CLIENT_PORT,
     DHCP_SERVER_PORT,
+    DHCPV6_CLIENT_PORT,
     DHCPV6_SERVER_PORT,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
@@ -70,6 +74,15 @@ def safety_drop_at(data: bytes, start: int, from_client: bool, max_frame: int) -
     The switch passes the whole datagram and ``start=1`` (after the overlay
     byte): the frame is then copied out only when the classifier needs it.
     """
+    reason = member_drop_at(data, start, max_frame)
+    if reason is not None or not from_client:
+        return reason
+    frame_class = client_frame_class(data, start)
+    return None if frame_class is None else client_verdict(frame_class)
+
+
+def member_drop_at(data: bytes, start: int, max_frame: int) -> DropReason | None:
+    """The filters for every member's frame: ``jumbo``, ``switch_control``."""
     if len(data) - start > max_frame:
         return _JUMBO
     if (
@@ -77,12 +90,15 @@ def safety_drop_at(data: bytes, start: int, from_client: bool, max_frame: int) -
         and data[start + 5] <= SWITCH_CONTROL_LAST_OCTET_MAX
     ):
         return _SWITCH_CONTROL
-    if not from_client:
-        return None
+    return None
+
+
+def client_frame_class(data: bytes, start: int) -> FrameClass | None:
+    """The classifier's verdict on a client's frame; None when its type cannot lead to IP."""
     type_field = data[start + 12] << 8 | data[start + 13]
     if type_field >= MIN_ETHERTYPE and type_field not in _MAY_CARRY_IP:
         return None
-    return client_verdict(classify_frame(data[start:] if start else data))
+    return classify_frame(data[start:] if start else data)
 
 
 def client_verdict(frame_class: FrameClass) -> DropReason | None:
@@ -99,9 +115,14 @@ def client_verdict(frame_class: FrameClass) -> DropReason | None:
     upper_protocol = frame_class.upper_protocol
     ip_version = frame_class.ip_version
     if upper_protocol == IPPROTO_UDP:
-        source_port = frame_class.udp_source_port
-        if (ip_version == 4 and source_port == DHCP_SERVER_PORT) or (
-            ip_version == 6 and source_port == DHCPV6_SERVER_PORT
+        # A server's reply by either port: DHCP clients check only the destination.
+        if ip_version == 4:
+            if frame_class.udp_source_port == DHCP_SERVER_PORT or (
+                frame_class.udp_destination_port == DHCP_CLIENT_PORT
+            ):
+                return _DHCP_SERVER
+        elif frame_class.udp_source_port == DHCPV6_SERVER_PORT or (
+            frame_class.udp_destination_port == DHCPV6_CLIENT_PORT
         ):
             return _DHCP_SERVER
     elif (

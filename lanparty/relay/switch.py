@@ -76,7 +76,8 @@ from lanparty.proto.mtu import (
     max_frame,
 )
 from lanparty.proto.overlay import MIN_DATAGRAM_BYTES, OVERLAY_ETHERNET
-from lanparty.relay.filters import safety_drop_at
+from lanparty.relay.filters import client_frame_class, client_verdict, member_drop_at
+from lanparty.relay.guard import ClientBindings, RoomGuard
 from lanparty.relay.ratelimit import TokenBucket
 
 # Enum member lookup costs about 0.1 us on Python 3.11; these run per frame.
@@ -89,6 +90,9 @@ _RATE_LIMITED_TOTAL = DropReason.RATE_LIMITED_TOTAL
 _REFLECTION = DropReason.REFLECTION
 _NO_GATEWAY = DropReason.NO_GATEWAY
 _RATE_LIMITED_FRAMES = DropReason.RATE_LIMITED_FRAMES
+_ETHERTYPE_ARP = 0x0806
+# Gateway frames the guard learns the LAN from: ARP, IPv4 (DHCP), IPv6 (ND, DHCPv6).
+_LAN_FACTS_ETHERTYPES = frozenset({0x0806, 0x0800, 0x86DD})
 
 # What a frame costs in the bits/s buckets on top of its own bytes: about what
 # carrying it costs on the wire (UDP/IP headers, QUIC packet and frame overhead).
@@ -149,15 +153,18 @@ class RelayLimits:
     # Not in the contract (PROTOCOL.md 7 departs): every datagram of a member
     # costs a token of its frames/s allowance, and the bits/s buckets charge
     # FRAME_COST_BYTES on top of each frame, so that small frames cannot buy
-    # more relay CPU than full-size ones. Gateways are limited by default.
+    # more relay CPU than full-size ones. Gateways are limited by default in
+    # frames/s (which bounds their bits/s too); --gateway-bps adds a bits/s limit.
     client_pps: float = 12_000
     client_pps_burst: float = 24_000
-    gateway_bps: float | None = 1e9
+    gateway_bps: float | None = None
     gateway_burst_bytes: float = 1024 * 1024
     gateway_pps: float = 100_000
     gateway_pps_burst: float = 200_000
     # Rooms whose gateway connected from one address (an IPv6 /64): a LAN party has one.
     max_rooms_per_source: int = 16
+    # VLAN-tagged frames (a VID other than 0) from clients: dropped unless allowed.
+    allow_client_vlan_tags: bool = False
     # Not in the contract: bounds the memory a gateway can make a room use.
     max_learned_macs_per_room: int = 4096
     # How long a room outlives its gateway (its clients stay; PROTOCOL.md 10).
@@ -230,6 +237,7 @@ class Member:
         "client_id",
         "counters",
         "datagram_bucket",
+        "guard",
         "handle",
         "is_client",
         "mac",
@@ -264,6 +272,8 @@ class Member:
         self.handle = handle
         # A client's id in its room (set on admission); empty for a gateway.
         self.client_id = b""
+        # Its addresses, as the room's L2 guard knows them.
+        self.guard = ClientBindings()
         self.counters = TrafficCounters()
         # False once it has left its room (``Switch.leave``).
         self.active = True
@@ -331,6 +341,7 @@ class Room:
         "clients",
         "gateway",
         "gateway_left_at",
+        "guard",
         "id",
         "lan_mac_ageing_s",
         "learned_macs",
@@ -380,6 +391,7 @@ class Room:
         # which no client may ever claim; bounded.
         self.lifelong_lan_macs: set[bytes] = set()
         self.lan_mac_ageing_s = limits.lan_mac_ageing_s
+        self.guard = RoomGuard(allow_vlan_tags=limits.allow_client_vlan_tags)
         # Where the gateway that opened the room connected from (per-source room cap).
         self.source: Hashable | None = None
         self._max_learned_macs = limits.max_learned_macs_per_room
@@ -730,6 +742,7 @@ class Switch:
         del room.members[member.peer_id]
         if member.is_client:
             del room.clients[member.mac]
+            room.guard.forget(member)
             if room.sessions.get(member.client_id) is member:
                 del room.sessions[member.client_id]
         else:
@@ -773,7 +786,7 @@ class Switch:
 
     # ---------------------------------------------------------- forwarding
 
-    def forward(
+    def forward(  # noqa: PLR0915 - the hot path: one frame, one call, no helpers
         self, member: Member, datagram: bytes, now: float
     ) -> tuple[Member, ...] | DropReason:
         """Decide where one datagram from ``member`` goes (sections 5 to 8, in order).
@@ -812,10 +825,22 @@ class Switch:
         elif source != member.mac:
             room.learn(source, now)
 
-        # 3. safety filters
-        reason = safety_drop_at(datagram, 1, member.is_client, room.max_frame)
+        # 3. safety filters, then the L2 guard on the same classification
+        reason = member_drop_at(datagram, 1, room.max_frame)
         if reason is not None:
             return self._drop(member, reason)
+        type_field = datagram[13] << 8 | datagram[14]
+        if member.is_client:
+            frame_class = client_frame_class(datagram, 1)
+            if frame_class is None:
+                if type_field == _ETHERTYPE_ARP:
+                    reason = room.guard.client_drop(member, datagram, 1, None, now)
+            elif (reason := client_verdict(frame_class)) is None and frame_class.guarded:
+                reason = room.guard.client_drop(member, datagram, 1, frame_class, now)
+            if reason is not None:
+                return self._drop(member, reason)
+        elif type_field in _LAN_FACTS_ETHERTYPES:
+            room.guard.learn_from_gateway(datagram, 1, room.clients)
 
         # 5. destination, resolved before 4 because it decides which buckets apply
         destination = datagram[1:7]

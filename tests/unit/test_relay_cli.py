@@ -73,6 +73,7 @@ def test_options_reach_the_limits(tmp_path: Path) -> None:
     assert "development certificate" in described
     assert config.operator_token_hashes is None
     assert config.limits.room_grace_s == 300.0
+    assert not config.limits.allow_client_vlan_tags
 
 
 def test_the_options_of_invite_only_rooms_and_floods_reach_the_config(tmp_path: Path) -> None:
@@ -82,7 +83,8 @@ def test_the_options_of_invite_only_rooms_and_floods_reach_the_config(tmp_path: 
         ["--state-dir", str(tmp_path), "--gateway-tokens", str(tokens), "--room-grace-s", "60",
          "--client-pps", "500", "--client-pps-burst", "900", "--gateway-pps", "7000",
          "--gateway-pps-burst", "9000", "--max-rooms-per-source", "2",
-         "--max-pending-hellos", "40", "--max-pending-hellos-per-source", "4"]
+         "--max-pending-hellos", "40", "--max-pending-hellos-per-source", "4",
+         "--client-vlan-tags", "allow"]
     )  # fmt: skip
     identity, _ = load_identity(args)
     config = build_config(args, identity)
@@ -92,6 +94,7 @@ def test_the_options_of_invite_only_rooms_and_floods_reach_the_config(tmp_path: 
     assert (limits.client_pps, limits.client_pps_burst) == (500, 900)
     assert (limits.gateway_pps, limits.gateway_pps_burst) == (7000, 9000)
     assert limits.max_rooms_per_source == 2
+    assert limits.allow_client_vlan_tags
     assert (config.max_pending_hellos, config.max_pending_hellos_per_source) == (40, 4)
 
 

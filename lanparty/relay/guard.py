@@ -1,0 +1,420 @@
+"""The relay's L2 guard: DHCP snooping and ARP / neighbour inspection per room (sans-I/O).
+
+What switches call DHCP snooping and dynamic ARP inspection, for a room of
+strangers. Each client's addresses are bound to it:
+
+- from the DHCP ACKs (and DHCPv6 Replies) the gateway forwards to it: the
+  LAN's DHCP server is the authority, and its ACK moves an address to the
+  client it names;
+- from the client's own probes and announcements (an ARP or a DAD
+  neighbour solicitation, a neighbour advertisement) for an address nobody
+  in the room holds: a player with a static address, its link-local and
+  SLAAC addresses. An IPv4 address is claimed so only until the client has
+  a lease.
+
+What the LAN holds is learned from the gateway's side: the senders of its
+ARP and neighbour discovery, and the DHCP server, routers and DNS servers
+its DHCP replies name. A client may then not speak ARP or neighbour
+discovery for an address it does not hold, nor claim one the LAN or
+another client holds (``arp_spoof``, ``nd_spoof``); its DHCP requests must
+carry its own MAC (``dhcp_spoof``) and come at a few per second
+(``rate_limited_dhcp``); VLAN-tagged frames (a VID other than 0) from
+clients are dropped (``vlan_tagged``) unless the relay allows them.
+
+Frames reach the guard classified (``FrameClass`` with its offsets), so a
+disguised frame (VLAN tags, LLC/SNAP, extension headers) is judged as what
+it is; neighbour discovery in a fragment, or a DHCP request too short to
+hold its client address, is ``suspicious``. Offsets below are into the
+datagram: the frame starts at ``start`` (after the overlay byte).
+
+What a room remembers is bounded: ``MAX_LAN_ADDRESSES`` per family, and
+``MAX_ADDRESSES_PER_CLIENT`` per client and family (its oldest goes first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from lanparty.obs.counters import DropReason
+from lanparty.proto.classification import FragmentState, FrameClass
+from lanparty.proto.ethernet import ETHERTYPE_ARP, VLAN_TAG_ETHERTYPES
+from lanparty.proto.ip import (
+    DHCP_CLIENT_PORT,
+    DHCP_SERVER_PORT,
+    DHCPV6_CLIENT_PORT,
+    DHCPV6_SERVER_PORT,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    IPPROTO_ICMPV6,
+    IPPROTO_UDP,
+    UDP_HEADER_BYTES,
+)
+from lanparty.relay.ratelimit import TokenBucket
+
+MAX_LAN_ADDRESSES = 4096
+MAX_ADDRESSES_PER_CLIENT = 16
+DHCP_MESSAGES_PER_S = 4.0
+DHCP_MESSAGES_BURST = 10.0
+
+_ARP_SPOOF = DropReason.ARP_SPOOF
+_ND_SPOOF = DropReason.ND_SPOOF
+_DHCP_SPOOF = DropReason.DHCP_SPOOF
+_RATE_LIMITED_DHCP = DropReason.RATE_LIMITED_DHCP
+_VLAN_TAGGED = DropReason.VLAN_TAGGED
+_SUSPICIOUS = DropReason.SUSPICIOUS
+_UNFRAGMENTED = FragmentState.UNFRAGMENTED
+_NON_FIRST = FragmentState.NON_FIRST
+
+_ARP_BYTES = 28
+_ARP_FOR_IPV4 = bytes.fromhex("08000604")  # ptype 0x0800, hlen 6, plen 4
+_ZERO_IPV4 = bytes(4)
+_ZERO_IPV6 = bytes(16)
+_ICMPV6_NEIGHBOR_SOLICITATION = 135
+_ICMPV6_NEIGHBOR_ADVERTISEMENT = 136
+_ICMPV6_ROUTER_ADVERTISEMENT = 134
+_ND_OPTION_SOURCE_LINK_ADDRESS = 1
+_ND_OPTION_TARGET_LINK_ADDRESS = 2
+_ND_OPTIONS_AFTER = 24  # type, code, checksum, flags/reserved, target
+_MAX_OPTIONS = 16
+
+# DHCP (RFC 2131): fixed header, then the magic cookie and options.
+_DHCP_CHADDR = 28
+_DHCP_YIADDR = 16
+_DHCP_CIADDR = 12
+_DHCP_OPTIONS = 240
+_DHCP_MESSAGE_TYPE = 53
+_DHCP_ROUTER = 3
+_DHCP_DNS = 6
+_DHCP_SERVER_ID = 54
+_DHCPOFFER, _DHCPACK, _DHCPRELEASE = 2, 5, 7
+_DHCPV6_REPLY = 7
+_DHCPV6_IA_NA = 3
+_DHCPV6_IAADDR = 5
+
+
+class GuardedClient(Protocol):
+    """What the guard needs of a client member (``switch.Member``)."""
+
+    mac: bytes
+    guard: ClientBindings
+
+
+class ClientBindings:
+    """One client's addresses, whether the LAN's DHCP server gave it one, its DHCP budget."""
+
+    __slots__ = ("dhcp_bucket", "ipv4", "ipv6", "leased")
+
+    def __init__(self) -> None:
+        # Insertion-ordered: the oldest goes first when full.
+        self.ipv4: dict[bytes, None] = {}
+        self.ipv6: dict[bytes, None] = {}
+        self.leased = False
+        self.dhcp_bucket = TokenBucket(DHCP_MESSAGES_PER_S, DHCP_MESSAGES_BURST)
+
+
+class RoomGuard:
+    """The bindings of one room and the guard's verdicts on its frames."""
+
+    __slots__ = ("allow_vlan_tags", "ipv4_owners", "ipv6_owners", "lan_ipv4", "lan_ipv6")
+
+    def __init__(self, *, allow_vlan_tags: bool = False) -> None:
+        self.allow_vlan_tags = allow_vlan_tags
+        # Address -> the client member that holds it.
+        self.ipv4_owners: dict[bytes, GuardedClient] = {}
+        self.ipv6_owners: dict[bytes, GuardedClient] = {}
+        # Addresses seen on the LAN's side.
+        self.lan_ipv4: set[bytes] = set()
+        self.lan_ipv6: set[bytes] = set()
+
+    # ----------------------------------------------------------- bindings
+
+    def bind_ipv4(self, client: GuardedClient, address: bytes) -> None:
+        _bind(self.ipv4_owners, client.guard.ipv4, client, address)
+
+    def bind_ipv6(self, client: GuardedClient, address: bytes) -> None:
+        _bind(self.ipv6_owners, client.guard.ipv6, client, address)
+
+    def forget(self, client: GuardedClient) -> None:
+        """Release a departing client's addresses."""
+        for owners, addresses in (
+            (self.ipv4_owners, client.guard.ipv4),
+            (self.ipv6_owners, client.guard.ipv6),
+        ):
+            for address in addresses:
+                if owners.get(address) is client:
+                    del owners[address]
+            addresses.clear()
+
+    def _lan_ipv4(self, address: bytes) -> None:
+        if address != _ZERO_IPV4 and len(self.lan_ipv4) < MAX_LAN_ADDRESSES:
+            self.lan_ipv4.add(address)
+
+    def _lan_ipv6(self, address: bytes) -> None:
+        if address != _ZERO_IPV6 and len(self.lan_ipv6) < MAX_LAN_ADDRESSES:
+            self.lan_ipv6.add(address)
+
+    # --------------------------------------------------- the client's side
+
+    def client_drop(
+        self,
+        client: GuardedClient,
+        data: bytes,
+        start: int,
+        frame_class: FrameClass | None,
+        now: float,
+    ) -> DropReason | None:
+        """Why the guard drops a client's frame, or None (the safety filters passed it).
+
+        ``frame_class`` is the classifier's verdict, None for a frame whose
+        type field cannot lead to IP (then only untagged ARP concerns us).
+        """
+        type_field = data[start + 12] << 8 | data[start + 13]
+        if (
+            type_field in VLAN_TAG_ETHERTYPES
+            and not self.allow_vlan_tags
+            and _has_vlan_id(data, start + 12)
+        ):
+            return _VLAN_TAGGED
+        if frame_class is None:
+            if type_field == ETHERTYPE_ARP:
+                return self._client_arp(client, data, start + 14)
+            return None
+        ethertype = frame_class.ethertype
+        if ethertype == ETHERTYPE_ARP:
+            return self._client_arp(client, data, start + frame_class.l3_offset)
+        if frame_class.fragment is _NON_FIRST:
+            return None
+        protocol = frame_class.upper_protocol
+        if protocol == IPPROTO_UDP:
+            port = frame_class.udp_destination_port
+            if frame_class.ip_version == 4 and port == DHCP_SERVER_PORT:
+                return self._client_dhcp(client, data, start, frame_class, now)
+            if frame_class.ip_version == 6 and port == DHCPV6_SERVER_PORT:
+                return None if client.guard.dhcp_bucket.take(now) else _RATE_LIMITED_DHCP
+            return None
+        if protocol == IPPROTO_ICMPV6 and frame_class.icmpv6_type in (
+            _ICMPV6_NEIGHBOR_SOLICITATION,
+            _ICMPV6_NEIGHBOR_ADVERTISEMENT,
+        ):
+            if frame_class.fragment is not _UNFRAGMENTED:
+                return _SUSPICIOUS  # hosts drop fragmented neighbour discovery (RFC 6980)
+            return self._client_nd(client, data, start, frame_class)
+        return None
+
+    def _client_arp(self, client: GuardedClient, data: bytes, at: int) -> DropReason | None:
+        if len(data) < at + _ARP_BYTES:
+            return None  # too short for any host to learn from
+        # Whatever the hardware type says (Linux takes 1 and 6 on Ethernet) and the operation.
+        if data[at + 2 : at + 6] != _ARP_FOR_IPV4:
+            if data[at + 2 : at + 4] == _ARP_FOR_IPV4[:2]:
+                return _SUSPICIOUS  # IPv4 ARP with odd address lengths: nobody needs that
+            return None  # not ARP for IPv4: no host's IPv4 cache learns from it
+        if data[at + 8 : at + 14] != client.mac:
+            return _ARP_SPOOF  # it speaks for another hardware address
+        sender = data[at + 14 : at + 18]
+        if sender == _ZERO_IPV4:
+            return None  # a probe (RFC 5227) claims nothing
+        owner = self.ipv4_owners.get(sender)
+        if owner is client:
+            return None
+        if owner is not None or sender in self.lan_ipv4 or client.guard.leased:
+            return _ARP_SPOOF
+        self.bind_ipv4(client, sender)  # an announcement for a free address: a static player
+        return None
+
+    def _client_nd(
+        self, client: GuardedClient, data: bytes, start: int, frame_class: FrameClass
+    ) -> DropReason | None:
+        ip = start + frame_class.l3_offset
+        icmp = start + frame_class.l4_offset
+        if len(data) < icmp + _ND_OPTIONS_AFTER:
+            return _SUSPICIOUS
+        link_option = _ND_OPTION_SOURCE_LINK_ADDRESS
+        if data[icmp] == _ICMPV6_NEIGHBOR_SOLICITATION:
+            source = data[ip + 8 : ip + 24]
+            # DAD (source ::) probes the target; otherwise the sender speaks for its source.
+            claimed = data[icmp + 8 : icmp + 24] if source == _ZERO_IPV6 else source
+        else:
+            claimed = data[icmp + 8 : icmp + 24]
+            link_option = _ND_OPTION_TARGET_LINK_ADDRESS
+        link = _nd_link_address(data, icmp + _ND_OPTIONS_AFTER, link_option)
+        if link is not None and link != client.mac:
+            return _ND_SPOOF
+        owner = self.ipv6_owners.get(claimed)
+        if owner is client:
+            return None
+        if owner is not None or claimed in self.lan_ipv6:
+            return _ND_SPOOF
+        self.bind_ipv6(client, claimed)
+        return None
+
+    def _client_dhcp(
+        self, client: GuardedClient, data: bytes, start: int, frame_class: FrameClass, now: float
+    ) -> DropReason | None:
+        if not client.guard.dhcp_bucket.take(now):
+            return _RATE_LIMITED_DHCP
+        body = start + frame_class.l4_offset + UDP_HEADER_BYTES
+        if len(data) < body + _DHCP_CHADDR + 6:
+            return _SUSPICIOUS
+        if data[body + _DHCP_CHADDR : body + _DHCP_CHADDR + 6] != client.mac:
+            return _DHCP_SPOOF  # it would empty the pool with made-up hardware addresses
+        options = _dhcp_options(data, body)
+        if options.get(_DHCP_MESSAGE_TYPE) == bytes([_DHCPRELEASE]):
+            released = data[body + _DHCP_CIADDR : body + _DHCP_CIADDR + 4]
+            if self.ipv4_owners.get(released) is client:
+                del self.ipv4_owners[released]
+                client.guard.ipv4.pop(released, None)
+        return None
+
+    # ---------------------------------------------------- the LAN's side
+
+    def learn_from_gateway(
+        self, data: bytes, start: int, clients: Mapping[bytes, GuardedClient]
+    ) -> None:
+        """Learn what the LAN holds, and the leases its DHCP server hands to clients.
+
+        Reads untagged frames only, cheaply: the gateway's side is the LAN
+        itself, whose frames the guard trusts (the source check already
+        keeps clients' MACs out of them).
+        """
+        type_field = data[start + 12] << 8 | data[start + 13]
+        l3 = start + 14
+        if type_field == ETHERTYPE_ARP:
+            if len(data) >= l3 + _ARP_BYTES and data[l3 + 2 : l3 + 6] == _ARP_FOR_IPV4:
+                self._lan_ipv4(data[l3 + 14 : l3 + 18])
+        elif type_field == ETHERTYPE_IPV4:
+            if len(data) < l3 + 20 or data[l3 + 9] != IPPROTO_UDP or data[l3 + 6] & 0x3F:
+                return  # not UDP, or a fragment
+            udp = l3 + (data[l3] & 0x0F) * 4
+            if (
+                len(data) >= udp + UDP_HEADER_BYTES
+                and data[udp] << 8 | data[udp + 1] == DHCP_SERVER_PORT
+                and data[udp + 2] << 8 | data[udp + 3] == DHCP_CLIENT_PORT
+            ):
+                self._lan_dhcp(data, udp + UDP_HEADER_BYTES, clients)
+        elif type_field == ETHERTYPE_IPV6 and len(data) >= l3 + 40:
+            next_header = data[l3 + 6]
+            upper = l3 + 40
+            if next_header == IPPROTO_ICMPV6 and len(data) > upper:
+                if data[upper] in (
+                    _ICMPV6_ROUTER_ADVERTISEMENT,
+                    _ICMPV6_NEIGHBOR_SOLICITATION,
+                    _ICMPV6_NEIGHBOR_ADVERTISEMENT,
+                ):
+                    self._lan_ipv6(data[l3 + 8 : l3 + 24])
+                    if data[upper] == _ICMPV6_NEIGHBOR_ADVERTISEMENT and len(data) >= upper + 24:
+                        self._lan_ipv6(data[upper + 8 : upper + 24])
+            elif (
+                next_header == IPPROTO_UDP
+                and len(data) >= upper + UDP_HEADER_BYTES
+                and data[upper] << 8 | data[upper + 1] == DHCPV6_SERVER_PORT
+                and data[upper + 2] << 8 | data[upper + 3] == DHCPV6_CLIENT_PORT
+            ):
+                client = clients.get(data[start : start + 6])
+                if client is not None:
+                    self._lan_dhcpv6(data, upper + UDP_HEADER_BYTES, client)
+
+    def _lan_dhcp(self, data: bytes, body: int, clients: Mapping[bytes, GuardedClient]) -> None:
+        if len(data) < body + _DHCP_OPTIONS:
+            return
+        options = _dhcp_options(data, body)
+        message_type = options.get(_DHCP_MESSAGE_TYPE)
+        if message_type not in (bytes([_DHCPOFFER]), bytes([_DHCPACK])):
+            return
+        for code in (_DHCP_SERVER_ID, _DHCP_ROUTER, _DHCP_DNS):
+            value = options.get(code, b"")
+            for offset in range(0, len(value) - 3, 4):
+                self._lan_ipv4(value[offset : offset + 4])
+        if message_type == bytes([_DHCPACK]):
+            client = clients.get(data[body + _DHCP_CHADDR : body + _DHCP_CHADDR + 6])
+            address = data[body + _DHCP_YIADDR : body + _DHCP_YIADDR + 4]
+            if client is not None and address != _ZERO_IPV4:
+                self.bind_ipv4(client, address)
+                client.guard.leased = True
+
+    def _lan_dhcpv6(self, data: bytes, body: int, client: GuardedClient) -> None:
+        if len(data) < body + 4 or data[body] != _DHCPV6_REPLY:
+            return
+        for code, value in _dhcpv6_options(data, body + 4, len(data)):
+            if code == _DHCPV6_IA_NA and len(value) >= 12:
+                for inner_code, inner in _dhcpv6_options(value, 12, len(value)):
+                    if inner_code == _DHCPV6_IAADDR and len(inner) >= 16:
+                        self.bind_ipv6(client, inner[:16])
+
+
+def _bind(
+    owners: dict[bytes, GuardedClient],
+    addresses: dict[bytes, None],
+    client: GuardedClient,
+    address: bytes,
+) -> None:
+    previous = owners.get(address)
+    if previous is not None and previous is not client:
+        del (previous.guard.ipv4 if len(address) == 4 else previous.guard.ipv6)[address]
+    owners[address] = client
+    addresses.pop(address, None)
+    addresses[address] = None
+    if len(addresses) > MAX_ADDRESSES_PER_CLIENT:
+        oldest = next(iter(addresses))
+        del addresses[oldest]
+        if owners.get(oldest) is client:
+            del owners[oldest]
+
+
+def _has_vlan_id(data: bytes, type_at: int) -> bool:
+    """Whether a tag from ``type_at`` on carries a VLAN id (priority tags have VID 0)."""
+    position = type_at
+    for _ in range(8):
+        if (data[position] << 8 | data[position + 1]) not in VLAN_TAG_ETHERTYPES:
+            return False
+        if len(data) < position + 6:
+            return True
+        if (data[position + 2] & 0x0F) << 8 | data[position + 3]:
+            return True
+        position += 4
+    return True
+
+
+def _nd_link_address(data: bytes, at: int, wanted: int) -> bytes | None:
+    """The link-layer address option ``wanted`` of a neighbour message, if any."""
+    for _ in range(_MAX_OPTIONS):
+        if len(data) < at + 2:
+            return None
+        length = data[at + 1] * 8
+        if length == 0:
+            return None
+        if data[at] == wanted:
+            return data[at + 2 : at + 8]
+        at += length
+    return None
+
+
+def _dhcp_options(data: bytes, body: int) -> dict[int, bytes]:
+    """A DHCP message's options (the first of each code), read within the frame."""
+    options: dict[int, bytes] = {}
+    at = body + _DHCP_OPTIONS
+    end = len(data)
+    while at < end:
+        code = data[at]
+        if code == 255:
+            break
+        if code == 0:
+            at += 1
+            continue
+        if at + 2 > end:
+            break
+        length = data[at + 1]
+        options.setdefault(code, data[at + 2 : at + 2 + length])
+        at += 2 + length
+    return options
+
+
+def _dhcpv6_options(data: bytes, at: int, end: int) -> list[tuple[int, bytes]]:
+    found: list[tuple[int, bytes]] = []
+    while at + 4 <= end and len(found) < _MAX_OPTIONS:
+        code = data[at] << 8 | data[at + 1]
+        length = data[at + 2] << 8 | data[at + 3]
+        found.append((code, data[at + 4 : at + 4 + length]))
+        at += 4 + length
+    return found
