@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from lanparty.credentials import ClientCredentials, GatewayCredentials
+from lanparty.session import RelayEndpoint
+from lanparty.transport import SpkiPin
+from lanparty.transport import client as client_module
+from lanparty.transport.udp import UdpSocket
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -129,3 +135,72 @@ def client_credentials(mac: bytes, room: str = "bench") -> ClientCredentials:
         client_key=gateway_credentials(room).client_key,
         identity_secret=hashlib.sha256(b"bench identity " + mac).digest(),
     )
+
+
+def launch_relay(
+    state_dir: str, extra: Sequence[str] = (), *, cpu: int = 0
+) -> tuple[subprocess.Popen[str], RelayEndpoint]:
+    """``python -m lanparty.relay`` on 127.0.0.1 (pinned to ``cpu``), with ``extra`` options.
+
+    Unlike ``benchmarks.relay.start_relay`` it keeps the relay's default limits.
+    """
+    prefix = ["taskset", "-c", str(cpu)] if _has_taskset() else []
+    command = [
+        *prefix, sys.executable, "-m", "lanparty.relay", "--listen", "127.0.0.1:0",
+        "--state-dir", state_dir, "--log-level", "warning", *extra,
+    ]  # fmt: skip
+    relay = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert relay.stdout is not None
+    lines: list[str] = []
+    while not lines or not lines[-1].startswith("gateway:"):
+        line = relay.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the relay did not start: {lines}")
+        lines.append(line.strip())
+    text = "\n".join(lines)
+    port = re.search(r"listening on [\d.]+:(\d+)", text)
+    pin = re.search(r"^pin: (\S+)$", text, re.MULTILINE)
+    if port is None or pin is None:
+        raise RuntimeError(f"unexpected relay banner: {text}")
+    return relay, RelayEndpoint("127.0.0.1", int(port.group(1)), SpkiPin.parse(pin.group(1)))
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS of a process, from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors a process holds (/proc/PID/fd)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# The local address the next endpoint socket of this task binds (None: any).
+_SOURCE_HOST: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bench_source_host", default=None
+)
+
+
+class _SourceBoundUdpSocket(UdpSocket):
+    @classmethod
+    def bind(cls, host: str, port: int, *, batch_io: bool = True) -> UdpSocket:
+        return UdpSocket.bind(_SOURCE_HOST.get() or host, port, batch_io=batch_io)
+
+
+@contextlib.contextmanager
+def source_host(host: str) -> Iterator[None]:
+    """Endpoint sessions opened in this context send from ``host`` (a 127.0.0.0/8 address).
+
+    The relay counts connections, pending hellos and rooms per source address;
+    many players or parties on loopback look like one address unless each
+    binds its own. Linux accepts any 127.0.0.0/8 address without configuring it.
+    """
+    client_module.UdpSocket = _SourceBoundUdpSocket  # type: ignore[attr-defined]
+    token = _SOURCE_HOST.set(host)
+    try:
+        yield
+    finally:
+        _SOURCE_HOST.reset(token)
