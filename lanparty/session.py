@@ -40,6 +40,7 @@ from lanparty.ctrl import (
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
 from lanparty.obs import DropReason, TrafficCounters, events
 from lanparty.proto import MIN_FRAME_BYTES, OVERLAY_ETHERNET, format_mac
+from lanparty.proto.fragments import OVERLAY_FRAGMENT, FragmentError, Reassembler, fragment_frame
 from lanparty.transport import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -187,34 +188,72 @@ class Session:
         self.peers: dict[int, PeerInfo] = {peer.peer_id: peer for peer in welcome.peers}
         # Frames the relay sent us that we could not use, and ours too big to send.
         self.counters = TrafficCounters()
+        # Frames larger than one datagram travel in fragments (PROTOCOL.md 11).
+        self._reassembler = Reassembler(welcome.max_frame)
+        self._next_frame_id = 0
+        self.fragments_sent = 0
+        self.fragments_received = 0
 
     def send_frame(self, frame: bytes) -> bool:
         """Send one Ethernet frame; False (and counted) if it was not sent."""
-        if len(frame) > self.max_frame:
-            self.counters.count_drop(DropReason.JUMBO)
-            return False
-        return self.connection.send_datagram(_OVERLAY_HEADER + frame)
+        return self.send_frames([frame]) > 0
 
     def send_frames(self, frames: Iterable[bytes]) -> int:
-        """Send Ethernet frames with one flush; return how many were queued."""
+        """Send Ethernet frames with one flush; return how many datagrams were queued.
+
+        A frame that does not fit one datagram goes in fragments.
+        """
         max_frame = self.max_frame
+        budget = self.connection.max_datagram_payload - 1
         counters = self.counters
         datagrams = []
         for frame in frames:
-            if len(frame) > max_frame:
+            size = len(frame)
+            if size <= budget and size <= max_frame:
+                datagrams.append(_OVERLAY_HEADER + frame)
+            elif size > max_frame:
                 counters.count_drop(DropReason.JUMBO)
             else:
-                datagrams.append(_OVERLAY_HEADER + frame)
+                datagrams.extend(self._fragments(frame))
         return self.connection.send_datagrams(datagrams)
+
+    def _fragments(self, frame: bytes) -> list[bytes]:
+        frame_id = self._next_frame_id
+        self._next_frame_id = (frame_id + 1) & 0xFFFF
+        parts = fragment_frame(frame, frame_id, self.connection.max_datagram_payload)
+        if parts is None:
+            self.counters.count_drop(DropReason.OVERSIZE)
+            return []
+        self.fragments_sent += len(parts)
+        return parts
 
     def _frames_of(self, datagrams: list[bytes]) -> list[bytes]:
         frames = []
         for datagram in datagrams:
             if len(datagram) > MIN_FRAME_BYTES and datagram[0] == OVERLAY_ETHERNET:
                 frames.append(datagram[1:])
+            elif datagram and datagram[0] == OVERLAY_FRAGMENT:
+                frame = self._reassemble(datagram)
+                if frame is not None:
+                    frames.append(frame)
             else:
                 self.counters.count_drop(DropReason.MALFORMED)
         return frames
+
+    def _reassemble(self, datagram: bytes) -> bytes | None:
+        self.fragments_received += 1
+        reassembler = self._reassembler
+        timeouts = reassembler.timeouts
+        try:
+            return reassembler.add(datagram, trio.current_time())
+        except FragmentError:
+            self.counters.count_drop(DropReason.FRAGMENT_INVALID)
+            return None
+        finally:
+            if reassembler.timeouts > timeouts:
+                self.counters.drops[DropReason.FRAGMENT_TIMEOUT] += (
+                    reassembler.timeouts - timeouts
+                )
 
     async def receive_frames(self) -> list[bytes]:
         """The Ethernet frames received since the last call; waits for one at least."""

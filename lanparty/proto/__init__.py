@@ -52,9 +52,7 @@ from lanparty.proto.mtu import (
     check_relay_mtu,
     endpoint_capacity,
     max_frame,
-    minimum_capacity,
     required_max_datagram,
-    room_mtu,
 )
 from lanparty.proto.offload import (
     VNET_HDR_BYTES,
@@ -118,11 +116,9 @@ __all__ = [
     "is_switch_control",
     "is_unicast",
     "max_frame",
-    "minimum_capacity",
     "normalize_mac",
     "parse_mac",
     "random_local_mac",
     "required_max_datagram",
-    "room_mtu",
     "source_mac",
 ]

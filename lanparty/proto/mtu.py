@@ -1,43 +1,44 @@
-"""Room MTU arithmetic (PROTOCOL.md section 4).
+"""Room MTU arithmetic (PROTOCOL.md sections 4 and 11).
 
 Three sizes, each in bytes:
-- an endpoint's ``max_datagram``: the largest QUIC DATAGRAM payload it carries;
-- its capacity: the IP MTU that fits in such a datagram after the overlay
-  header, an Ethernet header and room for one 802.1Q tag;
-- a room's ``mtu`` (IP MTU) and ``max_frame`` (largest Ethernet frame, no FCS).
+- an endpoint's ``max_datagram``: the largest QUIC DATAGRAM payload it carries
+  (the relay uses the smaller of what it declares and what its connection
+  really carries);
+- a room's ``mtu`` (IP MTU): the relay's ``--mtu`` (1500 by default), the same
+  for every member; frames that do not fit one datagram of a member's budget
+  travel to it in fragments (``lanparty.proto.fragments``);
+- a room's ``max_frame``: the largest Ethernet frame (no FCS) with one 802.1Q tag.
+
+A member is admitted when its budget is at least 600 bytes and the room's
+largest frame fits in at most 8 fragments of it.
 """
 
 from __future__ import annotations
+
+import math
 
 import attrs
 
 from lanparty.errors import ConfigError
 from lanparty.proto.ethernet import ETHERNET_HEADER_BYTES, VLAN_TAG_BYTES
+from lanparty.proto.fragments import FRAGMENT_HEADER_BYTES, MAX_FRAGMENTS
 from lanparty.proto.overlay import OVERLAY_HEADER_BYTES
 
 # The IPv4 datagram size every host must accept (RFC 791): no room goes below it.
 MIN_ROOM_MTU = 576
-DEFAULT_RELAY_MTU = 1400
-# The largest IPv4 total length.
-MAX_ROOM_MTU = 65535
+DEFAULT_RELAY_MTU = 1500
+# A jumbo frame of 9000 bytes, tag and header included.
+MAX_ROOM_MTU = 9000 - ETHERNET_HEADER_BYTES - VLAN_TAG_BYTES
+# The smallest DATAGRAM budget a member may have (PROTOCOL.md 11).
+MIN_MAX_DATAGRAM = 600
 
 FRAME_OVERHEAD_BYTES = ETHERNET_HEADER_BYTES + VLAN_TAG_BYTES
 DATAGRAM_OVERHEAD_BYTES = OVERLAY_HEADER_BYTES + FRAME_OVERHEAD_BYTES
 
 
 def endpoint_capacity(max_datagram: int) -> int:
-    """The IP MTU an endpoint can carry with DATAGRAM payloads of ``max_datagram`` bytes."""
+    """The IP MTU whose frames fit one datagram of ``max_datagram`` bytes, whole."""
     return max_datagram - DATAGRAM_OVERHEAD_BYTES
-
-
-def required_max_datagram(mtu: int) -> int:
-    """The ``max_datagram`` an endpoint needs to carry an IP MTU of ``mtu``."""
-    return mtu + DATAGRAM_OVERHEAD_BYTES
-
-
-def room_mtu(relay_mtu: int, first_member_capacity: int) -> int:
-    """The MTU a room is created with; fixed for the room's whole life."""
-    return min(relay_mtu, first_member_capacity)
 
 
 def max_frame(mtu: int) -> int:
@@ -45,37 +46,26 @@ def max_frame(mtu: int) -> int:
     return mtu + FRAME_OVERHEAD_BYTES
 
 
-def minimum_capacity(current_room_mtu: int | None) -> int:
-    """The smallest capacity admitted to a room (``None``: a room not created yet)."""
-    if current_room_mtu is None:
-        return MIN_ROOM_MTU
-    return max(current_room_mtu, MIN_ROOM_MTU)
+def required_max_datagram(mtu: int) -> int:
+    """The smallest budget a member of a room with this MTU may have."""
+    fragments_budget = math.ceil(max_frame(mtu) / MAX_FRAGMENTS) + FRAGMENT_HEADER_BYTES
+    return max(MIN_MAX_DATAGRAM, fragments_budget)
 
 
 @attrs.frozen
 class MtuAdmission:
-    """The MTU rule's verdict on one ``hello``.
-
-    When ``admitted`` is false the relay rejects with ``mtu_too_small`` and
-    names ``required_max_datagram`` in the message.
-    """
+    """The MTU rule's verdict on one member; ``mtu_too_small`` names the budget it needs."""
 
     admitted: bool
-    # The room's MTU: the existing one, or the one a new room is created with.
     room_mtu: int
-    # The smallest ``max_datagram`` this room admits.
     required_max_datagram: int
 
 
-def admit_mtu(max_datagram: int, *, relay_mtu: int, current_room_mtu: int | None) -> MtuAdmission:
-    """Apply section 4 to an endpoint joining a room (``None``: it creates the room)."""
-    capacity = endpoint_capacity(max_datagram)
-    needed_capacity = minimum_capacity(current_room_mtu)
-    mtu = room_mtu(relay_mtu, capacity) if current_room_mtu is None else current_room_mtu
+def admit_mtu(max_datagram: int, *, relay_mtu: int) -> MtuAdmission:
+    """Apply section 11's rule to a member with a budget of ``max_datagram``."""
+    required = required_max_datagram(relay_mtu)
     return MtuAdmission(
-        admitted=capacity >= needed_capacity,
-        room_mtu=mtu,
-        required_max_datagram=required_max_datagram(needed_capacity),
+        admitted=max_datagram >= required, room_mtu=relay_mtu, required_max_datagram=required
     )
 
 

@@ -29,6 +29,8 @@ class MetricsSnapshot:
     forwarded_frames: int = 0
     forwarded_bytes: int = 0
     drops: tuple[tuple[str, int], ...] = ()
+    # Fragments received and sent, frames reassembled and fragmented, SYNs clamped.
+    fragments: tuple[tuple[str, int], ...] = ()
     # The transport's own counters (datagrams it kept from any connection).
     transport: tuple[tuple[str, int], ...] = ()
 
@@ -40,6 +42,7 @@ class MetricsSnapshot:
             forwarded_frames=switch.forwarded_frames,
             forwarded_bytes=switch.forwarded_bytes,
             drops=tuple(sorted((str(reason), count) for reason, count in switch.drops.items())),
+            fragments=tuple(sorted(switch.fragments.items())),
             transport=tuple(sorted((transport or {}).items())),
         )
 
@@ -80,6 +83,15 @@ class SnapshotCollector(Collector):
         for reason, count in snapshot.drops:
             drops.add_metric([reason], count)
         yield drops
+        fragments = CounterMetricFamily(
+            "lanparty_fragments",
+            "Frames larger than one datagram: fragments received and sent, frames "
+            "reassembled and fragmented, TCP SYNs whose MSS was clamped",
+            labels=["kind"],
+        )
+        for kind, count in snapshot.fragments:
+            fragments.add_metric([kind], count)
+        yield fragments
         transport = CounterMetricFamily(
             "lanparty_transport_events",
             "What the QUIC endpoint did with datagrams no connection took, by kind",

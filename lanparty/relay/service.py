@@ -284,22 +284,30 @@ class Relay:
 
     def _forward_batch(self, member: Member, datagrams: list[bytes]) -> None:
         """Forward one batch from ``member``: the pump calls this as frames arrive."""
-        forward = self.switch.forward
+        switch = self.switch
+        ingress, forward = switch.ingress, switch.forward
         now = trio.current_time()
         outgoing: dict[Member, list[bytes]] = {}
-        for datagram in datagrams:
+        for received in datagrams:
+            datagram = ingress(member, received, now)
+            if datagram is None:
+                continue  # a fragment of a frame not whole yet, or dropped
             decision = forward(member, datagram, now)
             if type(decision) is tuple:
+                size = len(datagram)
                 for target in decision:
                     batch = outgoing.get(target)
                     if batch is None:
-                        outgoing[target] = [datagram]
-                    else:
+                        batch = outgoing[target] = []
+                    if size <= target.max_datagram:
                         batch.append(datagram)
+                    else:
+                        batch.extend(switch.egress(target, datagram))
             if self.config.log_decisions:
                 _log_decision(member, datagram, decision)
         for target, batch in outgoing.items():
-            target.handle.send_datagrams(batch)
+            if batch:
+                target.handle.send_datagrams(batch)
         if member.should_disconnect:
             member.handle.datagram_handler = self._drop_early_frames
             self._malformed[member].set()

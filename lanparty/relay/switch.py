@@ -67,15 +67,11 @@ from lanparty.ctrl.messages import DisconnectReason, Hello, PeerInfo, RejectCode
 from lanparty.errors import ConfigError
 from lanparty.obs.counters import DropReason, TrafficCounters
 from lanparty.proto.mac import parse_mac
-from lanparty.proto.mtu import (
-    DEFAULT_RELAY_MTU,
-    MIN_ROOM_MTU,
-    admit_mtu,
-    check_relay_mtu,
-    endpoint_capacity,
-    max_frame,
-)
+from lanparty.proto.mtu import DEFAULT_RELAY_MTU, admit_mtu, check_relay_mtu, max_frame
+from lanparty.proto.ethernet import VLAN_TAG_ETHERTYPES
+from lanparty.proto.fragments import OVERLAY_FRAGMENT, FragmentError, Reassembler, fragment_frame
 from lanparty.proto.overlay import MIN_DATAGRAM_BYTES, OVERLAY_ETHERNET
+from lanparty.proto.tcp import clamp_mss, mss_for
 from lanparty.relay.filters import client_frame_class, client_verdict, member_drop_at
 from lanparty.relay.guard import ClientBindings, RoomGuard
 from lanparty.relay.ratelimit import TokenBucket
@@ -91,6 +87,17 @@ _REFLECTION = DropReason.REFLECTION
 _NO_GATEWAY = DropReason.NO_GATEWAY
 _RATE_LIMITED_FRAMES = DropReason.RATE_LIMITED_FRAMES
 _ETHERTYPE_ARP = 0x0806
+_ETHERTYPE_IPV4 = 0x0800
+_ETHERTYPE_IPV6 = 0x86DD
+_IPPROTO_TCP = 6
+# Overlay byte, Ethernet header and an IPv4 header up to its protocol field.
+_MIN_TCP_DATAGRAM = 25
+_ETHERNET_OVERLAY = bytes([OVERLAY_ETHERNET])
+_FRAGMENT_INVALID = DropReason.FRAGMENT_INVALID
+_FRAGMENT_TIMEOUT = DropReason.FRAGMENT_TIMEOUT
+_OVERSIZE = DropReason.OVERSIZE
+# Before any member: no budget limits the MSS.
+_NO_BUDGET = 65535
 # Gateway frames the guard learns the LAN from: ARP, IPv4 (DHCP), IPv6 (ND, DHCPv6).
 _LAN_FACTS_ETHERTYPES = frozenset({0x0806, 0x0800, 0x86DD})
 
@@ -211,13 +218,14 @@ class RelayLimits:
         if self.gateway_bps is not None:
             _check_positive("gateway_bps", self.gateway_bps, "number of bits per second")
         # A burst smaller than a full-size frame would drop every such frame.
-        largest_frame = max_frame(self.relay_mtu)
+        # What the largest frame costs in a bits/s bucket, its per-frame cost included.
+        largest_frame = max_frame(self.relay_mtu) + FRAME_COST_BYTES
         for name in ("client_burst_bytes", "gateway_burst_bytes"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= largest_frame):
                 raise ConfigError(
-                    f"{_option(name)} must be at least {largest_frame} bytes (the largest "
-                    f"frame with --mtu {self.relay_mtu}), not {value!r}"
+                    f"{_option(name)} must be at least {largest_frame} bytes (what the largest "
+                    f"frame with --mtu {self.relay_mtu} costs), not {value!r}"
                 )
 
 
@@ -243,6 +251,8 @@ class Member:
         "mac",
         "mac_text",
         "max_datagram",
+        "next_frame_id",
+        "reassembler",
         "others",
         "peer_id",
         "role",
@@ -274,6 +284,9 @@ class Member:
         self.client_id = b""
         # Its addresses, as the room's L2 guard knows them.
         self.guard = ClientBindings()
+        # Its fragments being put together, and the id of the next frame we fragment to it.
+        self.reassembler = Reassembler(room.max_frame)
+        self.next_frame_id = 0
         self.counters = TrafficCounters()
         # False once it has left its room (``Switch.leave``).
         self.active = True
@@ -349,6 +362,8 @@ class Room:
         "mac_owners",
         "max_frame",
         "members",
+        "mss_ipv4",
+        "mss_ipv6",
         "mtu",
         "name",
         "sessions",
@@ -370,6 +385,9 @@ class Room:
         # Fixed when the gateway opens the room, for the room's whole life (section 4).
         self.mtu = mtu
         self.max_frame = max_frame(mtu)
+        # What TCP SYNs are clamped to: one datagram of the smallest budget in the room.
+        self.mss_ipv4 = mss_for(_NO_BUDGET, ipv6=False)
+        self.mss_ipv6 = mss_for(_NO_BUDGET, ipv6=True)
         self.client_key_sha256 = client_key_sha256
         # In joining order (peer ids increase).
         self.members: dict[int, Member] = {}
@@ -515,6 +533,9 @@ class Switch:
         self.forwarded_frames = 0
         self.forwarded_bytes = 0
         self.drops: Counter[DropReason] = Counter()
+        # Fragments received and frames reassembled from them, frames fragmented
+        # and fragments sent, TCP SYNs whose MSS was clamped.
+        self.fragments: Counter[str] = Counter()
 
     @property
     def room_count(self) -> int:
@@ -707,23 +728,14 @@ class Switch:
                 f"this relay already hosts its limit of {limits.max_rooms} rooms; "
                 "try again later, or use another relay",
             )
-        admission = admit_mtu(
-            max_datagram,
-            relay_mtu=limits.relay_mtu,
-            current_room_mtu=None if room is None else room.mtu,
-        )
+        admission = admit_mtu(max_datagram, relay_mtu=limits.relay_mtu)
         if not admission.admitted:
-            capacity = endpoint_capacity(max_datagram)
-            situation = (
-                f"the smallest room MTU is {MIN_ROOM_MTU} bytes"
-                if room is None
-                else f"{label} has an MTU of {room.mtu} bytes"
-            )
             raise HelloRejectedError(
                 RejectCode.MTU_TOO_SMALL,
-                f"{situation}, but this connection carries datagrams of {max_datagram} bytes, "
-                f"an MTU of only {capacity}; joining needs a max_datagram of at least "
-                f"{admission.required_max_datagram} bytes (check the path MTU to the relay)",
+                f"{label} carries frames of up to {max_frame(admission.room_mtu)} bytes, but "
+                f"this connection carries datagrams of only {max_datagram} bytes; joining "
+                f"needs at least {admission.required_max_datagram} (check the path MTU to "
+                "the relay)",
             )
         return admission.room_mtu
 
@@ -785,6 +797,71 @@ class Switch:
         return evicted
 
     # ---------------------------------------------------------- forwarding
+
+    def ingress(self, member: Member, datagram: bytes, now: float) -> bytes | None:
+        """What a received datagram amounts to before ``forward``: None while it is not a frame.
+
+        A fragment goes to the sender's reassembler (PROTOCOL.md 11): None
+        until its frame is whole, then the whole frame's datagram, which the
+        filters judge as one. A TCP SYN or SYN-ACK comes back with its MSS
+        clamped to the room's smallest budget. Anything else comes back as
+        it is (``forward`` judges malformed datagrams).
+        """
+        if not member.active or not datagram:
+            return None
+        if datagram[0] == OVERLAY_FRAGMENT:
+            datagram_bucket = member.datagram_bucket
+            if datagram_bucket.refill(now) < 1.0:
+                self._drop(member, _RATE_LIMITED_FRAMES)
+                return None
+            datagram_bucket.tokens -= 1.0
+            fragments = self.fragments
+            fragments["received"] += 1
+            reassembler = member.reassembler
+            timeouts = reassembler.timeouts
+            try:
+                frame = reassembler.add(datagram, now)
+            except FragmentError:
+                member.count_malformed(now, self.limits.malformed_window_s)
+                self._drop(member, _FRAGMENT_INVALID)
+                return None
+            finally:
+                for _ in range(reassembler.timeouts - timeouts):
+                    self._drop(member, _FRAGMENT_TIMEOUT)
+            if frame is None:
+                return None
+            fragments["reassembled"] += 1
+            datagram = _ETHERNET_OVERLAY + frame
+        elif datagram[0] != OVERLAY_ETHERNET or len(datagram) < _MIN_TCP_DATAGRAM:
+            return datagram
+        type_field = datagram[13] << 8 | datagram[14]
+        if (
+            (type_field == _ETHERTYPE_IPV4 and datagram[24] == _IPPROTO_TCP)
+            or (type_field == _ETHERTYPE_IPV6 and datagram[21] == _IPPROTO_TCP)
+            or type_field in VLAN_TAG_ETHERTYPES
+        ):
+            room = member.room
+            clamped = clamp_mss(datagram, 1, room.mss_ipv4, room.mss_ipv6)
+            if clamped is not None:
+                self.fragments["mss_clamped"] += 1
+                return clamped
+        return datagram
+
+    def egress(self, target: Member, datagram: bytes) -> list[bytes]:
+        """The fragments that carry ``datagram`` (a whole frame) to ``target``.
+
+        Called only for a datagram above the target's budget; [] (counted as
+        ``oversize``) when even 8 fragments cannot carry it.
+        """
+        frame_id = target.next_frame_id
+        target.next_frame_id = (frame_id + 1) & 0xFFFF
+        parts = fragment_frame(datagram[1:], frame_id, target.max_datagram)
+        if parts is None:
+            self.drops[_OVERSIZE] += 1
+            return []
+        self.fragments["fragmented"] += 1
+        self.fragments["sent"] += len(parts)
+        return parts
 
     def forward(  # noqa: PLR0915 - the hot path: one frame, one call, no helpers
         self, member: Member, datagram: bytes, now: float
@@ -897,7 +974,10 @@ class Switch:
 
 
 def _share_others(room: Room) -> None:
-    """Give each member of ``room`` the tuple of every other member (after a join or leave)."""
+    """After a join or leave: each member's tuple of the others, and the room's MSS limits."""
     members = tuple(room.members.values())
     for member in members:
         member.others = tuple(other for other in members if other is not member)
+    smallest = min((member.max_datagram for member in members), default=_NO_BUDGET)
+    room.mss_ipv4 = mss_for(smallest, ipv6=False)
+    room.mss_ipv6 = mss_for(smallest, ipv6=True)

@@ -26,7 +26,7 @@ from lanparty.ctrl import (
     Welcome,
 )
 from lanparty.session import RejectedError, Session, hello_for
-from lanparty.transport import CLOSE_REFUSED, Connection, open_connection
+from lanparty.transport import CLOSE_REFUSED, Connection, TransportSettings, open_connection
 from tests.integration.relay_harness import (
     BROADCAST,
     RelayProcess,
@@ -252,13 +252,22 @@ async def test_keys_never_reach_the_relay_s_log_or_stats(tmp_path: Path) -> None
 async def test_a_declared_max_datagram_beyond_the_connection_buys_nothing(
     relay: RelayProcess,
 ) -> None:
-    async with open_connection(relay.host, relay.port, relay.endpoint.trust) as connection:
-        real_budget = connection.max_datagram_payload
+    small = TransportSettings(max_udp_payload_bytes=1200)
+    async with (
+        member(relay, GATEWAY, role=Role.GATEWAY) as gateway,
+        open_connection(relay.host, relay.port, relay.endpoint.trust, settings=small) as connection,
+    ):
+        # it claims 65535, its connection carries far less
         connection.send_control(
-            hello_for(gateway_credentials(), mac=GATEWAY, max_datagram=65535, software="greedy")
+            hello_for(client_credentials(ALICE), mac=ALICE, max_datagram=65535, software="x")
         )
         with trio.fail_after(10):
             welcome = await connection.receive_control()
-    assert isinstance(welcome, Welcome)
-    # the room's MTU is what the connection really carries, not what was declared
-    assert welcome.mtu == real_budget - 19 < 1400
+        assert isinstance(welcome, Welcome)
+        big = frame(BROADCAST, mac(GATEWAY), bytes(1400))
+        gateway.send_frame(big)
+        # the relay sent it fragments its connection can carry, not one datagram it cannot
+        with trio.fail_after(10):
+            received = await connection.receive_datagrams()
+        assert all(len(d) <= connection.max_datagram_payload for d in received)
+        assert {d[0] for d in received} == {0x11}

@@ -30,6 +30,8 @@ def test_drop_reasons_are_the_wire_strings() -> None:
         "dhcp_spoof",
         "rate_limited_dhcp",
         "vlan_tagged",
+        "fragment_invalid",
+        "fragment_timeout",
         "oversize",
         "send_queue_full",
         "receive_queue_full",

@@ -19,6 +19,7 @@ from lanparty.credentials import client_id_for, room_id_for, sha256_hex
 from lanparty.ctrl import DisconnectReason, Hello, HelloRejectedError, PeerInfo, RejectCode, Role
 from lanparty.errors import ConfigError
 from lanparty.obs.counters import DropReason
+from lanparty.proto.fragments import Reassembler, fragment_frame
 from lanparty.relay.switch import FRAME_COST_BYTES, Admission, Member, RelayLimits, Switch
 
 CLIENT_KEY = bytes(range(32))
@@ -184,7 +185,7 @@ def rejection(
 
 def test_default_limits_are_the_contract_defaults() -> None:
     limits = RelayLimits()
-    assert limits.relay_mtu == 1400
+    assert limits.relay_mtu == 1500
     assert (limits.max_rooms, limits.max_clients_per_room, limits.max_peers) == (1000, 64, 4096)
     assert (limits.malformed_limit, limits.malformed_window_s) == (100, 10.0)
     assert limits.lan_mac_ageing_s == 300.0
@@ -220,8 +221,8 @@ def test_default_limits_are_the_contract_defaults() -> None:
         ({"client_bps": 0}, "--client-bps"),
         ({"gateway_bps": -1.0}, "--gateway-bps"),
         ({"client_burst_bytes": 1000}, "--client-burst-bytes"),
-        ({"gateway_bps": 1e6, "gateway_burst_bytes": 1417}, "--gateway-burst-bytes"),
-        ({"relay_mtu": 9000, "client_burst_bytes": 9000}, "--client-burst-bytes"),
+        ({"gateway_bps": 1e6, "gateway_burst_bytes": 1518 + 63}, "--gateway-burst-bytes"),
+        ({"relay_mtu": 8982, "client_burst_bytes": 9000}, "--client-burst-bytes"),
     ],
 )
 def test_impossible_limits_are_config_errors(changes: dict[str, float], option: str) -> None:
@@ -237,9 +238,9 @@ def test_limits_at_their_bounds_are_accepted() -> None:
         max_peers=1,
         malformed_limit=0,
         client_broadcast_burst=1,
-        client_burst_bytes=576 + 18,
+        client_burst_bytes=576 + 18 + 64,
         gateway_bps=1.0,
-        gateway_burst_bytes=576 + 18,
+        gateway_burst_bytes=576 + 18 + 64,
     )
 
 
@@ -261,14 +262,14 @@ def test_a_gateway_opens_its_room_with_its_mtu() -> None:
     assert welcome.protocol == 2
     assert welcome.room == ROOM
     assert welcome.room_name == "party"
-    assert welcome.mtu == 1389  # 1408 - 19
-    assert welcome.max_frame == 1389 + 18
+    assert welcome.mtu == 1500  # the relay's, whatever the budget (PROTOCOL.md 11)
+    assert welcome.max_frame == 1518
     assert welcome.peers == ()
     assert welcome.software == "lanparty-relay"
     room = switch.get_room(ROOM)
     assert room is not None
     assert member.room is room
-    assert (room.id, room.name, room.mtu, room.max_frame) == (ROOM, "party", 1389, 1407)
+    assert (room.id, room.name, room.mtu, room.max_frame) == (ROOM, "party", 1500, 1518)
     assert room.client_key_sha256 == sha256_hex(CLIENT_KEY)
     assert room.members == {1: member}
     assert room.gateway is member
@@ -276,21 +277,22 @@ def test_a_gateway_opens_its_room_with_its_mtu() -> None:
     assert dict(switch.rooms) == {ROOM: room}
 
 
-@pytest.mark.parametrize(("budget", "mtu"), [(1419, 1400), (1200, 1181), (65527, 1400)])
-def test_the_connection_s_real_budget_caps_a_declared_max_datagram(budget: int, mtu: int) -> None:
+@pytest.mark.parametrize("budget", [1419, 1200, 65527])
+def test_the_connection_s_real_budget_caps_a_declared_max_datagram(budget: int) -> None:
     switch = Switch(RelayLimits())
     admission = admit(switch, gateway_hello(max_datagram=65535), budget=budget)
-    assert admission.welcome.mtu == mtu
+    assert admission.welcome.mtu == 1500
     assert admission.member.max_datagram == min(65535, budget)
 
 
-def test_a_client_whose_connection_carries_less_than_the_room_mtu_is_too_small() -> None:
+def test_a_client_whose_connection_carries_less_than_600_bytes_is_too_small() -> None:
     switch = Switch(RelayLimits())
-    open_room(switch)  # MTU 1400
-    # it declares plenty, but its QUIC connection carries only 1300-byte datagrams
-    error = rejection(switch, client_hello(client_mac(1), max_datagram=65535), budget=1300)
+    open_room(switch)
+    # it declares plenty, but its QUIC connection carries only 599-byte datagrams
+    error = rejection(switch, client_hello(client_mac(1), max_datagram=65535), budget=599)
     assert error.reject_code is RejectCode.MTU_TOO_SMALL
-    assert "1419" in str(error)
+    assert "600" in str(error)
+    admit(switch, client_hello(client_mac(1), max_datagram=65535), budget=600)
 
 
 def test_room_mtu_is_capped_by_the_relay_mtu() -> None:
@@ -562,11 +564,11 @@ def test_relay_full_by_rooms() -> None:
     assert switch.room_count == 1
 
 
-def test_below_576_is_mtu_too_small_even_for_a_new_room() -> None:
+def test_below_600_is_mtu_too_small_even_for_a_new_room() -> None:
     switch = Switch(RelayLimits())
     error = rejection(switch, gateway_hello(max_datagram=594))
     assert error.reject_code is RejectCode.MTU_TOO_SMALL
-    assert "595" in str(error)
+    assert "600" in str(error)
     assert switch.room_count == 0
 
 
@@ -972,7 +974,7 @@ def test_filters_apply_to_client_frames() -> None:
     party = Party()
     alice = party.alice.mac
     cases = [
-        (datagram(BROADCAST, alice, payload=bytes(1400 + 18 - 14 + 1)), DropReason.JUMBO),
+        (datagram(BROADCAST, alice, payload=bytes(1518 - 14 + 1)), DropReason.JUMBO),
         (datagram(bytes.fromhex("0180c200000e"), alice, 0x88CC), DropReason.SWITCH_CONTROL),
         (datagram(BROADCAST, alice, 0x0800, dhcp_reply()), DropReason.DHCP_SERVER),
         (datagram(IPV6_MULTICAST, alice, 0x86DD, router_advertisement()), DropReason.IPV6_RA),
@@ -982,9 +984,7 @@ def test_filters_apply_to_client_frames() -> None:
         assert party.forward(party.alice, data) is reason
         assert party.alice.counters.drops[reason] == 1
         assert party.switch.drops[reason] == 1
-    assert party.forward(
-        party.alice, datagram(BROADCAST, alice, payload=bytes(1400 + 18 - 14))
-    ) == (
+    assert party.forward(party.alice, datagram(BROADCAST, alice, payload=bytes(1518 - 14))) == (
         party.gateway,
         party.bob,
         party.carol,
@@ -1002,7 +1002,7 @@ def test_the_lan_may_send_dhcp_and_router_advertisements() -> None:
     assert party.forward(party.gateway, ra) == everyone
     truncated = datagram(BROADCAST, LAN_HOST, 0x0800, dhcp_reply()[:-6])
     assert party.forward(party.gateway, truncated) == everyone
-    assert party.forward(party.gateway, datagram(BROADCAST, LAN_HOST, payload=bytes(1405))) is (
+    assert party.forward(party.gateway, datagram(BROADCAST, LAN_HOST, payload=bytes(1505))) is (
         DropReason.JUMBO
     )
 
@@ -1263,4 +1263,105 @@ def test_forward_never_raises_and_never_reflects_or_oversizes(
         if result:
             assert len(data) - 1 <= room.max_frame
             assert data[0] == 0x10
-            assert len(data) <= min(target.max_datagram for target in result)
+            for target in result:  # whole when it fits the target's budget, else in fragments
+                if len(data) > target.max_datagram:
+                    parts = party.switch.egress(target, data)
+                    assert parts
+                    assert all(len(part) <= target.max_datagram for part in parts)
+
+
+# ------------------------------------------------ fragments and MSS (section 11)
+
+
+def through(party: Party, sender: Member, datagrams: list[bytes], now: float = 0.0) -> list[object]:
+    """What the shell does: ingress, then forward whatever became a whole frame."""
+    results: list[object] = []
+    for received in datagrams:
+        whole = party.switch.ingress(sender, received, now)
+        if whole is not None:
+            results.append((whole, party.forward(sender, whole, now)))
+    return results
+
+
+def test_a_fragmented_frame_is_reassembled_and_forwarded_whole() -> None:
+    party = Party()
+    alice = party.alice
+    frame = datagram(party.bob.mac, alice.mac, 0x8137, bytes(range(256)) * 5)[1:]  # IPX, 1294 B
+    parts = fragment_frame(frame, 9, 700)
+    assert parts is not None
+    assert len(parts) == 2
+    results = through(party, alice, parts)
+    assert results == [(b"\x10" + frame, (party.bob,))]
+    assert party.switch.fragments == {"received": 2, "reassembled": 1}
+
+
+def test_a_frame_above_a_target_s_budget_leaves_in_fragments() -> None:
+    party = Party()
+    big = datagram(BROADCAST, LAN_HOST, 0x8137, bytes(1500))
+    bob = party.bob
+    bob.max_datagram = 700
+    parts = party.switch.egress(bob, big)
+    assert len(parts) == 3
+    assert all(len(part) <= 700 for part in parts)
+    again = Reassembler(1518)
+    assert [again.add(part, 0.0) for part in parts][-1] == big[1:]
+    assert party.switch.egress(bob, big)[0][1:3] == b"\x00\x01"  # its own frame ids count up
+    assert party.switch.fragments["fragmented"] == 2
+
+
+def test_filters_judge_a_reassembled_frame_as_a_whole() -> None:
+    party = Party()
+    alice = party.alice
+    # a DHCP reply from a client, cut so that no fragment alone shows the port
+    reply = datagram(BROADCAST, alice.mac, 0x0800, dhcp_reply() + bytes(600))[1:]
+    parts = fragment_frame(reply, 3, 330)
+    assert parts is not None
+    assert len(parts) >= 2
+    results = through(party, alice, parts)
+    assert [result for _, result in results] == [DropReason.DHCP_SERVER]
+
+
+def test_fragments_that_disagree_count_towards_the_malformed_threshold() -> None:
+    party = Party(RelayLimits(malformed_limit=3))
+    alice = party.alice
+    first = bytes([0x11, 0, 1, 0x02]) + bytes(100)
+    liar = bytes([0x11, 0, 1, 0x13]) + bytes(50)  # the same frame, another count
+    for _ in range(4):
+        assert party.switch.ingress(alice, first, 0.0) is None
+        assert party.switch.ingress(alice, liar, 0.0) is None
+    assert alice.counters.drops[DropReason.FRAGMENT_INVALID] == 4
+    assert alice.should_disconnect
+
+
+def test_endless_first_fragments_cost_the_relay_a_fixed_amount() -> None:
+    party = Party(RelayLimits(client_pps=1e9, client_pps_burst=1e9))
+    alice = party.alice
+    for frame_id in range(2000):
+        first = bytes([0x11, frame_id >> 8, frame_id & 0xFF, 0x08]) + bytes(180)
+        assert party.switch.ingress(alice, first, frame_id * 1e-4) is None
+    assert alice.reassembler.pending <= 32
+    assert alice.counters.drops[DropReason.FRAGMENT_TIMEOUT] == 2000 - alice.reassembler.pending
+
+
+def test_syn_mss_is_clamped_to_the_smallest_budget_in_the_room() -> None:
+    party = Party()
+    room = party.switch.get_room(ROOM)
+    assert room is not None
+    assert room.mss_ipv4 == MAX_DATAGRAM_1400 - 1 - 14 - 40
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 6 << 4, 0x02, 64240, 0, 0)
+    tcp += bytes([2, 4]) + (1460).to_bytes(2, "big")
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, bytes(4), bytes(4)
+    )
+    syn = datagram(party.bob.mac, party.alice.mac, 0x0800, ip + tcp)
+    whole = party.switch.ingress(party.alice, syn, 0.0)
+    assert whole is not None
+    assert whole != syn
+    assert int.from_bytes(whole[1 + 14 + 20 + 22 : 1 + 14 + 20 + 24], "big") == room.mss_ipv4
+    assert party.switch.fragments["mss_clamped"] == 1
+    # a smaller member lowers the limit for the SYNs that follow
+    admit(party.switch, client_hello(client_mac(9), max_datagram=800), 1.0, budget=800)
+    assert room.mss_ipv4 == 800 - 1 - 14 - 40
+    # anything else goes through untouched, the same object
+    plain = datagram(party.bob.mac, party.alice.mac, 0x0800, ip[:9] + b"\x11" + ip[10:] + tcp)
+    assert party.switch.ingress(party.alice, plain, 1.0) is plain
