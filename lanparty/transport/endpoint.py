@@ -6,12 +6,13 @@ timers, then each touched connection builds and sends its output once.
 Sends from user tasks (``Connection.send_datagram``) flush synchronously, so
 a frame never waits for the pump.
 
-Fairness: a wake-up feeds each connection at most its share of a batch
-(``RECEIVE_BATCH_LIMIT`` split between the connections with datagrams
-waiting, at least ``MIN_FEED_SHARE``); the rest waits for the next round,
-which comes at once, and a connection with a full backlog has its newest
-datagrams dropped (counted). One busy peer cannot hold the others' frames
-back, and one lone peer still gets whole batches.
+Fairness: a wake-up feeds each connection at most an even share of the
+datagrams waiting (at least ``MIN_FEED_SHARE``); a busier connection's rest
+waits for the next round, which comes at once, and a connection with
+``MAX_CONNECTION_BACKLOG`` waiting has its newest datagrams dropped
+(counted). One busy peer cannot hold the others' frames back, and a lone
+peer, or peers equally busy, still get whole batches (a batch read with
+GRO can hold a thousand datagrams and more for one connection).
 
 A datagram for an unknown connection ID goes to ``Admission`` before any
 connection state exists: it becomes a connection, a Retry, or a counted drop.
@@ -53,8 +54,9 @@ CONNECTION_ID_BYTES = 8
 _LONG_HEADER_BIT = 0x80
 # The least a connection with datagrams waiting is fed per wake-up.
 MIN_FEED_SHARE = 16
-# Datagrams waiting for one connection beyond which its newest are dropped.
-MAX_CONNECTION_BACKLOG = RECEIVE_BATCH_LIMIT
+# Datagrams waiting for one connection beyond which its newest are dropped
+# (more than one read can bring: recvmmsg and GRO give up to ~2000 at once).
+MAX_CONNECTION_BACKLOG = 16 * RECEIVE_BATCH_LIMIT
 
 
 class Endpoint:
@@ -250,11 +252,12 @@ class Endpoint:
                 self.counters.receive_backlog_dropped += 1
 
     def _feed(self, now: float, touched: dict[Connection, None]) -> None:
-        """Feed each connection with datagrams waiting at most its share of a batch."""
+        """Feed each connection with datagrams waiting at most an even share of them."""
         backlog = self._backlog
         if not backlog:
             return
-        share = max(MIN_FEED_SHARE, RECEIVE_BATCH_LIMIT // len(backlog))
+        waiting_total = sum(len(waiting) for waiting in backlog.values())
+        share = max(MIN_FEED_SHARE, -(-waiting_total // len(backlog)))
         for connection, waiting in list(backlog.items()):
             if connection.terminated:
                 del backlog[connection]

@@ -36,14 +36,14 @@ def datagrams(tag: bytes, count: int) -> list[Datagram]:
     return [(tag + bytes(20), PEER) for _ in range(count)]
 
 
-def test_one_busy_connection_gets_its_share_and_the_others_all_theirs() -> None:
+def test_one_busy_connection_gets_an_even_share_and_the_others_all_theirs() -> None:
     busy, quiet, other = FakeConnection(), FakeConnection(), FakeConnection()
     endpoint = endpoint_with({b"b": busy, b"q": quiet, b"o": other})
     batch = datagrams(b"b", 250) + datagrams(b"q", 3) + datagrams(b"o", 3)
     endpoint._demux(batch, now=0.0)
     touched: dict[Any, None] = {}
     endpoint._feed(0.0, touched)
-    share = RECEIVE_BATCH_LIMIT // 3
+    share = 256 // 3 + 1
     assert busy.fed == [share]
     assert quiet.fed == [3]
     assert other.fed == [3]
@@ -55,21 +55,29 @@ def test_one_busy_connection_gets_its_share_and_the_others_all_theirs() -> None:
     assert not endpoint._backlog
 
 
-def test_a_lone_connection_keeps_whole_batches() -> None:
+def test_a_lone_connection_and_equally_busy_ones_keep_whole_batches() -> None:
     lone = FakeConnection()
     endpoint = endpoint_with({b"l": lone})
-    endpoint._demux(datagrams(b"l", RECEIVE_BATCH_LIMIT), now=0.0)
+    # One read with GRO can bring far more than RECEIVE_BATCH_LIMIT.
+    endpoint._demux(datagrams(b"l", 6 * RECEIVE_BATCH_LIMIT), now=0.0)
     endpoint._feed(0.0, {})
-    assert lone.fed == [RECEIVE_BATCH_LIMIT]
+    assert lone.fed == [6 * RECEIVE_BATCH_LIMIT]
+    assert endpoint.counters.receive_backlog_dropped == 0
+    first, second = FakeConnection(), FakeConnection()
+    endpoint = endpoint_with({b"1": first, b"2": second})
+    endpoint._demux(datagrams(b"1", 700) + datagrams(b"2", 700), now=0.0)
+    endpoint._feed(0.0, {})
+    assert first.fed == second.fed == [700]
 
 
 def test_many_connections_each_get_at_least_the_minimum_share() -> None:
     connections = {bytes([index]): FakeConnection() for index in range(64)}
     endpoint = endpoint_with(connections)
     for tag in connections:
-        endpoint._demux(datagrams(tag, 40), now=0.0)
+        endpoint._demux(datagrams(tag, 1 if tag != b"\x00" else 40), now=0.0)
     endpoint._feed(0.0, {})
-    assert all(c.fed == [MIN_FEED_SHARE] for c in connections.values())
+    assert connections[b"\x00"].fed == [MIN_FEED_SHARE]
+    assert all(c.fed == [1] for tag, c in connections.items() if tag != b"\x00")
 
 
 def test_a_full_backlog_drops_the_newest_and_counts_them() -> None:
