@@ -7,13 +7,23 @@ exists for it. The steps, cheapest first:
 1. not a client Initial of QUIC v1 (version, type): not ours to judge, ignored;
 2. a malformed Initial (datagram under 1200 bytes, bad lengths): dropped;
 3. its source (an IPv4 address, an IPv6 /64) already holds
-   ``max_connections_per_source`` connections: dropped;
+   ``max_connections_per_source`` connections and the policy is ``never``:
+   dropped;
 4. it carries a token: a Retry token of ours for this address and this
    destination connection ID, within its lifetime, or dropped (an HMAC);
 5. it does not decrypt with its Initial keys: dropped (one AEAD open), so
    junk never costs a connection and never draws a Retry;
-6. a valid token: admitted, the address is validated;
-7. no token: a Retry when the policy asks for one, else admitted.
+6. a valid token: admitted, the address is validated; if its source is
+   full, only in place of a handshake from that source whose address was
+   never validated (``Admit.over_source_cap``: the endpoint finds one, or
+   drops this Initial);
+7. no token: a Retry when its source is full or the policy asks for one,
+   else admitted.
+
+A full source answers with Retries rather than silence because the cap
+counts addresses anyone can forge: a spoofer could fill a player's source
+with handshakes that never complete; the player proves its address and
+takes their place, while a spoofer cannot.
 
 Where the RFC leaves a choice, what was decided: a refused token is
 dropped, not answered with INVALID_TOKEN (that would need a connection);
@@ -71,6 +81,8 @@ class Admit:
     original_destination_cid: bytes
     # Set when the client came back with a Retry token (its address is validated).
     retry_source_cid: bytes | None
+    # Its source is full: admit it only in place of an unvalidated handshake.
+    over_source_cap: bool = False
 
 
 @attrs.frozen
@@ -173,7 +185,8 @@ class Admission:
             return Drop(InitialDrop.MALFORMED)
         # 3
         source = source_key(address)
-        if self._per_source.get(source, 0) >= self.settings.max_connections_per_source:
+        source_full = self._per_source.get(source, 0) >= self.settings.max_connections_per_source
+        if source_full and self.settings.retry is RetryPolicy.NEVER:
             return Drop(InitialDrop.SOURCE_LIMIT)
         # 4
         original_destination_cid: bytes | None = None
@@ -188,9 +201,15 @@ class Admission:
             return Drop(InitialDrop.UNDECRYPTABLE)
         # 6
         if original_destination_cid is not None:
-            return Admit(initial, source, original_destination_cid, initial.destination_cid)
+            return Admit(
+                initial,
+                source,
+                original_destination_cid,
+                initial.destination_cid,
+                over_source_cap=source_full,
+            )
         # 7
-        if self._wants_retry(initial, now):
+        if source_full or self._wants_retry(initial, now):
             return self._retry(initial, address, now)
         return Admit(initial, source, initial.destination_cid, None)
 

@@ -149,6 +149,9 @@ class Connection:
         self.issued_connection_ids: list[bytes] = []
         self.retired_connection_ids: list[bytes] = []
         self.source_key: bytes | None = None
+        # Server side: the client came back with a Retry token (until then a
+        # pending handshake may be a spoofer's, and may be replaced).
+        self.address_validated = is_client
         # Server side: when a handshake still not complete is given up, which
         # frees its place under max_pending_handshakes and the per-source cap.
         self.handshake_deadline: float | None = None

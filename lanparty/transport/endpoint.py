@@ -31,7 +31,14 @@ import structlog
 import trio
 
 from lanparty.obs import events
-from lanparty.transport.admission import Admission, Admit, Drop, EndpointCounters, SendRetry
+from lanparty.transport.admission import (
+    Admission,
+    Admit,
+    Drop,
+    EndpointCounters,
+    InitialDrop,
+    SendRetry,
+)
 from lanparty.transport.backend import QuicLibrary, load_library
 from lanparty.transport.certs import ServerIdentity
 from lanparty.transport.connection import Connection
@@ -170,7 +177,19 @@ class Endpoint:
             self.counters.dropped_udp_datagrams += self.udp.send_batch([(decision.packet, address)])
             return None
         assert admission is not None
+        if decision.over_source_cap and not self._evict_unvalidated(decision.source):
+            self.counters.initials_dropped[InitialDrop.SOURCE_LIMIT] += 1
+            return None
         return self._open_server_connection(admission, decision, address, now)
+
+    def _evict_unvalidated(self, source: bytes) -> bool:
+        """Drop the oldest handshake from ``source`` whose address was never validated."""
+        for connection in self._handshaking:
+            if connection.source_key == source and not connection.address_validated:
+                connection.abort("replaced by a client that proved its address")
+                self._forget(connection)
+                return True
+        return False
 
     def _open_server_connection(
         self, admission: Admission, admit: Admit, address: Address, now: float
@@ -190,6 +209,7 @@ class Endpoint:
         )
         connection.local_address = self.udp.local_address()
         connection.source_key = admit.source
+        connection.address_validated = admit.retry_source_cid is not None
         connection.handshake_deadline = now + self.settings.handshake_timeout_s
         admission.opened(admit.source)
         self._handshaking[connection] = None

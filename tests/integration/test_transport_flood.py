@@ -16,6 +16,7 @@ import attrs
 import pytest
 import trio
 
+from lanparty.errors import TransportError
 from lanparty.transport import (
     Connection,
     QuicBackend,
@@ -27,8 +28,6 @@ from lanparty.transport import (
 )
 from lanparty.transport import endpoint as endpoint_module
 from lanparty.transport.admission import InitialDrop
-from lanparty.transport.endpoint import Endpoint
-from lanparty.transport.udp import UdpSocket
 from tests.integration.transport_harness import (
     connect,
     echo_handler,
@@ -146,20 +145,41 @@ async def test_the_per_source_cap_holds(
             open_connection(host, port, pin, settings=settings) as first,
             open_connection(host, port, pin, settings=settings),
         ):
-            # A third from the same address: its Initials are dropped before any state.
-            third = Endpoint(UdpSocket.bind(host, 0), settings)
-            try:
-                third.connect(server.address, "lanparty-relay.local")
-                await wait_until(lambda: counters.initials_dropped[InitialDrop.SOURCE_LIMIT] >= 1)
-                assert len(server.connections) == 2
-            finally:
-                third.close()
+            # A third from the same address is answered with a Retry, proves its
+            # address and is still refused before any state: the two there are
+            # established, not handshakes it could replace.
+            impatient = attrs.evolve(settings, handshake_timeout_s=1.0)
+            with pytest.raises(TransportError, match="no QUIC handshake"):
+                async with open_connection(host, port, pin, settings=impatient):
+                    pytest.fail("a third connection from a source capped at two")
+            assert counters.initials_dropped[InitialDrop.SOURCE_LIMIT] >= 1
+            assert counters.retries_sent >= 1
+            assert len(server.connections) == 2
             first.close()
             await wait_until(lambda: len(server.connections) == 1)
             # One left: there is room again.
             async with open_connection(host, port, pin, settings=settings) as again:
                 await round_trip(again)
                 assert len(server.connections) == 2
+
+
+async def test_handshakes_forged_from_a_source_cannot_lock_its_real_client_out(
+    dev_identity: ServerIdentity, backend: QuicBackend
+) -> None:
+    settings = TransportSettings(backend=backend, max_connections_per_source=2)
+    async with running_server(dev_identity, echo_handler, settings) as server:
+        counters = server.endpoint.counters
+        # Initials that never complete fill the source (as a spoofer's would).
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            await _send_all(sock, [first_flight(backend)[0] for _ in range(2)], server.address)
+            await wait_until(lambda: len(server.connections) == 2)
+        # The real client is answered with a Retry, proves its address and
+        # takes the place of one of them.
+        async with connect(server, SpkiPin.parse(dev_identity.spki_pin), settings) as connection:
+            await round_trip(connection)
+            assert counters.retries_sent >= 1
+            assert len(server.connections) == 2
+            assert sum(c.is_established for c in server.connections) == 1
 
 
 async def test_the_oldest_pending_handshake_makes_room_for_a_new_one(

@@ -121,3 +121,19 @@ def test_the_per_source_cap_drops_before_any_crypto_and_frees_on_close() -> None
     assert isinstance(rules.decide(datagram, OTHER_PORT, now=0.0), Admit)
     rules.closed(source)
     assert rules.connections_from(source) == 0
+
+
+def test_a_full_source_gets_retries_and_a_proven_address_may_replace_a_handshake() -> None:
+    rules = admission(RetryPolicy.AUTO, max_connections_per_source=1)
+    rules.opened(source_key(ADDRESS))
+    client = client_connection(QuicBackend.QH3)
+    # Full: no Initial is admitted outright, but the client may prove its address.
+    retry = rules.decide(client.datagrams_to_send(0.0)[0][0], OTHER_PORT, now=0.0)
+    assert isinstance(retry, SendRetry)
+    again = answer_retry(client, retry.packet)[0]
+    decision = rules.decide(again, OTHER_PORT, now=0.0)
+    assert isinstance(decision, Admit)
+    assert decision.over_source_cap
+    assert decision.retry_source_cid is not None
+    # Junk from a full source still draws nothing.
+    assert rules.decide(junk_initial(), OTHER_PORT, now=0.0) == Drop(InitialDrop.UNDECRYPTABLE)
