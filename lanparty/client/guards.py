@@ -12,6 +12,21 @@ with.
 ``apply_guards`` enters them all in order; they are restored in reverse.
 Journal writes are small synchronous file writes (with fsync), made from
 the Trio task on purpose: the entry must be on disk before the change.
+Each entry names its interface as ``HostNetwork.interface_name`` gives it,
+so that a restore after a crash finds the interface again, or knows it
+went away (``journal``).
+
+Two guards keep the party LAN to its own subnets:
+
+- ``router_trust_guard``: the TAP takes nothing from router advertisements
+  (Linux ``accept_ra`` 0; Windows ``RouterDiscoveryBehavior`` disabled)
+  and, where the OS has the switch, no default route at all (Windows
+  ``DisableDefaultRoutes``). Journaled: a Windows TAP keeps them.
+- ``TapRouteGuard``: every route through the TAP that leads beyond the
+  LAN's own subnets (``tap_routes``) is removed as soon as the OS says it
+  was added (``HostNetwork.watch_routes``: netlink events, Windows'
+  NotifyRouteChange2), and once when the guard starts. Not journaled and
+  never put back: those routes were never the player's.
 """
 
 from __future__ import annotations
@@ -25,11 +40,14 @@ import structlog
 import trio
 
 from lanparty.client.hostnet import (
+    ROUTER_DISCOVERY_OFF,
     Family,
     HostNetwork,
     IPAddress,
     Route,
     RouteNotFoundError,
+    RouterTrust,
+    RouteWatch,
     host_network,
 )
 from lanparty.client.journal import (
@@ -37,12 +55,15 @@ from lanparty.client.journal import (
     Journal,
     RestoreMetric,
     RestoreMtu,
+    RestoreRouterTrust,
     Undo,
+    interface_of,
     restore_pending,
     undo_change,
 )
+from lanparty.client.tap_routes import lan_networks, routes_beyond_the_lan
 from lanparty.errors import HostNetworkError
-from lanparty.obs.events import HOST_CHANGE_APPLIED, HOST_CHANGE_RESTORED
+from lanparty.obs.events import HOST_CHANGE_APPLIED, HOST_CHANGE_RESTORED, WATCHDOG_FAILED
 
 log = structlog.get_logger(component="client")
 
@@ -50,6 +71,9 @@ T = TypeVar("T")
 
 RESTORE_TIMEOUT_S = 5.0
 """How long one restore may take before it is abandoned to the journal."""
+
+UNTRUSTING = RouterTrust(router_discovery=ROUTER_DISCOVERY_OFF, default_routes=False)
+"""What the TAP takes from the party's routers while the client runs: nothing."""
 
 
 async def _restore(hostnet: HostNetwork, journal: Journal, entry_id: int, undo: Undo) -> None:
@@ -82,6 +106,8 @@ async def _apply(
     nothing to undo. Anything else (a cancellation) leaves the state
     unknown, so the undo runs at once.
     """
+    index, _ = interface_of(undo)
+    undo = attrs.evolve(undo, interface_name=await hostnet.interface_name(index))
     entry_id = journal.record(undo)
     try:
         await apply()
@@ -183,55 +209,111 @@ async def _tolerate_ipv6(family: Family, change: str, call: Awaitable[T]) -> T |
         return None
 
 
-class DefaultRouteSuppression:
-    """Removes default routes through the TAP, now and whenever ``check_once`` runs.
+@asynccontextmanager
+async def router_trust_guard(
+    hostnet: HostNetwork, journal: Journal, interface_index: int
+) -> AsyncIterator[None]:
+    """The interface takes nothing from routers inside the block (``UNTRUSTING``).
 
-    A DHCP server at the party would otherwise give the remote PC a default
-    route through the TAP and pull all its traffic (the relay's included)
-    into the tunnel. Removed routes are never put back: they were added by
-    a DHCP client for an interface that goes away with the client, so
-    nothing is journaled either.
+    A failure is logged and tolerated for either family: the route guard
+    removes what a router would add anyway.
+    """
+    async with AsyncExitStack() as stack:
+        for family in Family:
+            previous = await _tolerate(
+                family, "router_trust", hostnet.get_router_trust(interface_index, family)
+            )
+            if previous is None or previous == UNTRUSTING:
+                continue
+
+            async def untrust(family: Family = family) -> None:
+                await hostnet.set_router_trust(interface_index, family, UNTRUSTING)
+
+            undo = RestoreRouterTrust(interface_index, family, previous)
+            if await _tolerate(
+                family, "router_trust", _apply(stack, hostnet, journal, undo, untrust)
+            ):
+                log.info(
+                    HOST_CHANGE_APPLIED,
+                    change="router_trust",
+                    family=family.value,
+                    router_discovery=ROUTER_DISCOVERY_OFF,
+                    default_routes=False,
+                    was=attrs.asdict(previous),
+                )
+        yield
+
+
+async def _tolerate(family: Family, change: str, call: Awaitable[T]) -> T | None:
+    """``call``'s result; a ``HostNetworkError`` is logged and gives None (either family)."""
+    try:
+        return await call
+    except HostNetworkError as exc:
+        log.warning(
+            HOST_CHANGE_APPLIED, change=change, family=family.value, ok=False, error=str(exc)
+        )
+        return None
+
+
+class TapRouteGuard:
+    """Removes the routes through the TAP that lead beyond the party LAN (``tap_routes``).
+
+    ``sweep`` looks at the whole routing table; ``run`` waits for the OS to
+    say routes were added and judges those (the whole table again when
+    the OS lost track). Removed routes are never put back and not
+    journaled: a DHCP client or a router put them there for an interface
+    that goes away with the client (Linux), or that keeps nothing the
+    player chose (Windows).
     """
 
-    def __init__(self, hostnet: HostNetwork, interface_index: int) -> None:
+    def __init__(self, hostnet: HostNetwork, interface_index: int, watch: RouteWatch) -> None:
         self._hostnet = hostnet
+        self._watch = watch
         self.interface_index = interface_index
-        self.active = False
         self.removed: list[Route] = []
 
-    async def check_once(self) -> list[Route]:
-        """Delete default routes through the TAP; returns those deleted (the watchdog calls it)."""
-        if not self.active:
-            return []
-        deleted: list[Route] = []
+    async def sweep(self) -> list[Route]:
+        """Judge every route of the table; returns those removed."""
+        routes: list[Route] = []
         for family in Family:
-            for route in (
-                await _tolerate_ipv6(family, "route", self._hostnet.list_routes(family)) or []
-            ):
-                if not route.is_default or route.interface_index != self.interface_index:
-                    continue
-                try:
-                    await self._hostnet.delete_route(route)
-                except RouteNotFoundError:
-                    continue  # gone meanwhile
-                deleted.append(route)
-                log.info(HOST_CHANGE_APPLIED, change="default_route_removed", route=str(route))
-        self.removed.extend(deleted)
-        return deleted
+            routes += await _tolerate_ipv6(family, "route", self._hostnet.list_routes(family)) or []
+        return await self.judge(routes)
+
+    async def judge(self, routes: list[Route]) -> list[Route]:
+        """Remove those of ``routes`` that go through the TAP beyond the LAN; returns them."""
+        if not any(route.interface_index == self.interface_index for route in routes):
+            return []
+        lan = lan_networks(await self._hostnet.interface_networks(self.interface_index))
+        removed: list[Route] = []
+        for route in routes_beyond_the_lan(routes, self.interface_index, lan):
+            try:
+                await self._hostnet.delete_route(route)
+            except RouteNotFoundError:
+                continue  # gone meanwhile
+            removed.append(route)
+            log.info(HOST_CHANGE_APPLIED, change="tap_route_removed", route=str(route))
+        self.removed.extend(removed)
+        return removed
+
+    async def run(self) -> None:
+        """Judge routes as the OS adds them, until cancelled."""
+        while True:
+            added = await self._watch.added_routes()
+            try:
+                await (self.sweep() if added is None else self.judge(added))
+            except HostNetworkError as exc:
+                log.warning(WATCHDOG_FAILED, guard="tap_routes", error=str(exc))
 
 
 @asynccontextmanager
-async def default_route_suppression(
+async def tap_route_guard(
     hostnet: HostNetwork, interface_index: int
-) -> AsyncIterator[DefaultRouteSuppression]:
-    """Default routes through ``interface_index`` are removed inside the block (see the class)."""
-    suppression = DefaultRouteSuppression(hostnet, interface_index)
-    suppression.active = True
-    try:
-        await suppression.check_once()
-        yield suppression
-    finally:
-        suppression.active = False
+) -> AsyncIterator[TapRouteGuard]:
+    """Listen for routes, then sweep once; ``TapRouteGuard.run`` judges the ones that come."""
+    async with hostnet.watch_routes() as watch:
+        guard = TapRouteGuard(hostnet, interface_index, watch)
+        await guard.sweep()
+        yield guard
 
 
 class RelayRoute:
@@ -311,10 +393,10 @@ async def relay_route_guard(
 
 @attrs.frozen
 class ClientGuards:
-    """What the running client keeps from its guards (for the watchdog)."""
+    """What the running client keeps from its guards (for its watchdog and route task)."""
 
     relay_route: RelayRoute
-    default_routes: DefaultRouteSuppression
+    tap_routes: TapRouteGuard
 
 
 @asynccontextmanager
@@ -337,6 +419,7 @@ async def apply_guards(
         relay_route_guard(hostnet, journal, relay_address, relay_best_before_tap) as relay_route,
         mtu_guard(hostnet, journal, tap_index, tap_mtu),
         metric_guard(hostnet, journal, tap_index, tap_metric),
-        default_route_suppression(hostnet, tap_index) as default_routes,
+        router_trust_guard(hostnet, journal, tap_index),
+        tap_route_guard(hostnet, tap_index) as tap_routes,
     ):
-        yield ClientGuards(relay_route, default_routes)
+        yield ClientGuards(relay_route, tap_routes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import attrs
@@ -81,6 +82,40 @@ class Route:
         return self.destination.prefixlen == 0
 
 
+ROUTER_DISCOVERY_OFF = 0
+"""``RouterTrust.router_discovery`` for "take nothing from router advertisements" (Linux
+``accept_ra`` 0, Windows ``RouterDiscoveryDisabled``)."""
+
+
+@attrs.frozen
+class RouterTrust:
+    """What an interface takes from the routers on its link, for one family.
+
+    ``router_discovery`` is the OS's own value, kept as it is for the
+    journal: Linux's ``accept_ra`` (IPv6; IPv4 has none, always 0), Windows'
+    ``RouterDiscoveryBehavior``; ``ROUTER_DISCOVERY_OFF`` on both means
+    advertisements are ignored. ``default_routes``: whether the interface
+    takes default routes at all (Windows: not ``DisableDefaultRoutes``);
+    Linux has no such switch, it is always True there and setting it
+    changes nothing (the route guard removes them).
+    """
+
+    router_discovery: int
+    default_routes: bool
+
+
+class RouteWatch(Protocol):
+    """Routes as the OS adds them, told by the OS (not polled)."""
+
+    async def added_routes(self) -> list[Route] | None:
+        """Wait until routes were added; those added since the last call.
+
+        None: the OS lost track of some (a notification queue overflowed):
+        look at the whole table.
+        """
+        ...
+
+
 def host_network(address: IPAddress) -> IPNetwork:
     """The /32 or /128 network of one address."""
     return ipaddress.ip_network(address)
@@ -127,4 +162,32 @@ class HostNetwork(Protocol):
 
         ``HostNetworkError`` if there is none.
         """
+        ...
+
+    def watch_routes(self) -> AbstractAsyncContextManager[RouteWatch]:
+        """Be told of routes added (every family, every interface) while the block runs."""
+        ...
+
+    async def interface_networks(self, interface_index: int) -> list[IPNetwork]:
+        """The on-link networks of the interface's addresses (198.19.0.0/16 for 198.19.0.57/16)."""
+        ...
+
+    async def get_router_trust(self, interface_index: int, family: Family) -> RouterTrust:
+        """What the interface takes from routers for ``family`` (see ``RouterTrust``)."""
+        ...
+
+    async def set_router_trust(
+        self, interface_index: int, family: Family, trust: RouterTrust
+    ) -> None: ...
+
+    async def interface_name(self, interface_index: int) -> str | None:
+        """A name that finds the interface again if its number changes (Linux: its name).
+
+        None where the number itself is stable (Windows: a LUID). ``InterfaceNotFoundError``
+        when no interface has that number.
+        """
+        ...
+
+    async def find_interface(self, name: str) -> int | None:
+        """The number of the interface ``interface_name`` called ``name``; None if none has it."""
         ...

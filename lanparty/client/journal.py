@@ -12,13 +12,34 @@ The file is small JSON, replaced atomically (temporary file, fsync,
 cannot be read is an error that says where it is and what to do: it is
 never deleted silently, because the changes it recorded may still be in
 place.
+
+The journal is replayed with the rights that change the host's network,
+so nobody else may write it: it lives where only root (Windows: only
+administrators) can write (``default_journal_path``), and a file or
+directory owned by another user, or writable by other users (a directory
+above it too, unless sticky like /tmp), is refused with what to do
+(``JournalUnsafeError``). It is read through ``O_NOFOLLOW`` (a symlink is
+refused) and written into a fresh temporary file (``O_CREAT | O_EXCL |
+O_NOFOLLOW``, mode 0600, a name nobody could have prepared), then renamed
+over the old one.
+
+Entries name interfaces by number (``HostNetwork``'s) and, where the OS
+gives it, by a name that survives a change of number
+(``HostNetwork.interface_name``: Linux's interface name; on Windows the
+number is a LUID, which does not change). An entry is undone on the
+interface that has its name now: when its number now belongs to an
+interface of another name and no interface has that name, the change went
+with its interface.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
+import secrets
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +54,7 @@ from lanparty.client.hostnet import (
     InterfaceUnavailableError,
     Route,
     RouteNotFoundError,
+    RouterTrust,
 )
 from lanparty.errors import HostNetworkError
 from lanparty.obs.events import HOST_CHANGE_RESTORED
@@ -43,6 +65,10 @@ JOURNAL_VERSION = 1
 JOURNAL_FILE_NAME = "client-journal.json"
 
 
+_MAX_JOURNAL_BYTES = 1 << 20
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+
 @attrs.frozen
 class RestoreMtu:
     """Put the interface's MTU for ``family`` back to ``mtu``."""
@@ -50,6 +76,8 @@ class RestoreMtu:
     interface_index: int
     family: Family
     mtu: int
+    interface_name: str | None = None
+    """The interface's name when the change was made (see the module docstring)."""
 
 
 @attrs.frozen
@@ -59,6 +87,17 @@ class RestoreMetric:
     interface_index: int
     family: Family
     metric: int | None
+    interface_name: str | None = None
+
+
+@attrs.frozen
+class RestoreRouterTrust:
+    """Put back what the interface took from routers for ``family`` (``RouterTrust``)."""
+
+    interface_index: int
+    family: Family
+    trust: RouterTrust
+    interface_name: str | None = None
 
 
 @attrs.frozen
@@ -66,9 +105,11 @@ class DeleteRoute:
     """Delete a route the client added."""
 
     route: Route
+    interface_name: str | None = None
+    """The name of the route's interface when it was added."""
 
 
-Undo = RestoreMtu | RestoreMetric | DeleteRoute
+Undo = RestoreMtu | RestoreMetric | RestoreRouterTrust | DeleteRoute
 
 
 @attrs.frozen
@@ -83,25 +124,57 @@ class JournalCorruptError(HostNetworkError):
     """The journal file exists but cannot be understood."""
 
 
+class JournalUnsafeError(HostNetworkError):
+    """The journal, or a directory it is in, could be written by someone else."""
+
+
 def default_journal_path() -> Path:
-    """Where the journal lives unless told otherwise: the user's state directory."""
+    """Where the journal lives unless told otherwise: a directory only root (or, on
+    Windows, administrators) can write."""
     if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        base = Path(os.environ.get("PROGRAMDATA") or "C:\\ProgramData") / "lanparty"
     else:
-        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "lanparty" / JOURNAL_FILE_NAME
+        base = Path("/var/lib/lanparty/client")
+    return base / JOURNAL_FILE_NAME
+
+
+def interface_of(undo: Undo) -> tuple[int, str | None]:
+    """The interface ``undo`` acts on: its number and its name (see the module docstring)."""
+    match undo:
+        case DeleteRoute(route=route, interface_name=name):
+            return route.interface_index, name
+        case RestoreMtu() | RestoreMetric() | RestoreRouterTrust():
+            return undo.interface_index, undo.interface_name
+
+
+async def _current_index(hostnet: HostNetwork, index: int, name: str | None) -> int:
+    """The number the interface journaled as (``index``, ``name``) has now."""
+    if name is None:
+        return index
+    try:
+        if await hostnet.interface_name(index) == name:
+            return index
+    except InterfaceNotFoundError:
+        pass
+    found = await hostnet.find_interface(name)
+    if found is None:
+        raise InterfaceNotFoundError(f"no interface is called {name} any more")
+    return found
 
 
 async def undo_change(hostnet: HostNetwork, undo: Undo) -> None:
     """Undo one change; a change whose interface or route is already gone counts as undone."""
     try:
+        index = await _current_index(hostnet, *interface_of(undo))
         match undo:
-            case RestoreMtu(interface_index=index, family=family, mtu=mtu):
+            case RestoreMtu(family=family, mtu=mtu):
                 await hostnet.set_mtu(index, family, mtu)
-            case RestoreMetric(interface_index=index, family=family, metric=metric):
+            case RestoreMetric(family=family, metric=metric):
                 await hostnet.set_metric(index, family, metric)
+            case RestoreRouterTrust(family=family, trust=trust):
+                await hostnet.set_router_trust(index, family, trust)
             case DeleteRoute(route=route):
-                await hostnet.delete_route(route)
+                await hostnet.delete_route(attrs.evolve(route, interface_index=index))
     except (InterfaceNotFoundError, RouteNotFoundError):
         # the TAP went away with its settings, or the route with its interface
         pass
@@ -133,14 +206,9 @@ class Journal:
         return list(self._entries)
 
     def _load(self) -> None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = _read_checked(self.path)
+        if text is None:
             return
-        except OSError as exc:
-            raise HostNetworkError(
-                f"cannot read the journal of host network changes {self.path}: {exc.strerror}"
-            ) from exc
         try:
             entries, next_id = _parse_journal(text)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -173,10 +241,12 @@ class Journal:
             "next_id": next_id,
             "entries": [{"id": entry.entry_id, **_undo_to_json(entry.undo)} for entry in entries],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
+        _make_directory(self.path.parent)
+        temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+        descriptor = os.open(temporary, flags, 0o600)
         try:
-            with temporary.open("w", encoding="utf-8") as file:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
                 json.dump(document, file, indent=1)
                 file.flush()
                 os.fsync(file.fileno())
@@ -185,6 +255,119 @@ class Journal:
             temporary.unlink(missing_ok=True)
             raise
         _fsync_directory(self.path.parent)
+
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _owner_ok(uid: int) -> bool:
+    """Root's, or this process's own (a client run with CAP_NET_ADMIN as a user)."""
+    if sys.platform == "win32":
+        return True
+    return uid in (0, os.geteuid())
+
+
+def _unsafe(path: Path, what: str, fix: str) -> JournalUnsafeError:
+    return JournalUnsafeError(
+        f"the journal of host network changes {path}: {what}. lanparty replays it with the "
+        f"rights that change this PC's network, so only root may write it: {fix}"
+    )
+
+
+def _check_directories(directory: Path) -> None:
+    """``directory`` and those above it: ours or root's, closed to others' writes.
+
+    Above it, a directory others can write is accepted when it is sticky
+    (/tmp): nobody else can move ours out of it.
+    """
+    if sys.platform == "win32":
+        _check_windows_directory(directory)
+        return
+    resolved = directory.resolve()
+    for at, current in enumerate((resolved, *resolved.parents)):
+        try:
+            info = current.stat()
+        except OSError as exc:
+            raise HostNetworkError(f"cannot look at {current}: {exc.strerror}") from exc
+        if not _owner_ok(info.st_uid):
+            raise _unsafe(
+                current, f"the directory belongs to another user (uid {info.st_uid})",
+                f"give it to root (chown root {current}) or choose another --journal",
+            )  # fmt: skip
+        others_may_write = info.st_mode & _OTHERS_WRITE
+        if others_may_write and (at == 0 or not info.st_mode & stat.S_ISVTX):
+            raise _unsafe(
+                current,
+                f"the directory is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})",
+                f"run chmod go-w {current}",
+            )
+
+
+def _check_windows_directory(directory: Path) -> None:
+    """Windows: the journal's directory must be one only administrators can write."""
+    if sys.platform != "win32":
+        return
+    from lanparty.client.windows.elevation import is_elevated  # noqa: PLC0415
+
+    if not is_elevated():
+        raise _unsafe(
+            directory, "this process is not elevated", "run lanparty-client as administrator"
+        )
+
+
+def _make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HostNetworkError(f"cannot create the directory {directory}: {exc.strerror}") from exc
+    _check_directories(directory)
+
+
+def _read_checked(path: Path) -> str | None:
+    """The journal's text (None: there is none), once it and its directories are safe."""
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _unsafe(
+                path, "it is a symbolic link", f"remove it (rm {path}) and start again"
+            ) from exc
+        raise HostNetworkError(
+            f"cannot read the journal of host network changes {path}: {exc.strerror}"
+        ) from exc
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise _unsafe(path, "it is not a regular file", "remove it and start again")
+        _check_directories(path.parent)
+        if not _owner_ok(info.st_uid):
+            raise _unsafe(
+                path, f"it belongs to another user (uid {info.st_uid})",
+                "check what it says, then delete it and start again",
+            )  # fmt: skip
+        if info.st_mode & _OTHERS_WRITE:
+            raise _unsafe(
+                path,
+                f"it is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})",
+                "check what it says, then delete it and start again",
+            )
+        data = os.read(descriptor, _MAX_JOURNAL_BYTES + 1)
+    except OSError as exc:
+        raise HostNetworkError(
+            f"cannot read the journal of host network changes {path}: {exc.strerror}"
+        ) from exc
+    finally:
+        os.close(descriptor)
+    if len(data) > _MAX_JOURNAL_BYTES:
+        raise JournalCorruptError(
+            f"the journal of host network changes {path} is too large to be one: check it, "
+            "then delete that file and start again"
+        )
+    return data.decode("utf-8", errors="replace")
 
 
 def _parse_journal(text: str) -> tuple[list[PendingUndo], int]:
@@ -248,6 +431,8 @@ def _describe(undo: Undo) -> str:
             return "mtu"
         case RestoreMetric():
             return "metric"
+        case RestoreRouterTrust():
+            return "router_trust"
         case DeleteRoute():
             return "route"
 
@@ -278,25 +463,47 @@ def _integer(value: object) -> int:
 
 
 def _undo_to_json(undo: Undo) -> dict[str, Any]:
+    name = {"interface_name": undo.interface_name} if undo.interface_name is not None else {}
     match undo:
         case RestoreMtu(interface_index=index, family=family, mtu=mtu):
-            return {"kind": "mtu", "interface_index": index, "family": family.value, "mtu": mtu}
+            fields: dict[str, Any] = {"kind": "mtu", "interface_index": index, "mtu": mtu}
+            return {**fields, "family": family.value, **name}
         case RestoreMetric(interface_index=index, family=family, metric=metric):
-            return {
-                "kind": "metric",
+            fields = {"kind": "metric", "interface_index": index, "metric": metric}
+            return {**fields, "family": family.value, **name}
+        case RestoreRouterTrust(interface_index=index, family=family, trust=trust):
+            fields = {
+                "kind": "router_trust",
                 "interface_index": index,
-                "family": family.value,
-                "metric": metric,
+                "router_discovery": trust.router_discovery,
+                "default_routes": trust.default_routes,
             }
+            return {**fields, "family": family.value, **name}
         case DeleteRoute(route=route):
-            return {"kind": "delete_route", "route": _route_to_json(route)}
+            return {"kind": "delete_route", "route": _route_to_json(route), **name}
+
+
+def _name(item: dict[str, Any]) -> str | None:
+    name = item.get("interface_name")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"expected an interface name, got {name!r}")
+    return name
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
 
 
 def _undo_from_json(item: dict[str, Any]) -> Undo:
     kind = item["kind"]
     if kind == "mtu":
         return RestoreMtu(
-            _integer(item["interface_index"]), Family(item["family"]), _integer(item["mtu"])
+            _integer(item["interface_index"]),
+            Family(item["family"]),
+            _integer(item["mtu"]),
+            _name(item),
         )
     if kind == "metric":
         metric = item["metric"]
@@ -304,7 +511,13 @@ def _undo_from_json(item: dict[str, Any]) -> Undo:
             _integer(item["interface_index"]),
             Family(item["family"]),
             None if metric is None else _integer(metric),
+            _name(item),
+        )
+    if kind == "router_trust":
+        trust = RouterTrust(_integer(item["router_discovery"]), _boolean(item["default_routes"]))
+        return RestoreRouterTrust(
+            _integer(item["interface_index"]), Family(item["family"]), trust, _name(item)
         )
     if kind == "delete_route":
-        return DeleteRoute(_route_from_json(item["route"]))
+        return DeleteRoute(_route_from_json(item["route"]), _name(item))
     raise ValueError(f"unknown entry kind {kind!r}")

@@ -6,12 +6,22 @@ interface metric (the Windows rule). Every call is recorded in order,
 failed ones included; ``fail`` makes chosen calls raise, ``delay_s``
 makes every call take that long (or forever) so that tests can cancel
 or time out a call, and ``snapshot`` captures the whole state.
+
+Interfaces have no name unless a test gives one (``names``: the Linux
+way; without, numbers are stable, the Windows way), on-link networks
+(``networks``) and a router trust per family (default: router
+advertisements taken, ``ACCEPTING``). ``os_adds_route`` is the OS (a DHCP
+client, a router advertisement) adding a route: every open
+``watch_routes`` is told; ``os_loses_route_events`` tells them it lost
+track. Lookups that change nothing (``interface_name``,
+``find_interface``, ``interface_networks``) are not recorded.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -20,10 +30,16 @@ from lanparty.client.hostnet import (
     Family,
     InterfaceNotFoundError,
     IPAddress,
+    IPNetwork,
     Route,
     RouteNotFoundError,
+    RouterTrust,
+    RouteWatch,
 )
 from lanparty.errors import HostNetworkError
+
+ACCEPTING = RouterTrust(router_discovery=1, default_routes=True)
+"""What a fake interface takes from routers until told otherwise."""
 
 
 @attrs.frozen
@@ -36,12 +52,33 @@ class Call:
 class FakeInterface:
     mtu: dict[Family, int]
     metric: dict[Family, int | None]
+    trust: dict[Family, RouterTrust] = attrs.field(factory=lambda: dict.fromkeys(Family, ACCEPTING))
 
 
 @attrs.frozen
 class Snapshot:
-    interfaces: tuple[tuple[int, tuple[tuple[Family, int, int | None], ...]], ...]
+    interfaces: tuple[tuple[int, tuple[tuple[Family, int, int | None, RouterTrust], ...]], ...]
     routes: frozenset[Route]
+
+
+class FakeRouteWatch:
+    """``RouteWatch`` fed by ``FakeHostNetwork.os_adds_route``."""
+
+    def __init__(self) -> None:
+        self.pending: list[Route] | None = []
+        self._arrived = trio.Event()
+
+    def tell(self, route: Route | None) -> None:
+        if route is None or self.pending is None:
+            self.pending = None
+        else:
+            self.pending.append(route)
+        self._arrived.set()
+
+    async def added_routes(self) -> list[Route] | None:
+        await self._arrived.wait()
+        added, self.pending, self._arrived = self.pending, [], trio.Event()
+        return added
 
 
 @attrs.define
@@ -61,6 +98,9 @@ class FakeHostNetwork:
         self.routes: list[Route] = []
         self.calls: list[Call] = []
         self.delay_s: dict[str, float] = {}
+        self.names: dict[int, str] = {}
+        self.networks: dict[int, list[IPNetwork]] = {}
+        self.watches: list[FakeRouteWatch] = []
         self._failures: list[_Failure] = []
 
     # set-up and inspection (not part of HostNetwork)
@@ -73,7 +113,18 @@ class FakeHostNetwork:
     def remove_interface(self, index: int) -> None:
         """The interface goes away, and with it its routes (as a TAP does when closed)."""
         del self.interfaces[index]
+        self.names.pop(index, None)
         self.routes = [route for route in self.routes if route.interface_index != index]
+
+    def os_adds_route(self, route: Route) -> None:
+        """The OS adds ``route`` (a DHCP client's, a router's) and tells every watch."""
+        self.routes.append(route)
+        for watch in self.watches:
+            watch.tell(route)
+
+    def os_loses_route_events(self) -> None:
+        for watch in self.watches:
+            watch.tell(None)
 
     def fail(
         self,
@@ -102,7 +153,12 @@ class FakeHostNetwork:
                 (
                     index,
                     tuple(
-                        (family, interface.mtu[family], interface.metric[family])
+                        (
+                            family,
+                            interface.mtu[family],
+                            interface.metric[family],
+                            interface.trust[family],
+                        )
                         for family in Family
                     ),
                 )
@@ -184,3 +240,37 @@ class FakeHostNetwork:
             return (-route.destination.prefixlen, route.metric + interface_metric)
 
         return min(candidates, key=rank)
+
+    @asynccontextmanager
+    async def watch_routes(self) -> AsyncIterator[RouteWatch]:
+        await self._enter("watch_routes")
+        watch = FakeRouteWatch()
+        self.watches.append(watch)
+        try:
+            yield watch
+        finally:
+            self.watches.remove(watch)
+
+    async def interface_networks(self, interface_index: int) -> list[IPNetwork]:
+        self._interface(interface_index)
+        return list(self.networks.get(interface_index, []))
+
+    async def get_router_trust(self, interface_index: int, family: Family) -> RouterTrust:
+        await self._enter("get_router_trust", interface_index, family)
+        return self._interface(interface_index).trust[family]
+
+    async def set_router_trust(
+        self, interface_index: int, family: Family, trust: RouterTrust
+    ) -> None:
+        await self._enter("set_router_trust", interface_index, family, trust)
+        self._interface(interface_index).trust[family] = trust
+
+    async def interface_name(self, interface_index: int) -> str | None:
+        self._interface(interface_index)
+        return self.names.get(interface_index)
+
+    async def find_interface(self, name: str) -> int | None:
+        for index, known in self.names.items():
+            if known == name:
+                return index
+        return None

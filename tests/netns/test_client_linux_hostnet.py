@@ -9,6 +9,7 @@ inside the namespace (``inside``), so nothing touches the host's routes.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,11 +238,13 @@ async def test_guards_restore_the_host(lan: Lan, tmp_path: Path, exit_by: str) -
                 routes = await hostnet.list_routes(Family.IPV4)
                 assert relay_route in routes
                 assert tap_default not in routes
-                assert guards.default_routes.removed == [tap_default]
+                assert guards.tap_routes.removed == [tap_default]
                 await guards.relay_route.verify()
-                # relay route, IPv4 MTU, 2 metrics; setting the link MTU already
-                # set the IPv6 one, so the guard had nothing to change there
-                assert len(journal.pending()) == 4
+                assert read_accept_ra(lan.namespace, lan.lan_index) == 0
+                # relay route, IPv4 MTU, 2 metrics, router trust for both families (IPv4's
+                # changes nothing on Linux); setting the link MTU already set the IPv6 one,
+                # so the guard had nothing to change there
+                assert len(journal.pending()) == 6
                 if exit_by == "exception":
                     raise RuntimeError("boom")
                 if exit_by == "cancellation":
@@ -259,3 +262,9 @@ async def test_guards_restore_the_host(lan: Lan, tmp_path: Path, exit_by: str) -
         # the default route through the TAP is removed for good, by design
         assert after == (before[0], before[1] - {tap_default})
         assert journal.pending() == []
+
+
+def read_accept_ra(namespace: str, index: int) -> int:
+    with inside(namespace):
+        name = socket.if_indextoname(index)
+        return int(Path(f"/proc/sys/net/ipv6/conf/{name}/accept_ra").read_text())

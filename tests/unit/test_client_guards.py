@@ -15,12 +15,14 @@ import trio.testing
 
 from lanparty.client.guards import (
     RESTORE_TIMEOUT_S,
+    UNTRUSTING,
     ClientGuards,
     apply_guards,
-    default_route_suppression,
     metric_guard,
     mtu_guard,
     relay_route_guard,
+    router_trust_guard,
+    tap_route_guard,
 )
 from lanparty.client.hostnet import Family, Route
 from lanparty.client.journal import Journal, RestoreMtu, restore_pending
@@ -35,7 +37,7 @@ ETH_DEFAULT_V6 = Route(ip_network("::/0"), ip_address("2001:db8::1"), ETH, 100)
 RELAY_ROUTE = Route(ip_network("198.18.5.9/32"), ETH_GATEWAY, ETH, 0)
 TAP_DEFAULT = Route(ip_network("0.0.0.0/0"), ip_address("198.19.0.1"), TAP, 0)
 TAP_DEFAULT_V6 = Route(ip_network("::/0"), ip_address("fe80::1"), TAP, 0)
-MUTATING = {"set_mtu", "set_metric", "add_route", "delete_route"}
+MUTATING = {"set_mtu", "set_metric", "set_router_trust", "add_route", "delete_route"}
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ async def test_every_guard_applies_and_restores_in_reverse_order(
     async with guards(net, journal):
         assert_all_applied(net)
         applied = changes(net.calls)
-        assert len(journal.pending()) == 5
+        assert len(journal.pending()) == 7
         mark = len(net.calls)
     restored = changes(net.calls[mark:])
 
@@ -89,8 +91,12 @@ async def test_every_guard_applies_and_restores_in_reverse_order(
         Call("set_mtu", (TAP, Family.IPV6, 1380)),
         Call("set_metric", (TAP, Family.IPV4, 5)),
         Call("set_metric", (TAP, Family.IPV6, 5)),
+        Call("set_router_trust", (TAP, Family.IPV4, UNTRUSTING)),
+        Call("set_router_trust", (TAP, Family.IPV6, UNTRUSTING)),
     ]
     assert [(call.method, call.args[:2]) for call in restored] == [
+        ("set_router_trust", (TAP, Family.IPV6)),
+        ("set_router_trust", (TAP, Family.IPV4)),
         ("set_metric", (TAP, Family.IPV6)),
         ("set_metric", (TAP, Family.IPV4)),
         ("set_mtu", (TAP, Family.IPV6)),
@@ -141,8 +147,8 @@ async def test_restores_are_shielded_from_the_cancellation_they_run_in(
         await trio.sleep(1)
         nursery.cancel_scope.cancel()
         cancelled_at = trio.current_time()
-    # five restores of one (virtual) second each all ran to the end
-    assert trio.current_time() - cancelled_at == pytest.approx(5.0)
+    # seven restores of one (virtual) second each all ran to the end
+    assert trio.current_time() - cancelled_at == pytest.approx(7.0)
     assert net.snapshot() == before
     assert journal.pending() == []
 
@@ -262,7 +268,7 @@ async def test_a_crash_is_restored_on_the_next_start(
     crashed, crashed_journal = await crash_inside(net, journal)
     assert_all_applied(crashed)
 
-    assert await restore_pending(Journal(crashed_journal), crashed) == 5
+    assert await restore_pending(Journal(crashed_journal), crashed) == 7
     assert crashed.snapshot() == before
     assert not crashed_journal.exists()
 
@@ -285,34 +291,95 @@ async def test_apply_guards_restores_a_crash_before_changing_anything(
     crashed.calls.clear()
     async with guards(crashed, Journal(crashed_journal)):
         assert_all_applied(crashed)
-        assert [call.method for call in changes(crashed.calls)[:6]] == [
-            *("set_metric", "set_metric", "set_mtu", "set_mtu", "delete_route"),
+        assert [call.method for call in changes(crashed.calls)[:8]] == [
+            *("set_router_trust", "set_router_trust", "set_metric", "set_metric"),
+            *("set_mtu", "set_mtu", "delete_route"),
             "add_route",
         ]
         assert crashed.routes.count(RELAY_ROUTE) == 1
     assert crashed.snapshot() == before
 
 
-async def test_default_routes_through_the_tap_are_suppressed(
+async def test_routes_through_the_tap_beyond_the_lan_are_removed_when_they_appear(
     net: FakeHostNetwork, journal: Journal
 ) -> None:
     wifi_default = Route(ip_network("0.0.0.0/0"), ip_address("198.18.1.1"), WIFI, 50)
     net.add_interface(WIFI)
     net.routes += [wifi_default, TAP_DEFAULT]
-    async with default_route_suppression(net, TAP) as suppression:
-        assert TAP_DEFAULT not in net.routes
-        tap_subnet = Route(ip_network("198.19.0.0/16"), None, TAP, 0)
-        net.routes += [TAP_DEFAULT_V6, tap_subnet]  # a DHCP client, later
-        assert await suppression.check_once() == [TAP_DEFAULT_V6]
-        assert await suppression.check_once() == []
-        assert tap_subnet in net.routes
-        assert {ETH_DEFAULT, ETH_DEFAULT_V6, wifi_default} <= set(net.routes)
-        assert suppression.removed == [TAP_DEFAULT, TAP_DEFAULT_V6]
-    assert TAP_DEFAULT not in net.routes
-    assert TAP_DEFAULT_V6 not in net.routes
+    lan_router = ip_address("198.19.0.1")
+    half_low = Route(ip_network("0.0.0.0/1"), lan_router, TAP, 0)
+    half_high = Route(ip_network("128.0.0.0/1"), lan_router, TAP, 0)
+    tap_subnet = Route(ip_network("198.19.0.0/16"), None, TAP, 0)
+    inside = Route(ip_network("198.19.7.0/24"), lan_router, TAP, 0)
+    link_local = Route(ip_network("fe80::/64"), None, TAP, 256)
+    async with trio.open_nursery() as nursery, tap_route_guard(net, TAP) as guard:
+        assert TAP_DEFAULT not in net.routes  # the sweep at the start
+        nursery.start_soon(guard.run)
+        net.networks[TAP] = [ip_network("198.19.0.0/16")]  # the lease's address
+        for route in (tap_subnet, link_local, half_low, half_high, inside, TAP_DEFAULT_V6):
+            net.os_adds_route(route)  # a DHCP client, option 121, a router advertisement
+        await trio.testing.wait_all_tasks_blocked()
+        assert guard.removed == [TAP_DEFAULT, half_low, half_high, TAP_DEFAULT_V6]
+        assert {tap_subnet, link_local, inside, ETH_DEFAULT, ETH_DEFAULT_V6, wifi_default} <= set(
+            net.routes
+        )
+        net.os_adds_route(Route(ip_network("10.0.0.0/8"), lan_router, WIFI, 0))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(guard.removed) == 4  # not through the TAP: not the guard's business
+        nursery.cancel_scope.cancel()
     assert "add_route" not in net.methods_called()
-    assert await suppression.check_once() == []
     assert journal.pending() == []
+    assert net.watches == []
+
+
+async def test_routes_the_os_did_not_report_are_found_by_a_sweep(net: FakeHostNetwork) -> None:
+    async with trio.open_nursery() as nursery, tap_route_guard(net, TAP) as guard:
+        nursery.start_soon(guard.run)
+        net.routes.append(TAP_DEFAULT)  # the event queue overflowed: nobody was told
+        net.os_loses_route_events()
+        await trio.testing.wait_all_tasks_blocked()
+        assert guard.removed == [TAP_DEFAULT]
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_tap_takes_nothing_from_routers_until_the_end(
+    net: FakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    async with router_trust_guard(net, journal, TAP):
+        assert net.interfaces[TAP].trust == dict.fromkeys(Family, UNTRUSTING)
+        assert [type(entry.undo).__name__ for entry in journal.pending()] == [
+            "RestoreRouterTrust",
+            "RestoreRouterTrust",
+        ]
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_router_trust_failures_are_tolerated(net: FakeHostNetwork, journal: Journal) -> None:
+    net.fail("set_router_trust")
+    async with router_trust_guard(net, journal, TAP):
+        assert journal.pending() == []
+    assert journal.pending() == []
+
+
+async def test_a_crashed_tap_whose_index_another_interface_took_is_left_alone(
+    net: FakeHostNetwork, journal: Journal
+) -> None:
+    net.names.update({ETH: "eth0", TAP: "lp0"})
+    crashed = copy.deepcopy(net)
+    async with guards(crashed, journal):
+        snapshot = shutil.copy(journal.path, journal.path.with_name("crash.json"))
+    # after the crash: the TAP went with its process, and a new interface has its index
+    net.remove_interface(TAP)
+    net.add_interface(TAP, mtu=9000)
+    net.names[TAP] = "docker0"
+    net.routes.append(RELAY_ROUTE)
+    after_crash = Journal(Path(snapshot))
+    await restore_pending(after_crash, net)
+    assert net.interfaces[TAP].mtu == dict.fromkeys(Family, 9000)  # not "restored" to 1500
+    assert RELAY_ROUTE not in net.routes  # eth0 is still eth0
+    assert after_crash.pending() == []
 
 
 async def test_the_relay_route_is_pinned_repaired_and_removed(

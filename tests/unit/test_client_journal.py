@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from ipaddress import ip_address, ip_network
 from pathlib import Path
@@ -17,6 +18,7 @@ from lanparty.client.journal import (
     DeleteRoute,
     Journal,
     JournalCorruptError,
+    JournalUnsafeError,
     RestoreMetric,
     RestoreMtu,
     Undo,
@@ -106,14 +108,84 @@ def test_a_corrupt_journal_says_where_it_is_and_what_to_do(tmp_path: Path, text:
     assert path.read_text() == text
 
 
-def test_the_default_path_is_in_the_state_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_default_path_is_one_only_root_or_administrators_write(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sys, "platform", "linux")  # the XDG rule, wherever the test runs
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    assert default_journal_path() == tmp_path / "lanparty" / "client-journal.json"
-    monkeypatch.delenv("XDG_STATE_HOME")
-    assert default_journal_path() == Path.home() / ".local/state/lanparty/client-journal.json"
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert default_journal_path() == Path("/var/lib/lanparty/client/client-journal.json")
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("PROGRAMDATA", "D:\\Data")
+    assert default_journal_path() == Path("D:\\Data") / "lanparty" / "client-journal.json"
+
+
+def test_a_symlinked_journal_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.json"
+    target.write_text('{"version": 1, "next_id": 1, "entries": []}')
+    path = tmp_path / "journal.json"
+    path.symlink_to(target)
+    with pytest.raises(JournalUnsafeError, match="symbolic link"):
+        Journal(path)
+
+
+def test_a_journal_others_can_write_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.json"
+    Journal(path).record(RestoreMtu(7, Family.IPV4, 1500))
+    path.chmod(0o622)
+    with pytest.raises(JournalUnsafeError, match=r"writable by other users \(mode 0622\)"):
+        Journal(path)
+
+
+def test_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    Journal(directory / "journal.json").record(RestoreMtu(7, Family.IPV4, 1500))
+    directory.chmod(0o777)
+    with pytest.raises(JournalUnsafeError, match="chmod go-w"):
+        Journal(directory / "journal.json")
+    with pytest.raises(JournalUnsafeError):
+        Journal(directory / "other.json").record(RestoreMtu(7, Family.IPV4, 1500))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_journal_or_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    path = directory / "journal.json"
+    Journal(path).record(RestoreMtu(7, Family.IPV4, 1500))
+    os.chown(path, 4242, -1)
+    with pytest.raises(JournalUnsafeError, match="belongs to another user"):
+        Journal(path)
+    os.chown(path, 0, -1)
+    os.chown(directory, 4242, -1)
+    with pytest.raises(JournalUnsafeError, match=r"directory belongs to another user \(uid 4242\)"):
+        Journal(path)
+
+
+def test_writes_go_through_a_fresh_file_not_a_prepared_one(tmp_path: Path) -> None:
+    path = tmp_path / "journal.json"
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "journal.json.tmp").symlink_to(victim)  # the old temporary name
+    Journal(path).record(RestoreMtu(7, Family.IPV4, 1500))
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_an_entry_names_its_interface_and_follows_it(tmp_path: Path) -> None:
+    net = FakeHostNetwork()
+    net.add_interface(9, mtu=1380)  # the uplink, re-created with another index
+    net.names[9] = "eth0"
+    net.add_interface(7, mtu=9000)  # the old index, another interface's now
+    net.names[7] = "docker0"
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(RestoreMtu(7, Family.IPV4, 1500, interface_name="eth0"))
+    journal.record(RestoreMtu(5, Family.IPV4, 1500, interface_name="lp0"))  # the TAP: gone
+    assert [entry.undo.interface_name for entry in Journal(journal.path).pending()] == [
+        "eth0",
+        "lp0",
+    ]
+    assert await restore_pending(Journal(journal.path), net) == 2
+    assert net.interfaces[9].mtu[Family.IPV4] == 1500
+    assert net.interfaces[7].mtu[Family.IPV4] == 9000
 
 
 async def test_restore_pending_undoes_newest_first_and_forgets_each(tmp_path: Path) -> None:

@@ -36,6 +36,19 @@ Semantics where Linux differs from the protocol's Windows-shaped words:
   the longest main-table route through the same next hop and interface
   that contains the address, or, when there is none (policy routing, a
   local address), the address's host route with metric 0.
+- **Router trust**: IPv6's ``router_discovery`` is the sysctl
+  ``/proc/sys/net/ipv6/conf/<name>/accept_ra``; IPv4 has none (0). Linux
+  has no switch against default routes (``default_routes`` is always True).
+- **watch_routes**: a netlink socket of its own in the route multicast
+  groups (RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE), read when Trio says it is
+  readable, its messages parsed by pyroute2's marshal. Not pyroute2's
+  ``IPRoute.bind``/``get``: its sync ``IPRoute`` runs an asyncio loop of its
+  own in the calling thread, which reads the socket itself. A full socket
+  buffer (ENOBUFS: events were lost) is reported as None.
+- **interface_name**: the interface's name (a TAP's is chosen by the
+  client; an index may be reused by another interface after a crash).
+- Addresses (``add_address``, ``delete_address``, for the client's DHCP):
+  not part of ``HostNetwork``.
 """
 
 from __future__ import annotations
@@ -44,11 +57,14 @@ import contextlib
 import errno
 import ipaddress
 import os
+import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import trio
 
 from lanparty.client.hostnet import (
     Family,
@@ -57,6 +73,8 @@ from lanparty.client.hostnet import (
     IPNetwork,
     Route,
     RouteNotFoundError,
+    RouterTrust,
+    RouteWatch,
     host_network,
 )
 from lanparty.errors import HostNetworkError
@@ -66,6 +84,7 @@ if sys.platform != "linux":
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl  # type: ignore[import-untyped]
 
 __all__ = ["LinuxHostNetwork"]
 
@@ -79,6 +98,11 @@ _AF = {Family.IPV4: 2, Family.IPV6: 10}
 _DEFAULT_CONNECTED_PRIORITY = {Family.IPV4: 0, Family.IPV6: 256}
 _IPV6_USER_PRIORITY = 1024  # what the kernel makes of an IPv6 priority of 0
 _IPV6_CONF = Path("/proc/sys/net/ipv6/conf")
+_RTM_NEWROUTE = 24
+_RTMGRP_IPV4_ROUTE = 0x40
+_RTMGRP_IPV6_ROUTE = 0x400
+_WATCH_BUFFER_BYTES = 1 << 20
+_WATCH_READS_PER_WAKEUP = 64
 
 
 def _netlink_error(
@@ -336,3 +360,146 @@ class LinuxHostNetwork:
             return min(candidates, key=lambda route: (-route.destination.prefixlen, route.metric))
         destination: IPNetwork = host_network(address)
         return Route(destination, gateway, interface_index, 0)
+
+    # what the client's guards and DHCP need besides
+
+    def _ipv6_conf(self, interface_index: int, setting: str) -> tuple[str, Path]:
+        name = str(self._link(interface_index).get_attr("IFLA_IFNAME"))
+        path = _IPV6_CONF / name / setting
+        if not path.exists():
+            raise HostNetworkError(f"interface {name} has no IPv6 (disabled?): no {setting}")
+        return name, path
+
+    async def get_router_trust(self, interface_index: int, family: Family) -> RouterTrust:
+        if family is Family.IPV4:
+            self._link(interface_index)
+            return RouterTrust(router_discovery=0, default_routes=True)
+        name, path = self._ipv6_conf(interface_index, "accept_ra")
+        try:
+            return RouterTrust(router_discovery=int(path.read_text()), default_routes=True)
+        except OSError as exc:
+            raise _netlink_error(exc, f"cannot read accept_ra of {name}") from None
+
+    async def set_router_trust(
+        self, interface_index: int, family: Family, trust: RouterTrust
+    ) -> None:
+        if family is Family.IPV4:
+            self._link(interface_index)  # nothing to set: no router discovery for IPv4
+            return
+        name, path = self._ipv6_conf(interface_index, "accept_ra")
+        try:
+            path.write_text(str(trust.router_discovery))
+        except OSError as exc:
+            what = f"cannot set accept_ra of {name} to {trust.router_discovery}"
+            raise _netlink_error(exc, what) from None
+
+    async def interface_networks(self, interface_index: int) -> list[IPNetwork]:
+        self._link(interface_index)
+        what = f"cannot list the addresses of interface {interface_index}"
+        networks: list[IPNetwork] = []
+        for message in self._request(what, "addr", "dump", {"index": interface_index}):
+            address = message.get_attr("IFA_ADDRESS")
+            if message["index"] != interface_index or address is None:
+                continue
+            network = ipaddress.ip_network(f"{address}/{message['prefixlen']}", strict=False)
+            if network not in networks:
+                networks.append(network)
+        return networks
+
+    async def interface_name(self, interface_index: int) -> str | None:
+        try:
+            return socket.if_indextoname(interface_index)
+        except OSError:
+            raise InterfaceNotFoundError(f"no interface has index {interface_index}") from None
+
+    async def find_interface(self, name: str) -> int | None:
+        try:
+            return socket.if_nametoindex(name)
+        except OSError:
+            return None
+
+    def add_address(
+        self, interface_index: int, address: ipaddress.IPv4Interface, metric: int | None
+    ) -> None:
+        """Put ``address`` on the interface (its connected route with priority ``metric``)."""
+        fields: dict[str, object] = {
+            "index": interface_index,
+            "address": str(address.ip),
+            "prefixlen": address.network.prefixlen,
+        }
+        if address.network.prefixlen <= 30:
+            fields["broadcast"] = str(address.network.broadcast_address)
+        if metric is not None:
+            fields["IFA_RT_PRIORITY"] = metric
+        what = f"cannot put the address {address} on interface {interface_index}"
+        self._request(what, "addr", "add", fields, {errno.EEXIST: _RouteExistsError(what)})
+
+    def delete_address(self, interface_index: int, address: ipaddress.IPv4Interface) -> None:
+        """Take ``address`` off the interface; one that is not there (or no interface) is fine."""
+        fields = {
+            "index": interface_index,
+            "address": str(address.ip),
+            "prefixlen": address.network.prefixlen,
+        }
+        what = f"cannot take the address {address} off interface {interface_index}"
+        with contextlib.suppress(InterfaceNotFoundError, _AddressMissingError):
+            self._request(
+                what, "addr", "del", fields, {errno.EADDRNOTAVAIL: _AddressMissingError(what)}
+            )
+
+    @contextlib.asynccontextmanager
+    async def watch_routes(self) -> AsyncIterator[RouteWatch]:
+        try:
+            sock = socket.socket(
+                socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE
+            )
+        except OSError as exc:
+            raise _netlink_error(exc, "cannot open a netlink socket for route events") from None
+        with sock:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _WATCH_BUFFER_BYTES)
+                sock.bind((0, _RTMGRP_IPV4_ROUTE | _RTMGRP_IPV6_ROUTE))
+            except OSError as exc:
+                raise _netlink_error(exc, "cannot listen to route events") from None
+            yield _NetlinkRouteWatch(sock)
+
+
+class _AddressMissingError(HostNetworkError):
+    pass
+
+
+class _NetlinkRouteWatch:
+    """``RouteWatch`` over a netlink socket in the route groups (see the module docstring)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._marshal: Any = MarshalRtnl()
+
+    async def added_routes(self) -> list[Route] | None:
+        while True:
+            await trio.lowlevel.wait_readable(self._sock)
+            added: list[Route] = []
+            for _ in range(_WATCH_READS_PER_WAKEUP):
+                try:
+                    data = self._sock.recv(1 << 16)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.ENOBUFS:
+                        return None  # events were lost
+                    raise _netlink_error(exc, "cannot read route events") from None
+                added.extend(self._new_routes(data))
+            if added:
+                return added
+
+    def _new_routes(self, data: bytes) -> Iterator[Route]:
+        for message in self._marshal.parse(data):
+            if (
+                message["header"]["type"] == _RTM_NEWROUTE
+                and message.get_attr("RTA_TABLE") == _MAIN_TABLE
+                and message["type"] == _RTN_UNICAST
+                and message.get_attr("RTA_OIF") is not None
+                and message["family"] in (_AF[Family.IPV4], _AF[Family.IPV6])
+            ):
+                family = Family.IPV4 if message["family"] == _AF[Family.IPV4] else Family.IPV6
+                yield LinuxHostNetwork._to_route(family, message)
