@@ -23,14 +23,21 @@ from the same Win32 codes:
 - not elevated (``elevated = False``): every change is ERROR_ACCESS_DENIED;
 - an interface in ``disconnected`` (a TAP whose media is not connected yet)
   keeps its routes, but ``best_route`` does not choose them;
-- ``refuse(method, code)`` makes a method fail with a chosen Win32 code.
+- ``refuse(method, code)`` makes a method fail with a chosen Win32 code;
+- router trust is the IP interface's RouterDiscoveryBehavior and
+  DisableDefaultRoutes (a new interface: DHCP-controlled, default routes
+  taken); ``os_adds_route`` of a default route on an interface whose
+  DisableDefaultRoutes is set adds nothing (what the switch is for);
+  ``interface_networks`` are the on-link prefixes of ``addresses``.
 
 ``FakeIphlpapi`` is the DLL itself, the functions ``iphlpapi.py`` calls,
 on the same state: it reads and writes the real cffi structs, so
 ``iphlpapi.py`` and ``WindowsHostNetwork`` run unchanged on Linux (see
-``windows_only_modules``). It keeps GetIpInterfaceEntry's SitePrefixLength
-quirk (windows-facts 2.3), allocates MIB tables that must be given to
-FreeMibTable once and are poisoned when freed, and records every call.
+``windows_only_modules``). NotifyRouteChange2's callbacks are called by
+``notify_route`` from a thread of its own, as Windows calls them. It keeps
+GetIpInterfaceEntry's SitePrefixLength quirk (windows-facts 2.3), allocates
+MIB tables that must be given to FreeMibTable once and are poisoned when
+freed, and records every call.
 """
 
 from __future__ import annotations
@@ -38,13 +45,14 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-from lanparty.client.hostnet import Family, IPAddress, Route
+from lanparty.client.hostnet import Family, IPAddress, IPNetwork, Route, RouterTrust
 from lanparty.client.windows import routes
 from lanparty.client.windows._decl_iphlpapi import ffi
 from lanparty.errors import HostNetworkError
@@ -61,6 +69,7 @@ QUIRKY_IPV4_SITE_PREFIX_LENGTH = 64
 POISON = 0xAA
 
 IPInterfaceAddress = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+WINDOWS_DEFAULT_TRUST = RouterTrust(router_discovery=2, default_routes=True)  # RouterDiscoveryDhcp
 
 
 def luid_of(index: int) -> int:
@@ -101,6 +110,7 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
         addresses: tuple[str, ...] = (),
     ) -> None:
         super().add_interface(index, mtu, metric)
+        self.interfaces[index].trust = dict.fromkeys(Family, WINDOWS_DEFAULT_TRUST)
         self.automatic_metric[index] = automatic_metric
         if not ipv6:
             self.without_ipv6.add(index)
@@ -301,6 +311,42 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
             raise routes.best_route_error(routes.ERROR_NETWORK_UNREACHABLE, address)
         return route
 
+    def os_adds_route(self, route: Route) -> None:
+        """Windows adds ``route`` (its DHCP client's, a router's), unless it is a default
+        route on an interface with DisableDefaultRoutes."""
+        key = self.resolve(route.interface_index)
+        if (
+            route.is_default
+            and key is not None
+            and not self.interfaces[key].trust[route.family].default_routes
+        ):
+            return
+        super().os_adds_route(route)
+
+    async def get_router_trust(self, interface_index: int, family: Family) -> RouterTrust:
+        await self._enter("get_router_trust", interface_index, family)
+        action = "read its settings"
+        error = self._check_ip_interface("get_router_trust", interface_index, family, action)
+        if error is not None:
+            raise error
+        return self.interfaces[self._key(interface_index)].trust[family]
+
+    async def set_router_trust(
+        self, interface_index: int, family: Family, trust: RouterTrust
+    ) -> None:
+        await self._enter("set_router_trust", interface_index, family, trust)
+        action = "set its router discovery"
+        error = self._check_ip_interface("set_router_trust", interface_index, family, action)
+        if error is not None:
+            raise error
+        self.interfaces[self._key(interface_index)].trust[family] = trust
+
+    async def interface_networks(self, interface_index: int) -> list[IPNetwork]:
+        key = self.resolve(interface_index)
+        if key is None:
+            return []
+        return [address.network for address in self.addresses.get(key, [])]
+
 
 class FakeIphlpapi:
     """iphlpapi.dll's functions over a ``WindowsFakeHostNetwork`` (see the module docstring)."""
@@ -311,6 +357,9 @@ class FakeIphlpapi:
         self.created_rows: list[bytes] = []
         self.protocols: dict[Route, int] = {}
         self._tables: dict[int, Any] = {}
+        self.route_callbacks: dict[int, Any] = {}
+        """NotifyRouteChange2's registered callbacks, by handle (until cancelled)."""
+        self._next_handle = 0x1000
 
     @property
     def live_tables(self) -> int:
@@ -392,6 +441,9 @@ class FakeIphlpapi:
         row.Metric = self.net.effective_metric(index, family)
         row.SitePrefixLength = QUIRKY_IPV4_SITE_PREFIX_LENGTH if family is Family.IPV4 else 64
         row.Connected = 1
+        trust = interface.trust[family]
+        row.RouterDiscoveryBehavior = trust.router_discovery
+        row.DisableDefaultRoutes = 0 if trust.default_routes else 1
         return routes.NO_ERROR
 
     def SetIpInterfaceEntry(self, row: Any) -> int:  # noqa: N802
@@ -409,6 +461,9 @@ class FakeIphlpapi:
         interface = self.net.interfaces[index]
         interface.mtu[family] = int(row.NlMtu)
         interface.metric[family] = None if row.UseAutomaticMetric else int(row.Metric)
+        interface.trust[family] = RouterTrust(
+            int(row.RouterDiscoveryBehavior), default_routes=not row.DisableDefaultRoutes
+        )
         return routes.NO_ERROR
 
     # tables
@@ -456,12 +511,16 @@ class FakeIphlpapi:
 
     def GetUnicastIpAddressTable(self, address_family: int, table_pointer: Any) -> int:  # noqa: N802
         self._call("GetUnicastIpAddressTable")
-        family = routes.family_of(address_family)
+        families = (
+            set(Family)
+            if address_family == routes.AF_UNSPEC
+            else {routes.family_of(address_family)}
+        )
         chosen = [
             (index, address)
             for index, addresses in self.net.addresses.items()
             for address in addresses
-            if Family.of(address.ip) is family
+            if Family.of(address.ip) in families
         ]
         table = self._new_table(
             "MIB_UNICASTIPADDRESS_TABLE", "MIB_UNICASTIPADDRESS_ROW", len(chosen)
@@ -548,6 +607,45 @@ class FakeIphlpapi:
                 routes.write_sockaddr(best_source, interface_address.ip)
                 break
         return routes.NO_ERROR
+
+    # route change notifications
+
+    def NotifyRouteChange2(  # noqa: N802
+        self, address_family: int, callback: Any, context: Any, initial: int, handle: Any
+    ) -> int:
+        self._call("NotifyRouteChange2")
+        if address_family != routes.AF_UNSPEC or initial:
+            raise AssertionError("the fake tells of both families' changes, none initial")
+        self._next_handle += 1
+        self.route_callbacks[self._next_handle] = callback
+        handle[0] = ffi.cast("void *", self._next_handle)
+        return routes.NO_ERROR
+
+    def CancelMibChangeNotify2(self, handle: Any) -> int:  # noqa: N802
+        self._call("CancelMibChangeNotify2")
+        key = int(ffi.cast("uintptr_t", handle))
+        if self.route_callbacks.pop(key, None) is None:
+            raise AssertionError("CancelMibChangeNotify2 of a handle that is not registered")
+        return routes.NO_ERROR
+
+    def notify_route(self, route: Route, notification_type: int = routes.MIB_ADD_INSTANCE) -> None:
+        """Windows adds ``route`` and calls every registered callback, from a thread of its
+        own, with a row that lives only for the call."""
+        if notification_type == routes.MIB_ADD_INSTANCE:
+            self.net.os_adds_route(route)
+            if route not in self.net.routes:
+                return  # DisableDefaultRoutes: Windows added nothing
+        row = ffi.new("MIB_IPFORWARD_ROW2 *")
+        self._fill_route(row, route)
+
+        def call_back() -> None:
+            for callback in list(self.route_callbacks.values()):
+                callback(ffi.NULL, row, notification_type)
+
+        thread = threading.Thread(target=call_back)
+        thread.start()
+        thread.join(timeout=10)
+        ffi.memmove(row, bytes([POISON]) * ffi.sizeof(row[0]), ffi.sizeof(row[0]))
 
 
 @contextmanager

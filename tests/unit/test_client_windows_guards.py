@@ -10,21 +10,27 @@ from __future__ import annotations
 import copy
 import shutil
 from contextlib import AbstractAsyncContextManager
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from lanparty.client.guards import ClientGuards, apply_guards
+from lanparty.client.guards import UNTRUSTING, ClientGuards, apply_guards
 from lanparty.client.hostnet import Family, InterfaceNotFoundError, Route
-from lanparty.client.journal import Journal, RestoreMetric, RestoreMtu, restore_pending
+from lanparty.client.journal import (
+    Journal,
+    RestoreMetric,
+    RestoreMtu,
+    RestoreRouterTrust,
+    restore_pending,
+)
 from lanparty.client.service import TAP_METRIC
 from lanparty.client.windows import routes
 from lanparty.errors import HostNetworkError
 from tests.fakes.hostnet import Call
-from tests.fakes.windows_hostnet import WindowsFakeHostNetwork
+from tests.fakes.windows_hostnet import WINDOWS_DEFAULT_TRUST, WindowsFakeHostNetwork
 
 ETH, TAP = 3, 12
 ROOM_MTU = 1380
@@ -114,6 +120,7 @@ async def test_ipv6_unbound_from_the_tap_is_tolerated(
         assert [entry.undo for entry in journal.pending()][1:] == [
             RestoreMtu(TAP, Family.IPV4, 1500),
             RestoreMetric(TAP, Family.IPV4, None),
+            RestoreRouterTrust(TAP, Family.IPV4, WINDOWS_DEFAULT_TRUST),
         ]
     assert not any(call.args[1:2] == (Family.IPV6,) for call in changes(net.calls))
     assert net.snapshot() == before
@@ -199,7 +206,7 @@ async def test_a_crash_is_put_back_by_the_next_run(
     assert crashed.interfaces[TAP].metric == {Family.IPV4: TAP_METRIC, Family.IPV6: TAP_METRIC}
 
     crashed.calls.clear()
-    assert await restore_pending(Journal(crashed_journal), crashed) == 5
+    assert await restore_pending(Journal(crashed_journal), crashed) == 7
     assert crashed.snapshot() == before
     assert crashed.interfaces[TAP].metric == {Family.IPV4: None, Family.IPV6: None}
     assert [call.method for call in changes(crashed.calls)] == [
@@ -213,7 +220,7 @@ async def test_a_crash_then_ipv6_unbound_does_not_block_the_next_run(
 ) -> None:
     crashed, crashed_journal = await crash_inside(net, journal)
     crashed.without_ipv6.add(TAP)  # the player unticked IPv6 on the adapter meanwhile
-    assert await restore_pending(Journal(crashed_journal), crashed) == 5
+    assert await restore_pending(Journal(crashed_journal), crashed) == 7
     expected = net.snapshot()
     assert crashed.snapshot().routes == expected.routes
     assert crashed.interfaces[TAP].mtu[Family.IPV4] == 1500
@@ -228,7 +235,7 @@ async def test_a_crash_then_the_adapter_removed(
     crashed.remove_interface(TAP)
     with pytest.raises(InterfaceNotFoundError):
         await crashed.get_mtu(TAP, Family.IPV4)
-    assert await restore_pending(Journal(crashed_journal), crashed) == 5
+    assert await restore_pending(Journal(crashed_journal), crashed) == 7
     net.remove_interface(TAP)
     assert crashed.snapshot() == net.snapshot()
 
@@ -268,29 +275,34 @@ async def test_the_watchdog_repairs_a_deleted_relay_route(
         await relay_route.verify()
         assert not await relay_route.repair()
         assert net.routes.count(RELAY_ROUTE) == 1
-        assert len(journal.pending()) == 5  # the entry from the start still undoes it
+        assert len(journal.pending()) == 7  # the entry from the start still undoes it
         net.routes.remove(TAP_DEFAULT)
         net.routes.remove(TAP_SUBNET)
     assert net.snapshot() == before
     assert journal.pending() == []
 
 
-async def test_a_dhcp_default_route_on_the_tap_is_suppressed(
+async def test_the_party_lan_gets_no_route_beyond_its_subnet(
     net: WindowsFakeHostNetwork, journal: Journal
 ) -> None:
     before = net.snapshot()
     internet = ip_address("192.0.2.1")
-    async with guards(net, journal) as client_guards:
-        suppression = client_guards.default_routes
-        net.routes += [TAP_DEFAULT, TAP_DEFAULT_V6, TAP_SUBNET]  # DHCP and a router advert
-        assert await net.best_route(internet) == TAP_DEFAULT  # it would take the internet
-        assert await suppression.check_once() == [TAP_DEFAULT, TAP_DEFAULT_V6]
+    half = Route(ip_network("128.0.0.0/1"), ip_address("198.19.0.1"), TAP, 0)  # option 121
+    async with guards(net, journal) as client_guards, trio.open_nursery() as nursery:
+        nursery.start_soon(client_guards.tap_routes.run)
+        assert net.interfaces[TAP].trust[Family.IPV4] == UNTRUSTING  # DisableDefaultRoutes
+        net.addresses[TAP] = [ip_interface("198.19.0.57/16")]  # Windows' DHCP client
+        for route in (TAP_SUBNET, TAP_DEFAULT, TAP_DEFAULT_V6, half):
+            net.os_adds_route(route)
+        assert TAP_DEFAULT not in net.routes  # DisableDefaultRoutes: never added
+        assert TAP_DEFAULT_V6 not in net.routes
+        await trio.testing.wait_all_tasks_blocked()
+        assert client_guards.tap_routes.removed == [half]  # told by the OS, not polled
         assert await net.best_route(internet) == ETH_DEFAULT
         assert TAP_SUBNET in net.routes  # the party LAN stays reachable
-        net.routes.append(TAP_DEFAULT)  # the DHCP lease renewed
-        assert await suppression.check_once() == [TAP_DEFAULT]
         net.routes.remove(TAP_SUBNET)
-    assert TAP_DEFAULT not in net.routes  # never put back
+        nursery.cancel_scope.cancel()
+    assert half not in net.routes  # never put back
     assert net.snapshot() == before
     assert journal.pending() == []
 
@@ -317,6 +329,7 @@ async def test_pinned_while_the_tap_is_disconnected_the_relay_route_stays_off_th
     """
     leftover = Route(ip_network("198.18.5.0/24"), None, TAP, 0)
     net.routes.append(leftover)
+    net.addresses[TAP] = [ip_interface("198.18.5.7/24")]  # its LAN: the route guard keeps it
     net.disconnected.add(TAP)  # open_adapter(..., connect_media=False)
     async with guards(net, journal) as applied:
         assert applied.relay_route.route == RELAY_ROUTE  # through Ethernet

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable, Iterator
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import structlog
+import trio
+import trio.testing
 
-from lanparty.client.guards import apply_guards
+from lanparty.client.guards import UNTRUSTING, apply_guards
 from lanparty.client.hostnet import (
     Family,
     HostNetwork,
@@ -186,22 +188,40 @@ async def test_the_fake_the_guard_tests_use_behaves_as_the_back_end(
 async def test_the_guards_through_the_back_end_put_everything_back(
     windows_hostnet_module: ModuleType, tmp_path: Path
 ) -> None:
+    """Through the fake DLL: DisableDefaultRoutes keeps the lease's default route out, and an
+    option-121 half of the internet is removed as NotifyRouteChange2 tells of it."""
     net = host(tap_ipv6=False)
     before = net.snapshot()
     hostnet, dll = open_backend(windows_hostnet_module, net)
     journal = Journal(tmp_path / "journal.json")
-    async with apply_guards(
-        hostnet, journal, tap_index=TAP, tap_mtu=1380, tap_metric=10, relay_address=RELAY
-    ) as guards:
-        net.routes.append(TAP_DEFAULT)  # DHCP across the tunnel
-        assert await guards.default_routes.check_once() == [TAP_DEFAULT]
+    half = Route(ip_network("0.0.0.0/1"), ip_address("198.19.0.1"), TAP, 0)
+    tap_subnet = Route(ip_network("198.19.0.0/16"), None, TAP, 256)
+    async with (
+        apply_guards(
+            hostnet, journal, tap_index=TAP, tap_mtu=1380, tap_metric=10, relay_address=RELAY
+        ) as guards,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(guards.tap_routes.run)
+        assert net.interfaces[TAP].trust[Family.IPV4] == UNTRUSTING
+        net.addresses[TAP] = [ip_interface("198.19.0.57/16")]  # Windows' DHCP client
+        for route in (tap_subnet, TAP_DEFAULT, half):  # DHCP across the tunnel, option 121
+            dll.notify_route(route)  # from Windows' thread
+        assert TAP_DEFAULT not in net.routes  # DisableDefaultRoutes: Windows added none
+        await trio.testing.wait_all_tasks_blocked()
+        assert guards.tap_routes.removed == [half]
+        assert tap_subnet in net.routes
         assert RELAY_ROUTE in net.routes
         assert net.interfaces[TAP].mtu[Family.IPV4] == 1380
         assert net.interfaces[TAP].metric[Family.IPV4] == 10
-        assert len(journal.pending()) == 3  # relay route, IPv4 MTU, IPv4 metric: no IPv6 here
+        # relay route, IPv4 MTU, metric and router trust: no IPv6 here
+        assert len(journal.pending()) == 4
+        net.routes.remove(tap_subnet)
+        nursery.cancel_scope.cancel()
     assert net.snapshot() == before
     assert journal.pending() == []
     assert dll.live_tables == 0
+    assert dll.route_callbacks == {}  # CancelMibChangeNotify2
 
 
 async def test_routes_name_their_interface_by_luid_and_old_index_ones_still_go(

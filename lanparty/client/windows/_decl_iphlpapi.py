@@ -16,6 +16,9 @@ Left out, on purpose:
   halves: the whole 32- or 64-bit value only;
 - ``NL_INTERFACE_OFFLOAD_ROD`` (eight 1-bit fields): one ``uint8_t``.
 
+Enums (``MIB_NOTIFICATION_TYPE``, ``NL_ROUTER_DISCOVERY_BEHAVIOR``, ...)
+are ``int32_t``, ``BOOLEAN`` is ``uint8_t`` and ``HANDLE`` is ``void *``.
+
 The tables end in ``Table[1]`` as the header has it (``ANY_SIZE``), so that
 their sizes match the header's too; rows past the first are read through a
 pointer to the first (``routes.table_rows``), which cffi does not
@@ -186,6 +189,16 @@ uint32_t WINAPI GetBestRoute2(
 
 uint32_t WINAPI GetUnicastIpAddressTable(uint16_t Family, MIB_UNICASTIPADDRESS_TABLE **Table);
 
+typedef void (WINAPI *PIPFORWARD_CHANGE_CALLBACK)(
+    void *CallerContext, MIB_IPFORWARD_ROW2 *Row, int32_t NotificationType);
+uint32_t WINAPI NotifyRouteChange2(
+    uint16_t AddressFamily,
+    PIPFORWARD_CHANGE_CALLBACK Callback,
+    void *CallerContext,
+    uint8_t InitialNotification,
+    void **NotificationHandle);
+uint32_t WINAPI CancelMibChangeNotify2(void *NotificationHandle);
+
 void WINAPI FreeMibTable(void *Memory);
 """
 
@@ -207,6 +220,7 @@ STRUCTS: Final = (
     "MIB_IPINTERFACE_ROW",
     "MIB_UNICASTIPADDRESS_ROW",
     "MIB_UNICASTIPADDRESS_TABLE",
+    "PIPFORWARD_CHANGE_CALLBACK",
 )
 
 CONSTANTS: Final = {
@@ -223,4 +237,11 @@ CONSTANTS: Final = {
     "ERROR_OBJECT_ALREADY_EXISTS": 5010,
     "MIB_IPPROTO_NETMGMT": 3,
     "IpDadStatePreferred": 4,
+    "MibParameterNotification": 0,
+    "MibAddInstance": 1,
+    "MibDeleteInstance": 2,
+    "MibInitialNotification": 3,
+    "RouterDiscoveryDisabled": 0,
+    "RouterDiscoveryEnabled": 1,
+    "RouterDiscoveryDhcp": 2,
 }

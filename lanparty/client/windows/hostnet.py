@@ -41,21 +41,41 @@ Windows semantics behind the interface's words:
   prefix, next hop and interface whatever its metric.
 - **best_route**: GetBestRoute2: the chosen route's prefix, next hop,
   interface and own metric.
+- **Router trust**: the IP interface's ``RouterDiscoveryBehavior`` and
+  ``DisableDefaultRoutes`` for that family (whether Windows honours the
+  latter through ``SetIpInterfaceEntry`` is not confirmed: windows-facts 2.3).
+- **watch_routes**: NotifyRouteChange2 for both families; the callback's
+  rows reach Trio through ``route_watch.RouteChanges``.
+- **interface_networks**: the on-link prefixes of the interface's unicast
+  addresses (GetUnicastIpAddressTable). **interface_name**: None (a LUID
+  does not change).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TypeVar
 
-from lanparty.client.hostnet import Family, InterfaceNotFoundError, IPAddress, Route
+import trio
+
+from lanparty.client.hostnet import (
+    Family,
+    InterfaceNotFoundError,
+    IPAddress,
+    IPNetwork,
+    Route,
+    RouterTrust,
+    RouteWatch,
+)
 
 if sys.platform != "win32":
     raise ImportError(f"lanparty.client.windows.hostnet is for Windows, not {sys.platform}")
 
 from lanparty.client.windows import iphlpapi, routes
+from lanparty.client.windows.route_watch import RouteChanges
 
 __all__ = ["WindowsHostNetwork"]
 
@@ -126,6 +146,36 @@ class WindowsHostNetwork:
     async def best_route(self, address: IPAddress) -> Route:
         best = iphlpapi.best_route(address)
         return routes.by_luid(best.route, best.interface_luid)
+
+    @asynccontextmanager
+    async def watch_routes(self) -> AsyncIterator[RouteWatch]:
+        changes = RouteChanges(trio.lowlevel.current_trio_token())
+        with iphlpapi.route_changes(changes.from_windows):
+            yield changes
+
+    # what the TAP takes from the party's routers
+
+    async def get_router_trust(self, interface_index: int, family: Family) -> RouterTrust:
+        return _on_ip_interface(
+            interface_index, family, "read its settings", iphlpapi.get_ip_interface
+        ).router_trust
+
+    async def set_router_trust(
+        self, interface_index: int, family: Family, trust: RouterTrust
+    ) -> None:
+        def set_trust(interface: int, family: Family) -> None:
+            iphlpapi.set_router_trust(interface, family, trust)
+
+        _on_ip_interface(interface_index, family, "set its router discovery", set_trust)
+
+    async def interface_networks(self, interface_index: int) -> list[IPNetwork]:
+        return iphlpapi.on_link_networks(interface_index)
+
+    async def interface_name(self, interface_index: int) -> str | None:
+        return None  # a LUID stays the adapter's
+
+    async def find_interface(self, name: str) -> int | None:
+        return None
 
 
 def _on_ip_interface(

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from lanparty.client.hostnet import Family, IPAddress, Route
+from lanparty.client.hostnet import Family, IPAddress, IPNetwork, Route, RouterTrust
 from lanparty.client.windows import routes
 from lanparty.client.windows._decl_iphlpapi import ffi
 from lanparty.client.windows.routes import BestRoute, IpInterface, RouteRow
@@ -49,8 +49,11 @@ __all__ = [
     "interface_ipv4",
     "library",
     "luid_to_index",
+    "on_link_networks",
+    "route_changes",
     "set_interface_metric",
     "set_interface_mtu",
+    "set_router_trust",
 ]
 
 
@@ -131,6 +134,18 @@ def interface_ipv4(interface_index: int) -> str | None:
         )
 
 
+def on_link_networks(interface: int) -> list[IPNetwork]:
+    """The on-link networks of the interface's addresses (both families)."""
+    with _mib_table(
+        "MIB_UNICASTIPADDRESS_TABLE",
+        lambda pointer: library().GetUnicastIpAddressTable(routes.AF_UNSPEC, pointer),
+        "cannot read this PC's addresses",
+    ) as table:
+        return routes.on_link_networks(
+            routes.table_rows(table, "MIB_UNICASTIPADDRESS_ROW"), interface
+        )
+
+
 # IP interfaces: MTU and metric per family
 
 
@@ -168,6 +183,19 @@ def set_interface_metric(interface_index: int, family: Family, metric: int | Non
     action = f"set the metric to {'automatic' if metric is None else metric}"
     row = _ip_interface_row(interface_index, family, action)
     routes.change_metric(row, metric)
+    code = _set_ip_interface(row)
+    if code != routes.NO_ERROR:
+        raise routes.interface_error(code, interface_index, family, action)
+
+
+def set_router_trust(interface_index: int, family: Family, trust: RouterTrust) -> None:
+    """Set RouterDiscoveryBehavior and DisableDefaultRoutes for ``family``."""
+    action = (
+        f"set router discovery to {trust.router_discovery} and default routes "
+        f"{'allowed' if trust.default_routes else 'disabled'}"
+    )
+    row = _ip_interface_row(interface_index, family, action)
+    routes.change_router_trust(row, trust)
     code = _set_ip_interface(row)
     if code != routes.NO_ERROR:
         raise routes.interface_error(code, interface_index, family, action)
@@ -215,3 +243,28 @@ def best_route(address: IPAddress) -> BestRoute:
     if code != routes.NO_ERROR:
         raise routes.best_route_error(code, address)
     return routes.read_best_route(row, source)
+
+
+@contextmanager
+def route_changes(on_change: Callable[[Any, Any, int], None]) -> Iterator[None]:
+    """``on_change(context, row, notification_type)`` on Windows' thread for every route
+    change of either family, while the block runs (NotifyRouteChange2, windows-facts 2.3).
+
+    The callback object is kept alive until ``CancelMibChangeNotify2`` has
+    returned, which is called here, never from the callback's thread.
+    """
+    callback = ffi.callback("PIPFORWARD_CHANGE_CALLBACK", on_change, onerror=_ignore_error)
+    handle = ffi.new("void **")
+    code = library().NotifyRouteChange2(routes.AF_UNSPEC, callback, ffi.NULL, 0, handle)
+    if code != routes.NO_ERROR:
+        raise routes.win32_error(code, "cannot ask Windows to tell of route changes")
+    try:
+        yield
+    finally:
+        library().CancelMibChangeNotify2(handle[0])
+        del callback
+
+
+def _ignore_error(exc_type: object, value: object, traceback: object) -> None:
+    """An exception in the callback, on Windows' thread: nowhere to raise it (route_watch
+    raises none)."""

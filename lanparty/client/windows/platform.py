@@ -29,7 +29,7 @@ from contextlib import (
 )
 
 from lanparty.client.hostnet import HostNetwork
-from lanparty.client.platform import VirtualAdapter
+from lanparty.client.platform import TapAddressKeeper, VirtualAdapter
 from lanparty.client.windows.adapters import adapters_to_try, find_tap_adapters
 
 if sys.platform != "win32":
@@ -99,6 +99,12 @@ class WindowsPlatform:
 
                 await stack.enter_async_context(private_network_profile(tap.interface_index))
             yield tap
+
+    def tap_address_keeper(
+        self, adapter: VirtualAdapter, *, mac: bytes, use_party_dns: bool, metric: int | None
+    ) -> TapAddressKeeper | None:
+        del adapter, mac, use_party_dns, metric
+        return None  # Windows' own DHCP client takes the TAP's address
 
 
 @contextmanager

@@ -36,8 +36,10 @@ from lanparty.client.hostnet import (
     InterfaceNotFoundError,
     InterfaceUnavailableError,
     IPAddress,
+    IPNetwork,
     Route,
     RouteNotFoundError,
+    RouterTrust,
 )
 from lanparty.client.journal import default_journal_path
 from lanparty.client.windows._decl_iphlpapi import CONSTANTS, ffi
@@ -59,6 +61,9 @@ ERROR_NETWORK_UNREACHABLE = CONSTANTS["ERROR_NETWORK_UNREACHABLE"]
 ERROR_OBJECT_ALREADY_EXISTS = CONSTANTS["ERROR_OBJECT_ALREADY_EXISTS"]
 MIB_IPPROTO_NETMGMT = CONSTANTS["MIB_IPPROTO_NETMGMT"]
 IP_DAD_STATE_PREFERRED = CONSTANTS["IpDadStatePreferred"]
+MIB_PARAMETER_NOTIFICATION = CONSTANTS["MibParameterNotification"]
+MIB_ADD_INSTANCE = CONSTANTS["MibAddInstance"]
+MIB_INITIAL_NOTIFICATION = CONSTANTS["MibInitialNotification"]
 
 ERROR_NAMES = {code: name for name, code in CONSTANTS.items() if name.startswith("ERROR_")}
 
@@ -135,6 +140,8 @@ class IpInterface:
     """The metric in force (Windows' own choice when ``automatic_metric``)."""
     automatic_metric: bool
     connected: bool
+    router_trust: RouterTrust = attrs.field(factory=lambda: RouterTrust(0, default_routes=True))
+    """``RouterDiscoveryBehavior`` and not ``DisableDefaultRoutes``."""
 
     @property
     def configured_metric(self) -> int | None:
@@ -297,7 +304,18 @@ def read_ip_interface(row: Any) -> IpInterface:
         metric=int(row.Metric),
         automatic_metric=bool(row.UseAutomaticMetric),
         connected=bool(row.Connected),
+        router_trust=RouterTrust(
+            router_discovery=int(row.RouterDiscoveryBehavior),
+            default_routes=not row.DisableDefaultRoutes,
+        ),
     )
+
+
+def change_router_trust(row: Any, trust: RouterTrust) -> None:
+    """Router advertisements (``RouterDiscoveryBehavior``) and default routes at all
+    (``DisableDefaultRoutes``, the switch for "VPN clients" of the SDK's header)."""
+    row.RouterDiscoveryBehavior = trust.router_discovery
+    row.DisableDefaultRoutes = 0 if trust.default_routes else 1
 
 
 def change_mtu(row: Any, mtu: int) -> None:
@@ -346,6 +364,38 @@ def preferred_ipv4(rows: Iterable[Any], interface_index: int) -> str | None:
             found.append(address)
     found.sort(key=lambda address: address in _LINK_LOCAL_IPV4)
     return str(found[0]) if found else None
+
+
+def on_link_networks(rows: Iterable[Any], interface: int) -> list[IPNetwork]:
+    """The on-link networks of the addresses of ``interface`` (a LUID or an index) among
+    ``MIB_UNICASTIPADDRESS_ROW *`` rows, in their order, each once."""
+    networks: list[IPNetwork] = []
+    for row in rows:
+        named = row.InterfaceLuid.Value if is_luid(interface) else row.InterfaceIndex
+        if named != interface:
+            continue
+        try:
+            address = read_sockaddr(row.Address)
+        except ValueError:
+            continue
+        network = ipaddress.ip_network((address, row.OnLinkPrefixLength), strict=False)
+        if network not in networks:
+            networks.append(network)
+    return networks
+
+
+# route change notifications
+
+
+def added_route(row: Any, notification_type: int) -> RouteRow | None:
+    """What a NotifyRouteChange2 callback's row says was added or changed; None for a
+    deletion, the initial notification or no row (copied: the row lives only for the call)."""
+    if row == ffi.NULL or notification_type not in (MIB_ADD_INSTANCE, MIB_PARAMETER_NOTIFICATION):
+        return None
+    try:
+        return read_route_row(row)
+    except ValueError:
+        return None
 
 
 # Win32 errors
