@@ -31,7 +31,7 @@ from lanparty.endpoint_options import (
 from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.obs import add_log_level_argument, configure_logging
 from lanparty.session import EvictedError, RejectedError
-from lanparty.signals import cancel_on_termination
+from lanparty.signals import wait_for_termination
 from lanparty.transport import QuicBackend, TransportSettings
 
 EXIT_FAILED = 1
@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status-interval-s", type=float, default=30.0,
                         help="log a status line this often (default %(default)s)")  # fmt: skip
     parser.add_argument(
+        "--no-dhcp", action="store_true",
+        help="Linux: do not take the TAP's IPv4 address by DHCP (leave it to your own tools)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--use-party-dns", action="store_true",
+        help="Linux: use the DNS servers the party's DHCP server offers, on the TAP only "
+        "(with systemd-resolved; otherwise they are only logged)",
+    )  # fmt: skip
+    parser.add_argument(
         "--private-network", action="store_true",
         help="Windows: mark the TAP's network Private while running (LAN games and file "
         "sharing are blocked on Public networks); put back on exit",
@@ -95,14 +104,36 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
         watchdog_interval_s=args.watchdog_interval_s,
         status_interval_s=args.status_interval_s,
         private_network=args.private_network,
+        dhcp=not args.no_dhcp,
+        use_party_dns=args.use_party_dns,
     )
 
 
+STOP_GRACE_S = 3.0
+"""After Ctrl+C or SIGTERM, how long the client may take to leave the party on its own
+(release the DHCP lease) before it is cancelled; a second signal cancels at once."""
+
+
 async def _run(config: ClientConfig, platform: ClientPlatform) -> None:
+    stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        await nursery.start(cancel_on_termination, nursery.cancel_scope)
-        await run_client(config, platform=platform)
+        await nursery.start(_stop_on_termination, stop, nursery.cancel_scope)
+        await run_client(config, platform=platform, stop=stop)
         nursery.cancel_scope.cancel()
+
+
+async def _stop_on_termination(
+    stop: trio.Event,
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The first SIGINT or SIGTERM sets ``stop``; a second, or ``STOP_GRACE_S``, cancels."""
+    await wait_for_termination(task_status=task_status)
+    stop.set()
+    with trio.move_on_after(STOP_GRACE_S):
+        await wait_for_termination()
+    scope.cancel()
 
 
 WINDOWS_COMMANDS = frozenset({"install-shortcut", "set-adapter-mac"})

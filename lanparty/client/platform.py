@@ -91,6 +91,22 @@ class VirtualAdapter(Protocol):
         ...
 
 
+class TapAddressKeeper(Protocol):
+    """Gives the adapter its IPv4 address as the party LAN hands them out (DHCP)."""
+
+    async def run(self) -> None:
+        """Take the address and keep it (renewals), until cancelled."""
+        ...
+
+    async def release(self) -> bool:
+        """Give the address back to the LAN's server; whether a release was sent."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what ``run`` opened (after ``release``, or instead of it)."""
+        ...
+
+
 class ClientPlatform(Protocol):
     """One operating system's back end."""
 
@@ -117,6 +133,13 @@ class ClientPlatform(Protocol):
         ``ConfigError`` when it does not exist, cannot be set up as asked, or
         is in use; the message says what the player can do about it.
         """
+        ...
+
+    def tap_address_keeper(
+        self, adapter: VirtualAdapter, *, mac: bytes, use_party_dns: bool, metric: int | None
+    ) -> TapAddressKeeper | None:
+        """What takes the adapter's IPv4 address by DHCP (address and prefix only; its DNS
+        servers only with ``use_party_dns``); None when the OS does it itself (Windows)."""
         ...
 
 

@@ -9,15 +9,18 @@ run_client
     ├── the host's best route to the relay, asked before the TAP exists
     ├── the TAP device, opened with the room MTU, its link still down
     ├── the guards (relay route pinned first, from that answer, then MTU,
-    │   metric, default routes)
+    │   metric, nothing taken from routers, routes beyond the LAN removed)
     ├── the TAP's link connected, then the pin checked (a TAP route left
     │   from an earlier run must not take the relay's traffic)
-    └── tasks:
+    └── tasks, until cancelled or ``stop`` is set (then the DHCP lease is
+        released while the session still carries it, and they end):
         ├── per session (_SessionPumps): TAP -> relay and relay events as tasks;
         │   relay -> TAP inside the transport's pump (``relay_to_tap``);
         │   between sessions the TAP is drained, its frames discarded (stale
         │   by the next session)
-        ├── watchdog: relay route repair, default-route suppression
+        ├── the TAP's address by DHCP (Linux; Windows' own client does it)
+        ├── routes through the TAP beyond the LAN removed as the OS adds them
+        ├── watchdog: relay route repair
         └── status line every ``status_interval_s``
 
 The status text comes from ``ClientStatus.describe`` (no I/O).
@@ -39,7 +42,12 @@ from lanparty.client.guards import ClientGuards, apply_guards
 from lanparty.client.hostnet import IPAddress
 from lanparty.client.identity import load_or_create_identity
 from lanparty.client.journal import Journal, restore_pending
-from lanparty.client.platform import ClientPlatform, VirtualAdapter, current_platform
+from lanparty.client.platform import (
+    ClientPlatform,
+    TapAddressKeeper,
+    VirtualAdapter,
+    current_platform,
+)
 from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, RejectCode, Role
 from lanparty.errors import HostNetworkError, LanpartyError, ProtocolError, TransportError
@@ -63,9 +71,12 @@ TAP_METRIC = 10
 Low, so that the party LAN's prefix is reached through the TAP even when a
 physical interface (NetworkManager gives Ethernet 100, Wi-Fi 600) has an
 overlapping one. It cannot pull the relay's traffic in: the relay's pinned
-/32 or /128 wins by prefix length, and default routes through the TAP are
-removed by the suppression guard.
+/32 or /128 wins by prefix length, and routes through the TAP beyond the
+LAN's own subnets are removed by the route guard.
 """
+
+RELEASE_FLUSH_S = 1.0
+"""How long the DHCP release may take to leave through the session on exit."""
 
 
 @attrs.frozen
@@ -87,6 +98,10 @@ class ClientConfig:
     reconnect_initial_s: float = 0.5
     reconnect_cap_s: float = 30.0
     private_network: bool = False
+    dhcp: bool = True
+    """Take the TAP's IPv4 address by DHCP (Linux; Windows does it itself)."""
+    use_party_dns: bool = False
+    """Install the DNS servers of the party's DHCP server on the TAP (systemd-resolved only)."""
 
 
 @attrs.frozen
@@ -153,9 +168,12 @@ async def run_client(
     config: ClientConfig,
     *,
     platform: ClientPlatform | None = None,
+    stop: trio.Event | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Carry the TAP into the room until cancelled; ``task_status`` gets the TAP name.
+    """Carry the TAP into the room until cancelled or ``stop`` is set (then it returns,
+    having released the TAP's DHCP lease and restored the host); ``task_status`` gets the
+    TAP name.
 
     Raises ``RejectedError`` for a permanent refusal, ``ConfigError`` or
     ``HostNetworkError`` when the host cannot be set up.
@@ -201,8 +219,18 @@ async def run_client(
                         room_name=config.room_name,
                         mtu=mtu,
                     )
+                    keeper = None
+                    if config.dhcp:
+                        keeper = platform.tap_address_keeper(
+                            tap,
+                            mac=identity.mac,
+                            use_party_dns=config.use_party_dns,
+                            metric=TAP_METRIC,
+                        )
                     task_status.started(tap.name)
-                    await _Client(config, tap, guards, link).run()
+                    await _Client(config, tap, guards, link, keeper).run(
+                        trio.Event() if stop is None else stop
+                    )
             nursery.cancel_scope.cancel()
 
 
@@ -263,21 +291,51 @@ class _Client:
     """The tasks that run while the TAP and the guards are in place."""
 
     def __init__(
-        self, config: ClientConfig, tap: VirtualAdapter, guards: ClientGuards, link: _Link
+        self,
+        config: ClientConfig,
+        tap: VirtualAdapter,
+        guards: ClientGuards,
+        link: _Link,
+        keeper: TapAddressKeeper | None = None,
     ) -> None:
         self.config = config
         self.tap = tap
         self.guards = guards
         self.link = link
+        self.keeper = keeper
         self.counters = TrafficCounters()  # rx: relay -> TAP, tx: TAP -> relay
         self.mtu = tap.mtu
         self.peers = 0
 
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.carry_sessions)
-            nursery.start_soon(self.watchdog)
-            nursery.start_soon(self.report)
+    async def run(self, stop: trio.Event) -> None:
+        """The tasks, until cancelled, or until ``stop`` is set (then the lease is released)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.carry_sessions)
+                nursery.start_soon(self.guards.tap_routes.run)
+                nursery.start_soon(self.watchdog)
+                nursery.start_soon(self.report)
+                if self.keeper is not None:
+                    nursery.start_soon(self.keeper.run)
+                await stop.wait()
+                await self.release_address()
+                nursery.cancel_scope.cancel()
+        finally:
+            if self.keeper is not None:
+                self.keeper.close()
+
+    async def release_address(self) -> None:
+        """Release the lease while the session still carries frames: wait (bounded) until
+        the pump has taken the release from the TAP."""
+        if self.keeper is None:
+            return
+        sent_before = self.counters.tx_frames
+        if not await self.keeper.release():
+            return
+        with trio.move_on_after(RELEASE_FLUSH_S):
+            while self.counters.tx_frames == sent_before:
+                await trio.sleep(0.01)
+            await trio.sleep(RELEASE_FLUSH_S / 4)  # the release itself, if that was its ARP
 
     async def carry_sessions(self) -> None:
         while True:
@@ -313,7 +371,6 @@ class _Client:
                     log.warning(
                         events.RELAY_ROUTE_REPAIRED, route=str(self.guards.relay_route.route)
                     )
-                await self.guards.default_routes.check_once()
             except HostNetworkError as exc:
                 log.warning(events.WATCHDOG_FAILED, error=str(exc))
 

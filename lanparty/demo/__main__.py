@@ -2,8 +2,9 @@
 
 Builds the namespaces of ``lanparty.demo.world`` (relay, gateway, a LAN
 switch, a LAN host running dnsmasq as the party's DHCP server, a remote
-player), starts the three programs, lets the player's TAP take a DHCP lease
-through the bridge, pings both ways, exchanges a game-style broadcast
+player), starts the three programs, waits for the client to take its TAP's
+DHCP lease through the bridge (a default route another DHCP client would
+add through the TAP is removed at once), pings both ways, exchanges a game-style broadcast
 announcement both ways, prints a short report and removes everything.
 Exit code 0 when every step worked.
 """
@@ -27,13 +28,13 @@ from lanparty.demo.probes import (
     announce,
     broadcast_listener,
     hear_announcement,
-    obtain_lease,
     ping_rtts,
     wait_for_ping,
 )
 from lanparty.demo.world import (
     INTERNET_PROBE,
     LAN_HOST_IP,
+    LAN_ROUTER,
     TAP,
     ClientProcess,
     dhcp_server,
@@ -41,7 +42,6 @@ from lanparty.demo.world import (
     running_bridge,
 )
 from lanparty.invite import redact_invite
-from lanparty.proto import parse_mac
 
 
 class _Report:
@@ -124,20 +124,19 @@ def _player_session(report: _Report, player: str, lanhost: str, client: ClientPr
         tap = client.wait_for_tap()
         say(f"{TAP} {tap['address']} MTU {tap['mtu']}")
     with report.step("the player's TAP gets a DHCP lease from the party LAN") as say:
-        lease = obtain_lease(player, TAP, parse_mac(tap["address"]))
-        say(f"{lease.address} from {lease.server}, router {lease.router}")
-        run("ip", "-n", player, "addr", "add", str(lease.address), "dev", TAP)
-        if lease.router is not None:  # as a DHCP client would: a default route through the TAP
-            run("ip", "-n", player, "route", "add", "default", "via", str(lease.router),
-                "dev", TAP, "metric", "10")  # fmt: skip
+        lease = client.wait_for_address()
+        say(f"{lease} (the client took it itself; no route, no DNS from the lease)")
     with report.step("the lease's default route does not take the player's internet") as say:
+        # as another DHCP client would: a default route through the TAP, preferred
+        run("ip", "-n", player, "route", "add", "default", "via", LAN_ROUTER,
+            "dev", TAP, "metric", "10")  # fmt: skip
         deadline = time.monotonic() + 15
         while _route_device(player, INTERNET_PROBE) != "uplink":
             if time.monotonic() > deadline:
                 raise RuntimeError("the default route through the TAP stayed")
-            time.sleep(0.2)
+            time.sleep(0.05)
         say("removed by the client's guard; the internet still goes out of the uplink")
-    address = str(lease.address.ip)
+    address = str(lease.ip)
     with report.step("ping: player -> LAN host and LAN host -> player") as say:
         wait_for_ping(player, LAN_HOST_IP)
         say(f"to {LAN_HOST_IP}: {_ms(ping_rtts(player, LAN_HOST_IP, 20, interval_s=0.05))}")

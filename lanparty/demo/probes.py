@@ -3,7 +3,8 @@
 Each probe makes its sockets inside a namespace (``inside``) and then runs
 in the calling thread, bounded in time. No ping, DHCP client or netcat
 binary is needed: ICMP echo on raw sockets, a four-message DHCP exchange
-(DISCOVER, OFFER, REQUEST, ACK) with the real DHCP server on the LAN, UDP
+(DISCOVER, OFFER, REQUEST, ACK, by the client's own ``lanparty.client.dhcp``)
+with the real DHCP server on the LAN, UDP
 broadcasts like a game's server announcement, TCP with a SHA-256 check.
 """
 
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 
 import attrs
 
+from lanparty.client import dhcp
 from lanparty.demo.netns import inside
 
 _SO_BINDTODEVICE = 25
@@ -105,106 +107,49 @@ def wait_for_ping(namespace: str, address: str, timeout_s: float = 30) -> float:
     raise TimeoutError(f"no answer from {address} within {timeout_s} s")
 
 
-# DHCP (RFC 2131 / 2132), client side
-
-_DHCP_MAGIC = b"\x63\x82\x53\x63"
-_DISCOVER, _OFFER, _REQUEST, _ACK, _NAK = 1, 2, 3, 5, 6
-_OPT_MASK, _OPT_ROUTER, _OPT_REQUESTED, _OPT_LEASE, _OPT_TYPE, _OPT_SERVER = 1, 3, 50, 51, 53, 54
-_OPT_PARAMETERS, _OPT_END = 55, 255
+# DHCP: another DHCP client on the TAP, driving the client's own state machine
 
 
 @attrs.frozen
 class Lease:
     address: ipaddress.IPv4Interface
-    router: ipaddress.IPv4Address | None
     server: ipaddress.IPv4Address
-    lease_s: int
-
-
-def _dhcp_message(kind: int, xid: int, mac: bytes, options: dict[int, bytes]) -> bytes:
-    fixed = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, bytes(4),
-                        bytes(4), bytes(4), bytes(4), mac.ljust(16, b"\0"), b"", b"")  # fmt: skip
-    body = bytes([_OPT_TYPE, 1, kind])
-    for code, value in options.items():
-        body += bytes([code, len(value)]) + value
-    return fixed + _DHCP_MAGIC + body + bytes([_OPT_END])
-
-
-def _dhcp_parse(packet: bytes, xid: int) -> tuple[int, bytes, dict[int, bytes]] | None:
-    """(message type, yiaddr, options) of a reply to ``xid``, None for anything else."""
-    if len(packet) < 240 or packet[0] != 2 or packet[236:240] != _DHCP_MAGIC:
-        return None
-    if struct.unpack_from("!I", packet, 4)[0] != xid:
-        return None
-    options: dict[int, bytes] = {}
-    at = 240
-    while at < len(packet) and packet[at] != _OPT_END:
-        if packet[at] == 0:
-            at += 1
-            continue
-        if at + 2 > len(packet):
-            return None
-        code, length = packet[at], packet[at + 1]
-        options[code] = packet[at + 2 : at + 2 + length]
-        at += 2 + length
-    kind = options.get(_OPT_TYPE, b"\0")[0]
-    return kind, packet[16:20], options
+    dns_servers: tuple[ipaddress.IPv4Address, ...]
+    lease_s: float
 
 
 def obtain_lease(namespace: str, interface: str, mac: bytes, timeout_s: float = 30) -> Lease:
-    """DISCOVER, OFFER, REQUEST, ACK on ``interface`` (which has no address yet).
+    """DISCOVER, OFFER, REQUEST, ACK on ``interface``, with ``lanparty.client.dhcp``.
 
-    Only asks: configuring the address and routes is the caller's job (as a
-    DHCP client's script would do it). ``TimeoutError`` when no server answered.
+    Only asks (the client itself takes the TAP's address; this is for a
+    test that wants to see what the LAN's server says). ``TimeoutError``
+    when no server answered.
     """
     with inside(namespace):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, _SO_BINDTODEVICE, interface.encode())
-        sock.bind(("0.0.0.0", 68))
-    xid = secrets.randbits(32)
+        sock.bind(("0.0.0.0", dhcp.CLIENT_PORT))
+    client = dhcp.DhcpClient(mac)
     deadline = time.monotonic() + timeout_s
-    parameters = {_OPT_PARAMETERS: bytes([_OPT_MASK, _OPT_ROUTER, _OPT_LEASE, _OPT_SERVER])}
+    client.start(time.monotonic())
     try:
-        offer = _exchange(sock, _dhcp_message(_DISCOVER, xid, mac, parameters), xid, deadline,
-                          {_OFFER})  # fmt: skip
-        kind, offered, options = offer
-        request = _dhcp_message(
-            _REQUEST, xid, mac,
-            {**parameters, _OPT_REQUESTED: offered, _OPT_SERVER: options[_OPT_SERVER]},
-        )  # fmt: skip
-        kind, address, options = _exchange(sock, request, xid, deadline, {_ACK, _NAK})
-        if kind == _NAK:
-            raise RuntimeError("the DHCP server refused the address it had offered (NAK)")
+        while (remaining := deadline - time.monotonic()) > 0:
+            for datagram in client.datagrams_to_send():
+                sock.sendto(datagram.payload, (str(datagram.destination), dhcp.SERVER_PORT))
+            for event in client.events():
+                if isinstance(event, dhcp.LeaseBound):
+                    lease = event.lease
+                    return Lease(lease.address, lease.server, lease.dns_servers, lease.lease_s)
+            timer = client.next_timer()
+            sock.settimeout(max(0.01, min(remaining, (timer or deadline) - time.monotonic())))
+            try:
+                client.receive(sock.recv(4096), time.monotonic())
+            except TimeoutError:
+                client.handle_timer(time.monotonic())
     finally:
         sock.close()
-    mask = ipaddress.IPv4Address(options.get(_OPT_MASK, b"\xff\xff\xff\x00"))
-    router = options.get(_OPT_ROUTER)
-    return Lease(
-        address=ipaddress.IPv4Interface(f"{ipaddress.IPv4Address(address)}/{mask}"),
-        router=ipaddress.IPv4Address(router[:4]) if router else None,
-        server=ipaddress.IPv4Address(options[_OPT_SERVER]),
-        lease_s=struct.unpack("!I", options.get(_OPT_LEASE, b"\0\0\0\0"))[0],
-    )
-
-
-def _exchange(
-    sock: socket.socket, message: bytes, xid: int, deadline: float, wanted: set[int]
-) -> tuple[int, bytes, dict[int, bytes]]:
-    """Broadcast ``message`` every 2 s until a reply of a ``wanted`` type arrives."""
-    while (remaining := deadline - time.monotonic()) > 0:
-        sock.sendto(message, ("255.255.255.255", 67))
-        resend_at = time.monotonic() + min(2.0, remaining)
-        while (wait := resend_at - time.monotonic()) > 0:
-            sock.settimeout(wait)
-            try:
-                packet = sock.recv(4096)
-            except TimeoutError:
-                break
-            parsed = _dhcp_parse(packet, xid)
-            if parsed is not None and parsed[0] in wanted:
-                return parsed
     raise TimeoutError("no DHCP server answered")
 
 

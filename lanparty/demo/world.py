@@ -17,6 +17,7 @@ routes out of the namespaces.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
@@ -312,6 +313,18 @@ class ClientProcess:
             time.sleep(0.1)
         raise RuntimeError(f"{TAP} never came up: {self.log_path.read_text()}")
 
+    def wait_for_address(self, timeout_s: float = 45) -> ipaddress.IPv4Interface:
+        """The IPv4 address the client put on its TAP (by DHCP), once it is there."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the client exited: {self.log_path.read_text()}")
+            found = tap_ipv4(self.namespace)
+            if found is not None:
+                return found
+            time.sleep(0.1)
+        raise RuntimeError(f"{TAP} got no IPv4 address: {self.log_path.read_text()}")
+
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         self.process.send_signal(sig)
         try:
@@ -337,9 +350,36 @@ class ClientProcess:
         return found
 
 
+def tap_ipv4(namespace: str) -> ipaddress.IPv4Interface | None:
+    """The (first) IPv4 address of the TAP in ``namespace``, None if it has none (or no TAP)."""
+    done = subprocess.run(
+        ["ip", "-n", namespace, "-j", "-4", "addr", "show", "dev", TAP],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    for item in json.loads(done.stdout):
+        for info in item.get("addr_info", []):
+            return ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")
+    return None
+
+
+HOSTILE_DHCP_OPTIONS = (
+    f"--dhcp-option=option:classless-static-route,0.0.0.0/1,{LAN_ROUTER},128.0.0.0/1,{LAN_ROUTER}",
+    f"--dhcp-option=option:dns-server,{LAN_HOST_IP}",
+)
+"""What a party LAN that wants the player's traffic offers: option 121 routes taking
+both halves of the internet, and itself as DNS server."""
+
+
 @contextmanager
-def dhcp_server(topo: Topology, state_dir: Path) -> Iterator[subprocess.Popen[str]]:
-    """dnsmasq on the LAN host, a DHCP server only (no DNS), handing out ``DHCP_POOL``."""
+def dhcp_server(
+    topo: Topology, state_dir: Path, *extra_options: str
+) -> Iterator[subprocess.Popen[str]]:
+    """dnsmasq on the LAN host, a DHCP server only (no DNS), handing out ``DHCP_POOL``.
+
+    ``extra_options`` go on its command line (``HOSTILE_DHCP_OPTIONS``).
+    """
     log = (state_dir / "dnsmasq.log").open("a")
     process = topo.popen(
         topo.lanhost,
@@ -348,7 +388,7 @@ def dhcp_server(topo: Topology, state_dir: Path) -> Iterator[subprocess.Popen[st
          f"--dhcp-range={DHCP_POOL[0]},{DHCP_POOL[1]},255.255.0.0,10m",
          f"--dhcp-option=option:router,{LAN_ROUTER}",
          f"--dhcp-leasefile={state_dir / 'dnsmasq.leases'}", "--pid-file", "--log-dhcp",
-         "--user=root"],
+         "--user=root", *extra_options],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +32,14 @@ from lanparty.demo.probes import (
     announce,
     broadcast_listener,
     hear_announcement,
-    obtain_lease,
     ping,
     ping_rtts,
     tcp_transfer,
     wait_for_ping,
 )
 from lanparty.demo.world import (
+    DHCP_POOL,
+    HOSTILE_DHCP_OPTIONS,
     INTERNET_PROBE,
     LAN_HOST_IP,
     LAN_ROUTER,
@@ -47,6 +54,7 @@ from lanparty.demo.world import (
 from lanparty.invite import Invite
 from lanparty.obs import events
 from lanparty.proto import parse_mac
+from lanparty.proto.mtu import DEFAULT_RELAY_MTU
 from lanparty.session import RelayEndpoint
 from lanparty.transport import SpkiPin
 
@@ -54,7 +62,7 @@ pytestmark = pytest.mark.netns
 
 __all__ = ["CLIENT_IP", "TAP", "ClientProcess", "ping", "wait_for_ping"]
 
-ROOM_MTU = 1389
+ROOM_MTU = DEFAULT_RELAY_MTU
 CLIENT_IP = "198.19.0.50"
 DHCP_STYLE_METRIC = 10
 """Lower than the player's own default route (100): this one would win."""
@@ -229,23 +237,28 @@ def test_the_watchdog_puts_back_a_deleted_relay_route(tmp_path: Path) -> None:
 
 
 def test_a_player_joins_the_party_lan(tmp_path: Path) -> None:
-    """DHCP from the LAN's server, its default route suppressed, pings, discovery, TCP, IPv6."""
+    """The client's own DHCP lease, a default route through the TAP removed as it appears,
+    pings, discovery, TCP, IPv6, and the lease released on exit."""
     with running_bridge(tmp_path) as bridge, dhcp_server(bridge.topo, tmp_path):
         namespace, lanhost = bridge.topo.client, bridge.topo.lanhost
         own_defaults = default_routes(namespace)
         client = ClientProcess(bridge, tmp_path)
         try:
             client.wait_for_tap()
-            lease = obtain_lease(namespace, TAP, tap_mac(namespace))
-            assert lease.router is not None
-            assert (str(lease.router), lease.address.network.prefixlen) == (LAN_ROUTER, 16)
-            # What a DHCP client's script does with the lease:
-            run("ip", "-n", namespace, "addr", "add", str(lease.address), "dev", TAP)
-            run("ip", "-n", namespace, "route", "add", "default", "via", str(lease.router),
+            address = client.wait_for_address()
+            assert address.network.prefixlen == 16
+            first, last = (IPv4Address(bound) for bound in DHCP_POOL)
+            assert first <= address.ip <= last
+            assert default_routes(namespace) == own_defaults  # the lease's router: not taken
+            wait_until(
+                lambda: f"TAP {address.ip};" in last_status(client), "the status line's address"
+            )
+            # What another DHCP client's script would do with the lease:
+            run("ip", "-n", namespace, "route", "add", "default", "via", LAN_ROUTER,
                 "dev", TAP, "metric", str(DHCP_STYLE_METRIC))  # fmt: skip
-            wait_until(lambda: default_routes(namespace) == own_defaults, "suppression")
+            wait_until(lambda: default_routes(namespace) == own_defaults, "its removal", 5)
             assert route_to(namespace, INTERNET_PROBE) == "uplink"
-            client_ip = str(lease.address.ip)
+            client_ip = str(address.ip)
 
             wait_for_ping(namespace, LAN_HOST_IP)
             assert ping(namespace, LAN_HOST_IP, 5)
@@ -278,6 +291,145 @@ def test_a_player_joins_the_party_lan(tmp_path: Path) -> None:
         finally:
             client.kill_if_running()
         assert default_routes(namespace) == own_defaults
+        wait_until(lambda: "DHCPRELEASE" in (tmp_path / "dnsmasq.log").read_text(), "release", 5)
+
+
+def last_status(client: ClientProcess) -> str:
+    statuses = client.events(events.CLIENT_STATUS)
+    return str(statuses[-1]["status"]) if statuses else ""
+
+
+def routes_not_through_the_tap(namespace: str) -> dict[str, list[Any]]:
+    """Both families' routes of every table, those through the TAP and the client's pinned
+    route to the relay left out."""
+    return {
+        family: [
+            route
+            for route in json.loads(
+                run("ip", "-n", namespace, "-j", family, "route", "show", "table", "all")
+            )
+            if route.get("dev") != TAP and route.get("dst") != RELAY_FOR_CLIENT
+        ]
+        for family in ("-4", "-6")
+    }
+
+
+def main_routes_through_the_tap(namespace: str, family: str) -> list[str]:
+    routes = json.loads(run("ip", "-n", namespace, "-j", family, "route", "show", "dev", TAP))
+    return sorted(str(route["dst"]) for route in routes)
+
+
+def resolv_conf(namespace: str) -> str:
+    return run("ip", "netns", "exec", namespace, "cat", "/etc/resolv.conf")
+
+
+ROUTER_ADVERTISER = """
+import socket, struct, sys, time
+interface, count = sys.argv[1], int(sys.argv[2])
+sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+# type 134, code 0, checksum (the kernel's), hop limit 64, flags 0, router lifetime 1800 s,
+# reachable time 0, retransmit timer 0: "I am a default router"
+advertisement = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+index = socket.if_nametoindex(interface)
+for _ in range(count):
+    sock.sendto(advertisement, ("ff02::1", 0, 0, index))
+    time.sleep(0.2)
+"""
+
+
+def advertise_a_router(namespace: str, interface: str, count: int) -> None:
+    """``count`` router advertisements (a default route) on ``interface``, 0.2 s apart."""
+    run("ip", "netns", "exec", namespace, sys.executable, "-c", ROUTER_ADVERTISER,
+        interface, str(count))  # fmt: skip
+
+
+def heard_router_advertisements(namespace: str, interface: str, timeout_s: float) -> int:
+    """How many router advertisements arrived on ``interface`` within ``timeout_s``."""
+    with inside(namespace):
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    heard = 0
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, 25, interface.encode())  # SO_BINDTODEVICE
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            try:
+                packet = sock.recv(2048)
+            except TimeoutError:
+                break
+            heard += packet[:1] == b"\x86"
+    return heard
+
+
+def test_a_hostile_party_lan_changes_nothing_on_the_players_pc(tmp_path: Path) -> None:
+    """Option 121 /1 routes, a DNS server, router advertisements: the player's routes and
+    resolv.conf stay exactly as they were, and its internet leaves by the uplink."""
+    with (
+        running_bridge(tmp_path) as bridge,
+        dhcp_server(bridge.topo, tmp_path, *HOSTILE_DHCP_OPTIONS),
+    ):
+        namespace, lanhost = bridge.topo.client, bridge.topo.lanhost
+        before = snapshot(namespace)
+        routes_before = routes_not_through_the_tap(namespace)
+        resolv_before = resolv_conf(namespace)
+        client = ClientProcess(bridge, tmp_path)
+        try:
+            client.wait_for_tap()
+            address = client.wait_for_address()
+            dns = client.events("party_dns")
+            assert dns, "the party's DNS servers were not reported"
+            assert dns[-1]["servers"] == [LAN_HOST_IP]
+            assert not dns[-1]["installed"]
+            assert "DHCPACK" in (tmp_path / "dnsmasq.log").read_text()
+            link_local(lanhost, "eth0")  # the advertiser's source address is ready
+            with in_a_thread(heard_router_advertisements, namespace, TAP, 4.0) as heard:
+                advertise_a_router(lanhost, "eth0", 10)
+            assert heard() >= 1, "the router advertisements never reached the TAP"
+            # What a DHCP client that takes option 121 would add (ours does not):
+            for half in ("0.0.0.0/1", "128.0.0.0/1"):
+                run("ip", "-n", namespace, "route", "add", half, "via", LAN_ROUTER, "dev", TAP)
+            wait_until(
+                lambda: main_routes_through_the_tap(namespace, "-4") == [str(address.network)],
+                "the /1 routes' removal", 5,
+            )  # fmt: skip
+            removed = {record["route"] for record in client.events("host_change_applied")
+                       if record.get("change") == "tap_route_removed"}  # fmt: skip
+            assert sum("/1" in route for route in removed) == 2, removed
+            assert main_routes_through_the_tap(namespace, "-6") == ["fe80::/64"]
+            assert routes_not_through_the_tap(namespace) == routes_before
+            assert resolv_conf(namespace) == resolv_before
+            assert route_to(namespace, INTERNET_PROBE) == "uplink"
+            assert read_accept_ra(namespace) == "0"
+            assert client.stop() == 0, client.log_path.read_text()
+        finally:
+            client.kill_if_running()
+        assert snapshot(namespace) == before
+        assert resolv_conf(namespace) == resolv_before
+
+
+def read_accept_ra(namespace: str) -> str:
+    return run(
+        "ip", "netns", "exec", namespace, "cat", f"/proc/sys/net/ipv6/conf/{TAP}/accept_ra"
+    ).strip()
+
+
+@contextmanager
+def in_a_thread(function: Any, *args: Any) -> Iterator[Any]:
+    """Run ``function(*args)`` in a thread during the block; yields a getter of its result."""
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)), daemon=True)
+    thread.start()
+
+    def outcome() -> Any:
+        thread.join(timeout=30)
+        return result[0]
+
+    try:
+        yield outcome
+    finally:
+        thread.join(timeout=30)
 
 
 def test_traffic_resumes_after_the_relay_restarts_mid_transfer(tmp_path: Path) -> None:

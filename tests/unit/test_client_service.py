@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ import trio.testing
 from lanparty.client import service
 from lanparty.client.hostnet import HostNetwork, Route
 from lanparty.client.journal import Journal
-from lanparty.client.platform import VirtualAdapter
+from lanparty.client.platform import TapAddressKeeper, VirtualAdapter
 from lanparty.client.service import ClientConfig, ClientStatus, run_client
 from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import Disconnect
@@ -117,6 +117,11 @@ class FakePlatform:
             yield self.adapter
         finally:
             self.net.disconnected.add(TAP)  # the handle closed: media disconnected
+
+    def tap_address_keeper(
+        self, adapter: VirtualAdapter, *, mac: bytes, use_party_dns: bool, metric: int | None
+    ) -> TapAddressKeeper | None:
+        return None  # Windows' own DHCP client
 
 
 class FakeConnection:
@@ -219,6 +224,7 @@ async def test_the_relay_route_is_pinned_before_the_tap_connects_then_checked(
     """A route left on the TAP covers the relay: pinned after the media connects, the
     relay's own traffic would go into the tunnel."""
     net.routes.append(Route(ip_network("198.18.5.0/24"), None, TAP, 0))
+    net.addresses[TAP] = [ip_interface("198.18.5.7/24")]  # the LAN's subnet: the route stays
     before = net.snapshot()
     async with trio.open_nursery() as nursery:
         assert await nursery.start(start(tmp_path, net)) == "fake-tap"
@@ -245,6 +251,7 @@ async def test_a_tap_route_that_wins_once_connected_stops_the_client(
     tmp_path: Path, net: WindowsFakeHostNetwork, relay: FakeRelay
 ) -> None:
     net.routes.append(Route(ip_network("198.18.5.9/32"), None, TAP, 0))  # a leftover host route
+    net.addresses[TAP] = [ip_interface("198.18.5.7/24")]  # inside the LAN: the route guard keeps it
     before = net.snapshot()
     started = False
 

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 
 from lanparty.client.hostnet import HostNetwork
+from lanparty.client.linux.dhcp import LinuxTapAddress
 from lanparty.client.linux.hostnet import LinuxHostNetwork
 from lanparty.client.linux.tap import DEFAULT_TAP_NAME, TapDevice
-from lanparty.client.platform import VirtualAdapter
+from lanparty.client.platform import TapAddressKeeper, VirtualAdapter
 
 
 class LinuxPlatform:
@@ -30,3 +31,10 @@ class LinuxPlatform:
         del connect_media  # a new TAP device is up at once (TapDevice.connect_media)
         with TapDevice.open(name or DEFAULT_TAP_NAME, mac=mac, mtu=mtu) as tap:
             yield tap
+
+    def tap_address_keeper(
+        self, adapter: VirtualAdapter, *, mac: bytes, use_party_dns: bool, metric: int | None
+    ) -> TapAddressKeeper | None:
+        return LinuxTapAddress(
+            adapter.name, adapter.index, mac, use_party_dns=use_party_dns, metric=metric
+        )
