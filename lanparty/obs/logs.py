@@ -3,6 +3,12 @@
 ``configure_logging`` may be called again to change the level or format; it
 replaces the previous set-up rather than adding to it. Standard-library
 records (the QUIC library's, for instance) go through the same renderer.
+
+Under systemd, when stderr is the journal's stream (``$JOURNAL_STREAM``) and
+the journal's socket answers, the same JSON lines go to the journal as one
+record each, with ``PRIORITY`` from the level and ``SYSLOG_IDENTIFIER``
+(``lanparty.obs.journal``); otherwise they go to stderr as they are.
+Exceptions are rendered without their locals, which can hold keys.
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ import argparse
 import importlib.util
 import logging
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import FilteringBoundLogger, Processor
 
 from lanparty.errors import ConfigError
+from lanparty.obs.journal import JournalLoggerFactory, JournalSink, priority_of_level
 
 LOG_LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -34,6 +42,28 @@ _EXCEPTION_AS_DICT = structlog.processors.ExceptionRenderer(
 
 class _RootHandler(logging.StreamHandler[TextIO]):
     """The one handler this module puts on the root logger (found again by its class)."""
+
+
+class _JournalRootHandler(_RootHandler):
+    """The root handler when records go to the journal: one record each, its priority."""
+
+    def __init__(self, sink: JournalSink, fallback: TextIO) -> None:
+        super().__init__(fallback)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+        except Exception:  # logging's own contract: report, never raise
+            self.handleError(record)
+            return
+        self.sink.send(message, priority_of_level(record.levelno))
+
+
+def default_identifier() -> str:
+    """``SYSLOG_IDENTIFIER`` for this program: its script's name, or ``lanparty``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("lanparty") else "lanparty"
 
 
 def parse_log_level(level: str) -> int:
@@ -58,17 +88,29 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 def configure_logging(
-    level: str = "info", *, json_lines: bool | None = None, stream: TextIO | None = None
+    level: str = "info",
+    *,
+    json_lines: bool | None = None,
+    stream: TextIO | None = None,
+    identifier: str | None = None,
+    journal: JournalSink | None = None,
 ) -> None:
     """Configure structlog (and the root ``logging`` logger) for this process.
 
     ``json_lines=None`` picks JSON lines unless ``stream`` (default: stderr)
-    is a terminal. Loggers obtained before a second call keep the previous
-    configuration, so long-lived ones should come from ``get_logger`` after it.
+    is a terminal. With the default stream, records go to the journal when
+    stderr is the journal's stream and its socket answers (``journal`` gives
+    a sink explicitly), as ``identifier`` (default: the script's name).
+    Loggers obtained before a second call keep the previous configuration,
+    so long-lived ones should come from ``get_logger`` after it.
     """
     level_number = parse_log_level(level)
     output = sys.stderr if stream is None else stream
-    use_json = not _is_terminal(output) if json_lines is None else json_lines
+    if journal is None and stream is None and json_lines is not False:
+        journal = JournalSink.for_stderr(identifier or default_identifier())
+    use_json = journal is not None or (
+        not _is_terminal(output) if json_lines is None else json_lines
+    )
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -83,11 +125,15 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_number),
-        logger_factory=structlog.WriteLoggerFactory(file=output),
+        logger_factory=(
+            structlog.WriteLoggerFactory(file=output)
+            if journal is None
+            else JournalLoggerFactory(journal)
+        ),
         cache_logger_on_first_use=False,
     )
 
-    handler = _RootHandler(output)
+    handler = _RootHandler(output) if journal is None else _JournalRootHandler(journal, output)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
