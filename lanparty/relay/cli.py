@@ -13,10 +13,12 @@ import structlog
 import trio
 
 from lanparty import __version__
+from lanparty.capabilities import Capability, lacks, missing_capability
 from lanparty.credentials import is_sha256_hex
 from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.invite import check_invite_host
 from lanparty.obs import add_log_level_argument, configure_logging, events
+from lanparty.obs.notify import notify_ready, notify_stopping
 from lanparty.relay.metrics import start_metrics_server
 from lanparty.relay.service import (
     MAX_PENDING_HELLOS,
@@ -87,8 +89,32 @@ def parse_rate_bps(text: str) -> float:
 
 
 def default_state_dir() -> Path:
+    """systemd's ``$STATE_DIRECTORY`` (its first entry) in a unit, else the user's XDG state."""
+    given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if given:
+        return Path(given)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "lanparty" / "relay"
+
+
+UNPRIVILEGED_PORT_START = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+
+
+def listen_refusal(port: int, error: OSError) -> str | None:
+    """The sentence for a bind the kernel refused for want of CAP_NET_BIND_SERVICE, else None."""
+    if not isinstance(error, PermissionError) or not lacks(Capability.NET_BIND_SERVICE):
+        return None
+    try:
+        first_unprivileged = int(UNPRIVILEGED_PORT_START.read_text().strip())
+    except (OSError, ValueError):
+        first_unprivileged = 1024
+    if port >= first_unprivileged:
+        return None
+    return missing_capability(
+        f"listening on port {port} (below {first_unprivileged})",
+        Capability.NET_BIND_SERVICE,
+        unit_hint="examples/systemd/lanparty-relay.service",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -401,7 +427,9 @@ async def run(config: RelayConfig, args: argparse.Namespace, certificate: str) -
         log.info(
             events.RELAY_LISTENING, address=f"{shown_host}:{port}", pin=config.identity.spki_pin
         )
+        notify_ready(f"listening on {shown_host}:{port} (UDP), pin {config.identity.spki_pin}")
         signal_number = await wait_for_termination()
+        notify_stopping()
         log.info(events.RELAY_STOPPED, signal=signal_number, peers=relay.switch.peer_count)
         await relay.disconnect_all()
         nursery.cancel_scope.cancel()
@@ -411,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        configure_logging(args.log_level)
+        configure_logging(args.log_level, identifier="lanparty-relay")
         identity, certificate = load_identity(args)
         if args.dev_cert_der_out is not None:
             args.dev_cert_der_out.write_bytes(identity.certificate_der())
@@ -427,6 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if isinstance(error, OSError):
             host, port = args.listen
+            refusal = listen_refusal(port, error)
+            if refusal is not None:  # no restart can help: a configuration error
+                print(f"lanparty-relay: {refusal}", file=sys.stderr)
+                return 2
             print(f"lanparty-relay: cannot listen on {host}:{port}: {error}", file=sys.stderr)
         else:
             print(f"lanparty-relay: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ import pytest
 
 from lanparty.credentials import sha256_hex
 from lanparty.errors import ConfigError
+from lanparty.relay import cli as relay_cli
 from lanparty.relay.cli import (
     build_config,
     build_parser,
@@ -142,3 +143,29 @@ def test_a_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         build_parser().parse_args(["--listen", "nowhere"])
     assert exited.value.code == 2
     assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_the_state_directory_systemd_gives_is_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "lanparty-relay"))
+    assert build_parser().parse_args([]).state_dir == tmp_path / "lanparty-relay"
+
+
+def test_a_refused_low_port_names_the_missing_capability(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = tmp_path / "ip_unprivileged_port_start"
+    start.write_text("1024\n")
+    monkeypatch.setattr(relay_cli, "UNPRIVILEGED_PORT_START", start)
+    monkeypatch.setattr(relay_cli, "lacks", lambda capability: True)
+    refused = PermissionError(13, "Permission denied")
+    sentence = relay_cli.listen_refusal(443, refused)
+    assert sentence is not None
+    assert sentence.startswith("listening on port 443 (below 1024) needs the capability")
+    assert "CAP_NET_BIND_SERVICE" in sentence
+    # Not for a port anyone may bind, nor another error, nor with the capability held.
+    assert relay_cli.listen_refusal(4433, refused) is None
+    assert relay_cli.listen_refusal(443, OSError(98, "Address in use")) is None
+    monkeypatch.setattr(relay_cli, "lacks", lambda capability: False)
+    assert relay_cli.listen_refusal(443, refused) is None
