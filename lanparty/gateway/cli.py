@@ -1,11 +1,19 @@
 """``lanparty-gateway IFACE`` / ``python -m lanparty.gateway --interface IFACE``.
 
 On start the gateway loads (or, the first time, makes) its room keys and
-prints the invite players need, one line starting ``invite: lanparty://``.
+prints the invite players need, one line starting ``invite: lanparty://``
+(unless stdout is the journal: the invite is a secret, and the journal is
+read by more people than the party's host). It keeps what the invite needs
+in its state directory, so ``lanparty-gateway invite --state-dir DIR``
+prints the same line again without connecting.
+
+Under systemd (``Type=notify``) it says ``READY=1`` once the packet socket
+is open and GRO/LRO are off, and ``STOPPING=1`` on SIGTERM.
 
 Exit codes: 0 after Ctrl+C or SIGTERM, 1 for another failure, 2 for a
-configuration error, 3 when the relay refuses us for good (no operator
-token it accepts, another gateway with our keys took our place, ...).
+configuration error (a missing capability included), 3 when the relay
+refuses us for good (no operator token it accepts, another gateway with
+our keys took our place, ...).
 """
 
 from __future__ import annotations
@@ -27,13 +35,22 @@ from lanparty.endpoint_options import (
 )
 from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S
-from lanparty.gateway.keys import default_state_dir, load_or_create_keys, read_operator_token
+from lanparty.gateway.keys import (
+    check_private_state_dir,
+    default_state_dir,
+    load_or_create_keys,
+    read_invite,
+    read_operator_token,
+    write_invite_details,
+)
 from lanparty.gateway.service import GatewayConfig, run_gateway
 from lanparty.invite import Invite
 from lanparty.obs import add_log_level_argument, configure_logging, events
+from lanparty.obs.journal import is_journal_stream
+from lanparty.obs.notify import notify_ready, notify_stopping
 from lanparty.secret_files import write_secret_text
 from lanparty.session import EvictedError, RejectedError
-from lanparty.signals import cancel_on_termination
+from lanparty.signals import wait_for_termination
 from lanparty.transport import PinnedCertificate, QuicBackend, SpkiPin, TransportSettings, spki_pin
 
 log = structlog.get_logger(component="gateway")
@@ -44,11 +61,16 @@ EXIT_REFUSED = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lanparty-gateway",
-        description="Bridge a wired LAN interface into a lanparty room (Linux, root). "
-        "Prints the invite players need.",
+        description="Bridge a wired LAN interface into a lanparty room (Linux; root, or "
+        "CAP_NET_RAW and CAP_NET_ADMIN). Prints the invite players need; "
+        "'lanparty-gateway invite' prints it again.",
     )
     parser.add_argument("--version", action="version", version=f"lanparty {__version__}")
-    parser.add_argument("interface", nargs="?", help="the wired LAN interface, e.g. eth0")
+    parser.add_argument(
+        "interface", nargs="?",
+        help="the wired LAN interface, e.g. eth0 (the word 'invite' instead prints the "
+        "kept invite: lanparty-gateway invite --state-dir DIR)",
+    )  # fmt: skip
     parser.add_argument(
         "--interface", dest="interface_option", metavar="IFACE",
         help="the same as the positional interface",
@@ -154,18 +176,62 @@ def invite_for(args: argparse.Namespace, config: GatewayConfig) -> Invite:
     )
 
 
+def build_invite_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lanparty-gateway invite",
+        description="Print the room's invite from the gateway's state directory, without "
+        "connecting (the line the gateway printed when it started).",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=None,
+        help=f"the gateway's state directory (default {default_state_dir()})",
+    )  # fmt: skip
+    return parser
+
+
+def print_invite(argv: Sequence[str]) -> int:
+    """``lanparty-gateway invite``: the kept invite, from a directory only its owner can read."""
+    args = build_invite_parser().parse_args(argv)
+    state_dir = args.state_dir if args.state_dir is not None else default_state_dir()
+    try:
+        check_private_state_dir(state_dir)
+        invite = read_invite(state_dir)
+    except ConfigError as exc:
+        print(f"lanparty-gateway invite: {exc}", file=sys.stderr)
+        return 2
+    print(f"invite: {invite.format()}")
+    return 0
+
+
+async def _stop_on_termination(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await wait_for_termination(task_status=task_status)
+    notify_stopping()
+    scope.cancel()
+
+
 async def _run(config: GatewayConfig) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(cancel_on_termination, nursery.cancel_scope)
-        await run_gateway(config)
+        await nursery.start(_stop_on_termination, nursery.cancel_scope)
+        await nursery.start(run_gateway, config)
+        notify_ready(
+            f"bridging {config.interface} into room {config.credentials.room_id} "
+            f"via {config.relay.host}:{config.relay.port}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["invite"]:
+        return print_invite(arguments[1:])
+    args = build_parser().parse_args(arguments)
     try:
-        configure_logging(args.log_level)
+        configure_logging(args.log_level, identifier="lanparty-gateway")
         config = build_config(args)
         invite = invite_for(args, config)
+        if config.state_dir is not None:
+            write_invite_details(config.state_dir, invite)
         if args.invite_out is not None:
             write_secret_text(args.invite_out, invite.format() + "\n", private_dir=False)
     except ConfigError as exc:
@@ -174,8 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.invite_rotated:
         print("a new invite key was made: players on the old invite are disconnected")
     print(f"room: {config.credentials.room_id} ({config.credentials.room_name or 'no name'})")
-    print("players join with this invite (keep it among your players: it opens the room):")
-    print(f"invite: {invite.format()}")
+    if is_journal_stream(sys.stdout):
+        print(
+            "players join with the room's invite, kept out of the journal; print it with: "
+            f"lanparty-gateway invite --state-dir {config.state_dir}"
+        )
+    else:
+        print("players join with this invite (keep it among your players: it opens the room):")
+        print(f"invite: {invite.format()}")
     sys.stdout.flush()
     if config.invite_rotated:
         log.info(

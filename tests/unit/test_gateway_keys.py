@@ -75,3 +75,12 @@ def test_the_operator_token_file(tmp_path: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(ConfigError, match="one token"):
         read_operator_token(path)
+
+
+def test_the_state_directory_systemd_gives_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'first'}:{tmp_path / 'second'}")
+    assert keys.default_state_dir() == tmp_path / "first"
+    monkeypatch.setenv("STATE_DIRECTORY", "")
+    assert keys.default_state_dir() != tmp_path / "first"
