@@ -6,6 +6,8 @@ have to drop it as truncated, and TCP through the bridge would stall on a
 real network card. ``receive_offloads_off`` turns both off on the LAN
 interface and puts back what it found, on every way out of the block (a
 SIGKILL leaves them off, which costs the host some CPU and breaks nothing).
+Changing them needs CAP_NET_ADMIN; without it, an offload that is on stops
+the gateway with a sentence that names the capability.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Iterator
 
 import structlog
 
-from lanparty.errors import HostNetworkError
+from lanparty.capabilities import Capability, lacks, missing_capability
+from lanparty.errors import ConfigError, HostNetworkError
 
 log = structlog.get_logger(component="gateway")
 
@@ -79,6 +82,16 @@ def receive_offloads_off(interface: str) -> Iterator[None]:
                     turned_off.append(name)
                     log.info("offload_disabled", interface=interface, offload=name)
             except OSError as exc:
+                if isinstance(exc, PermissionError) and lacks(Capability.NET_ADMIN):
+                    raise ConfigError(
+                        missing_capability(
+                            f"turning {name.upper()} off on {interface} (merged packets "
+                            "would stall TCP through the bridge)",
+                            Capability.NET_ADMIN,
+                            unit_hint="examples/systemd/lanparty-gateway@.service",
+                        )
+                        + f"; or turn it off first: ethtool -K {interface} {name} off"
+                    ) from exc
                 # A driver without the setting, or one that cannot change it.
                 log.warning("offload_unchanged", interface=interface, offload=name, error=str(exc))
         yield

@@ -43,6 +43,7 @@ import trio
 
 from lanparty._native_loader import load_native as _load_native
 from lanparty._native_loader import native_available
+from lanparty.capabilities import Capability, lacks, missing_capability
 from lanparty.errors import ConfigError, HostNetworkError
 from lanparty.proto.offload import (
     NO_OFFLOAD,
@@ -124,7 +125,7 @@ class PacketSocket:
 
     @classmethod
     def open(cls, interface: str, *, native: bool | None = None) -> PacketSocket:
-        """Open a promiscuous packet socket on ``interface`` (needs root or CAP_NET_RAW).
+        """Open a promiscuous packet socket on ``interface`` (needs CAP_NET_RAW).
 
         ``native``: None uses the C shim if it was built, else pure Python;
         True requires the shim; False forces pure Python.
@@ -415,11 +416,19 @@ def _open_raw_socket(interface: str, family: int) -> socket.socket:
     try:
         return socket.socket(family, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
     except PermissionError as exc:
-        raise ConfigError(
-            f"opening a raw packet socket on {interface} is not allowed: run as root or "
-            "grant CAP_NET_RAW (setcap cap_net_raw+ep on the Python interpreter, or "
-            "AmbientCapabilities=CAP_NET_RAW in a systemd unit)"
-        ) from exc
+        if lacks(Capability.NET_RAW):
+            message = missing_capability(
+                f"opening a raw packet socket on {interface}",
+                Capability.NET_RAW,
+                unit_hint="examples/systemd/lanparty-gateway@.service",
+            )
+        else:
+            message = (
+                f"opening a raw packet socket on {interface} was refused although this "
+                f"process holds CAP_NET_RAW ({exc.strerror}): a security module, or a "
+                "sandbox that forbids AF_PACKET?"
+            )
+        raise ConfigError(message) from exc
     except OSError as exc:
         raise HostNetworkError(
             f"cannot open a raw packet socket on {interface}: {exc.strerror}"
