@@ -251,9 +251,7 @@ class Session:
             return None
         finally:
             if reassembler.timeouts > timeouts:
-                self.counters.drops[DropReason.FRAGMENT_TIMEOUT] += (
-                    reassembler.timeouts - timeouts
-                )
+                self.counters.drops[DropReason.FRAGMENT_TIMEOUT] += reassembler.timeouts - timeouts
 
     async def receive_frames(self) -> list[bytes]:
         """The Ethernet frames received since the last call; waits for one at least."""

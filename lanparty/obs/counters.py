@@ -37,10 +37,10 @@ class DropReason(StrEnum):
     DHCP_SPOOF = "dhcp_spoof"
     RATE_LIMITED_DHCP = "rate_limited_dhcp"
     VLAN_TAGGED = "vlan_tagged"
-    NO_GATEWAY = "no_gateway"
+    NO_GATEWAY = "no_gateway"  # to the LAN while the room's gateway is away (grace period)
     # fragments (PROTOCOL.md 11)
     FRAGMENT_INVALID = "fragment_invalid"
-    FRAGMENT_TIMEOUT = "fragment_timeout"  # to the LAN while the room's gateway is away (grace period)
+    FRAGMENT_TIMEOUT = "fragment_timeout"
     # transport
     OVERSIZE = "oversize"  # larger than the QUIC packet or the receiver's max_datagram
     SEND_QUEUE_FULL = "send_queue_full"

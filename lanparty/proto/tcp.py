@@ -52,9 +52,10 @@ def clamp_mss(datagram: bytes, start: int, mss_ipv4: int, mss_ipv6: int) -> byte
     if type_field == ETHERTYPE_IPV4:
         if position + IPV4_HEADER_BYTES > end or datagram[position] >> 4 != 4:
             return None
-        if datagram[position + 9] != IPPROTO_TCP or (
-            datagram[position + 6] << 8 | datagram[position + 7]
-        ) & 0x3FFF:
+        if (
+            datagram[position + 9] != IPPROTO_TCP
+            or (datagram[position + 6] << 8 | datagram[position + 7]) & 0x3FFF
+        ):
             return None  # not TCP, or a fragment
         tcp = position + (datagram[position] & 0x0F) * 4
         limit = mss_ipv4

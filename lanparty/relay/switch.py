@@ -66,10 +66,10 @@ from lanparty.ctrl.errors import HelloRejectedError
 from lanparty.ctrl.messages import DisconnectReason, Hello, PeerInfo, RejectCode, Role, Welcome
 from lanparty.errors import ConfigError
 from lanparty.obs.counters import DropReason, TrafficCounters
-from lanparty.proto.mac import parse_mac
-from lanparty.proto.mtu import DEFAULT_RELAY_MTU, admit_mtu, check_relay_mtu, max_frame
 from lanparty.proto.ethernet import VLAN_TAG_ETHERTYPES
 from lanparty.proto.fragments import OVERLAY_FRAGMENT, FragmentError, Reassembler, fragment_frame
+from lanparty.proto.mac import parse_mac
+from lanparty.proto.mtu import DEFAULT_RELAY_MTU, admit_mtu, check_relay_mtu, max_frame
 from lanparty.proto.overlay import MIN_DATAGRAM_BYTES, OVERLAY_ETHERNET
 from lanparty.proto.tcp import clamp_mss, mss_for
 from lanparty.relay.filters import client_frame_class, client_verdict, member_drop_at
@@ -252,9 +252,9 @@ class Member:
         "mac_text",
         "max_datagram",
         "next_frame_id",
-        "reassembler",
         "others",
         "peer_id",
+        "reassembler",
         "role",
         "room",
         "should_disconnect",
