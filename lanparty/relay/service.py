@@ -252,8 +252,19 @@ class Relay:
         self._nursery.start_soon(self._disconnect, member, str(eviction.reason), CLOSE_NORMAL)
 
     def metrics_snapshot(self) -> MetricsSnapshot:
-        """The switch's counters, frozen (call on the Trio thread)."""
-        return MetricsSnapshot.of(self.switch)
+        """The switch's and the QUIC endpoint's counters, frozen (call on the Trio thread)."""
+        transport: dict[str, int] = {}
+        if self.server is not None:
+            counters = self.server.endpoint.counters
+            transport = {
+                "ignored_datagrams": counters.ignored_datagrams,
+                "retries_sent": counters.retries_sent,
+                "udp_send_dropped": counters.dropped_udp_datagrams,
+                "receive_backlog_dropped": counters.receive_backlog_dropped,
+            }
+            for reason, count in counters.initials_dropped.items():
+                transport[f"initial_dropped_{reason}"] = count
+        return MetricsSnapshot.of(self.switch, transport)
 
     def _snapshot_from_another_thread(self) -> MetricsSnapshot | None:
         """For the exporter's thread: a snapshot made on the Trio thread, None if it is gone."""

@@ -533,3 +533,11 @@ async def test_one_address_opens_a_bounded_number_of_rooms(tmp_path: Path) -> No
             # its own rooms' gateways may still come back
             async with member(relay, "00:16:3e:00:00:a1", role=Role.GATEWAY, room="one"):
                 pass
+
+
+async def test_metrics_count_what_the_endpoint_kept_from_any_connection(tmp_path: Path) -> None:
+    with relay_process(tmp_path, "--retry", "always") as relay:
+        async with member(relay, GATEWAY, role=Role.GATEWAY):
+            pass
+        samples = relay.metrics()
+        assert samples['lanparty_transport_events_total{kind="retries_sent"}'] >= 1
