@@ -9,9 +9,11 @@ venv=.venv
 
 # Debian packages the test suite uses: network namespace tools and a DHCP
 # server (dnsmasq-base: the binary, no system service) for the end-to-end
-# suites, a C compiler for the native shim, and the mingw-w64 cross compiler
-# that checks the Windows struct layouts against the Windows headers.
-debian_packages=(iproute2 gcc libc6-dev dnsmasq-base gcc-mingw-w64-x86-64)
+# suites, a C compiler for the native shim, the mingw-w64 cross compiler
+# that checks the Windows struct layouts against the Windows headers, and
+# systemd for systemd-analyze, which checks the example units (no systemd
+# needs to run; setpriv, from util-linux, is always there).
+debian_packages=(iproute2 gcc libc6-dev dnsmasq-base gcc-mingw-w64-x86-64 systemd)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for package in "${debian_packages[@]}"; do
