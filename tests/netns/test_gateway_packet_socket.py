@@ -294,7 +294,7 @@ def test_without_cap_net_raw_the_error_says_what_to_do() -> None:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 0, result.stderr
-    assert "run as root or grant CAP_NET_RAW" in result.stdout
+    assert "needs the capability CAP_NET_RAW, which this process does not hold" in result.stdout
 
 
 def test_elsewhere_than_linux_opening_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
