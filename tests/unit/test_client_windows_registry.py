@@ -197,3 +197,25 @@ def test_a_refused_write_is_an_access_error(api: tuple[types.ModuleType, FakeAdv
     fake.denied.add("K")
     with pytest.raises(RegistryAccessError, match="error 5"):
         module.WindowsRegistry().write_string("K", "NetworkAddress", "02AB12345678")
+
+
+def test_a_dword_is_read_little_endian_and_anything_else_is_none(
+    api: tuple[types.ModuleType, FakeAdvapi32],
+) -> None:
+    module, fake = api
+    fake.values["K"] = {
+        "RegistrationEnabled": (REG_DWORD, (1).to_bytes(4, "little")),
+        "Big": (REG_DWORD, (0x01020304).to_bytes(4, "little")),
+        "Name": string("1"),
+        "Long": (11, (7).to_bytes(8, "little")),  # REG_QWORD: more data than a DWORD
+    }
+    registry = module.WindowsRegistry()
+    assert registry.read_dword("K", "RegistrationEnabled") == 1
+    assert registry.read_dword("K", "Big") == 0x01020304
+    assert registry.read_dword("K", "Name") is None
+    assert registry.read_dword("K", "Long") is None
+    assert registry.read_dword("K", "Missing") is None
+    assert registry.read_dword("missing", "RegistrationEnabled") is None
+    fake.denied.add("K")
+    with pytest.raises(RegistryAccessError):
+        registry.read_dword("K", "RegistrationEnabled")

@@ -77,6 +77,7 @@ CONSTANTS: Final = {
     "KEY_READ": 0x20019,
     "REG_SZ": 1,
     "REG_EXPAND_SZ": 2,
+    "REG_DWORD": 4,
     "TOKEN_QUERY": 0x0008,
     "TokenElevation": 20,
     "ERROR_SUCCESS": 0,

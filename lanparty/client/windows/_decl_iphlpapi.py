@@ -169,6 +169,7 @@ uint32_t WINAPI ConvertInterfaceGuidToLuid(const GUID *InterfaceGuid, NET_LUID *
 uint32_t WINAPI ConvertInterfaceLuidToIndex(
     const NET_LUID *InterfaceLuid, uint32_t *InterfaceIndex);
 uint32_t WINAPI ConvertInterfaceIndexToLuid(uint32_t InterfaceIndex, NET_LUID *InterfaceLuid);
+uint32_t WINAPI ConvertInterfaceLuidToGuid(const NET_LUID *InterfaceLuid, GUID *InterfaceGuid);
 
 void WINAPI InitializeIpInterfaceEntry(MIB_IPINTERFACE_ROW *Row);
 uint32_t WINAPI GetIpInterfaceEntry(MIB_IPINTERFACE_ROW *Row);

@@ -48,6 +48,7 @@ __all__ = [
     "index_to_luid",
     "interface_ipv4",
     "library",
+    "luid_to_guid",
     "luid_to_index",
     "on_link_networks",
     "route_changes",
@@ -93,6 +94,17 @@ def luid_to_index(luid: int) -> int:
     if code != routes.NO_ERROR:
         raise routes.identity_error(code, f"no network interface has the LUID {luid:#018x}")
     return int(index[0])
+
+
+def luid_to_guid(luid: int) -> uuid.UUID:
+    """The GUID of the interface ``luid`` (its adapter's NetCfgInstanceId: the name of its
+    TCP/IP registry keys)."""
+    luid_struct = ffi.new("NET_LUID *", {"Value": luid})
+    guid = ffi.new("GUID *")
+    code = library().ConvertInterfaceLuidToGuid(luid_struct, guid)
+    if code != routes.NO_ERROR:
+        raise routes.identity_error(code, f"no network interface has the LUID {luid:#018x}")
+    return routes.read_guid(guid)
 
 
 def index_to_luid(interface_index: int) -> int:
@@ -159,9 +171,12 @@ def _ip_interface_row(interface_index: int, family: Family, action: str) -> Any:
     return row
 
 
-def get_ip_interface(interface_index: int, family: Family) -> IpInterface:
-    """The ``family`` settings of interface ``interface_index``."""
-    return routes.read_ip_interface(_ip_interface_row(interface_index, family, "read its settings"))
+def get_ip_interface(
+    interface_index: int, family: Family, action: str = "read its settings"
+) -> IpInterface:
+    """The ``family`` settings of interface ``interface_index``; an error says it was asked
+    to ``action``."""
+    return routes.read_ip_interface(_ip_interface_row(interface_index, family, action))
 
 
 def _set_ip_interface(row: Any) -> int:

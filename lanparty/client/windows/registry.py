@@ -33,6 +33,7 @@ _STRING_TYPES: Final = frozenset({CONSTANTS["REG_SZ"], CONSTANTS["REG_EXPAND_SZ"
 # A key name has at most 255 characters (MS "Registry Element Size Limits").
 _KEY_NAME_CHARACTERS: Final = 256
 _WCHAR_BYTES: Final = 2
+_DWORD_BYTES: Final = 4
 
 
 @functools.cache
@@ -103,6 +104,29 @@ class WindowsRegistry:
                 if status != _SUCCESS:
                     raise _error(f"{path}\\{name}", status)
                 return _decode(data, int(size[0]))
+        finally:
+            _advapi32().RegCloseKey(key)
+
+    def read_dword(self, path: str, name: str) -> int | None:
+        """The REG_DWORD value ``name`` of key ``path``; None when either is missing or the
+        value is of another type."""
+        key = self._open(path, CONSTANTS["KEY_QUERY_VALUE"])
+        if key is None:
+            return None
+        try:
+            value_type = ffi.new("uint32_t *")
+            data = ffi.new("uint8_t[]", _DWORD_BYTES)
+            size = ffi.new("uint32_t *", _DWORD_BYTES)
+            status = _advapi32().RegQueryValueExW(
+                key, wide_string(name), ffi.NULL, value_type, data, size
+            )
+            if status in _NOT_FOUND or status == _MORE_DATA:  # MORE_DATA: not a DWORD
+                return None
+            if status != _SUCCESS:
+                raise _error(f"{path}\\{name}", status)
+            if value_type[0] != CONSTANTS["REG_DWORD"] or size[0] != _DWORD_BYTES:
+                return None
+            return int.from_bytes(bytes(ffi.buffer(data, _DWORD_BYTES)), "little")
         finally:
             _advapi32().RegCloseKey(key)
 
