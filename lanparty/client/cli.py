@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--use-party-dns", action="store_true",
-        help="Linux: use the DNS servers the party's DHCP server offers, on the TAP only "
-        "(with systemd-resolved; otherwise they are only logged)",
+        help="use the DNS servers the party's DHCP server offers, on the TAP only (Linux: with "
+        "systemd-resolved, otherwise they are only logged; Windows: as its DHCP client sets them)",
     )  # fmt: skip
     parser.add_argument(
         "--private-network", action="store_true",

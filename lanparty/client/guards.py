@@ -53,6 +53,7 @@ from lanparty.client.hostnet import (
 from lanparty.client.journal import (
     DeleteRoute,
     Journal,
+    RestoreDns,
     RestoreMetric,
     RestoreMtu,
     RestoreRouterTrust,
@@ -61,6 +62,7 @@ from lanparty.client.journal import (
     restore_pending,
     undo_change,
 )
+from lanparty.client.tap_dns import NO_DNS, tap_dns_host
 from lanparty.client.tap_routes import lan_networks, routes_beyond_the_lan
 from lanparty.errors import HostNetworkError
 from lanparty.obs.events import HOST_CHANGE_APPLIED, HOST_CHANGE_RESTORED, WATCHDOG_FAILED
@@ -255,6 +257,57 @@ async def _tolerate(family: Family, change: str, call: Awaitable[T]) -> T | None
         return None
 
 
+@asynccontextmanager
+async def dns_guard(
+    hostnet: HostNetwork, journal: Journal, interface_index: int
+) -> AsyncIterator[None]:
+    """The interface uses no DNS servers and registers nothing in DNS inside the block
+    (``NO_DNS``), where the OS would install those its DHCP server offers (``tap_dns``).
+
+    Same failure policy as the MTU: an IPv4 failure is raised (the player
+    may keep the party's DNS on purpose, with ``--use-party-dns``); IPv6 is
+    logged and tolerated. Nothing to do where the OS installs none itself.
+    """
+    dns_host = tap_dns_host(hostnet)
+    if dns_host is None:
+        yield
+        return
+    async with AsyncExitStack() as stack:
+        for family in Family:
+            previous = await _tolerate_ipv6(
+                family, "dns", _no_dns_hint(dns_host.get_dns(interface_index, family))
+            )
+            if previous is None or previous == NO_DNS:
+                continue
+
+            async def no_dns(family: Family = family) -> None:
+                await dns_host.set_dns(interface_index, family, NO_DNS)
+
+            undo = RestoreDns(interface_index, family, previous)
+            if await _tolerate_ipv6(
+                family, "dns", _no_dns_hint(_apply(stack, hostnet, journal, undo, no_dns))
+            ):
+                log.info(
+                    HOST_CHANGE_APPLIED,
+                    change="dns",
+                    family=family.value,
+                    dns=NO_DNS.describe(),
+                    was=previous.describe(),
+                )
+        yield
+
+
+async def _no_dns_hint(call: Awaitable[T]) -> T:
+    """``call``'s result; its ``HostNetworkError`` says how to go on without the change."""
+    try:
+        return await call
+    except HostNetworkError as exc:
+        raise type(exc)(
+            f"{exc}. The party's DNS servers would answer this PC's lookups: to accept that, "
+            "start lanparty-client with --use-party-dns"
+        ) from exc
+
+
 class TapRouteGuard:
     """Removes the routes through the TAP that lead beyond the party LAN (``tap_routes``).
 
@@ -409,17 +462,23 @@ async def apply_guards(
     tap_metric: int | None,
     relay_address: IPAddress,
     relay_best_before_tap: Route | None = None,
+    party_dns: bool = False,
 ) -> AsyncIterator[ClientGuards]:
     """Restore what a killed run left, then enter every guard in order (restored in reverse).
 
-    ``relay_best_before_tap``: see ``relay_route_guard``.
+    ``relay_best_before_tap``: see ``relay_route_guard``. ``party_dns``
+    (``--use-party-dns``): leave the DNS servers the OS installs from the
+    party's DHCP server on the TAP (no ``dns_guard``).
     """
     await restore_pending(journal, hostnet)
-    async with (
-        relay_route_guard(hostnet, journal, relay_address, relay_best_before_tap) as relay_route,
-        mtu_guard(hostnet, journal, tap_index, tap_mtu),
-        metric_guard(hostnet, journal, tap_index, tap_metric),
-        router_trust_guard(hostnet, journal, tap_index),
-        tap_route_guard(hostnet, tap_index) as tap_routes,
-    ):
+    async with AsyncExitStack() as stack:
+        relay_route = await stack.enter_async_context(
+            relay_route_guard(hostnet, journal, relay_address, relay_best_before_tap)
+        )
+        await stack.enter_async_context(mtu_guard(hostnet, journal, tap_index, tap_mtu))
+        await stack.enter_async_context(metric_guard(hostnet, journal, tap_index, tap_metric))
+        await stack.enter_async_context(router_trust_guard(hostnet, journal, tap_index))
+        if not party_dns:
+            await stack.enter_async_context(dns_guard(hostnet, journal, tap_index))
+        tap_routes = await stack.enter_async_context(tap_route_guard(hostnet, tap_index))
         yield ClientGuards(relay_route, tap_routes)

@@ -52,10 +52,12 @@ from lanparty.client.hostnet import (
     HostNetwork,
     InterfaceNotFoundError,
     InterfaceUnavailableError,
+    IPAddress,
     Route,
     RouteNotFoundError,
     RouterTrust,
 )
+from lanparty.client.tap_dns import DnsRegistration, InterfaceDns, tap_dns_host
 from lanparty.errors import HostNetworkError
 from lanparty.obs.events import HOST_CHANGE_RESTORED
 
@@ -109,7 +111,17 @@ class DeleteRoute:
     """The name of the route's interface when it was added."""
 
 
-Undo = RestoreMtu | RestoreMetric | RestoreRouterTrust | DeleteRoute
+@attrs.frozen
+class RestoreDns:
+    """Put back the interface's DNS setting for ``family`` (``tap_dns``; Windows only)."""
+
+    interface_index: int
+    family: Family
+    dns: InterfaceDns
+    interface_name: str | None = None
+
+
+Undo = RestoreMtu | RestoreMetric | RestoreRouterTrust | RestoreDns | DeleteRoute
 
 
 @attrs.frozen
@@ -143,7 +155,7 @@ def interface_of(undo: Undo) -> tuple[int, str | None]:
     match undo:
         case DeleteRoute(route=route, interface_name=name):
             return route.interface_index, name
-        case RestoreMtu() | RestoreMetric() | RestoreRouterTrust():
+        case RestoreMtu() | RestoreMetric() | RestoreRouterTrust() | RestoreDns():
             return undo.interface_index, undo.interface_name
 
 
@@ -173,6 +185,14 @@ async def undo_change(hostnet: HostNetwork, undo: Undo) -> None:
                 await hostnet.set_metric(index, family, metric)
             case RestoreRouterTrust(family=family, trust=trust):
                 await hostnet.set_router_trust(index, family, trust)
+            case RestoreDns(family=family, dns=dns):
+                dns_host = tap_dns_host(hostnet)
+                if dns_host is None:
+                    raise HostNetworkError(
+                        "the journal asks to put back a TAP's DNS servers, which this "
+                        "operating system's back end does not set"
+                    )
+                await dns_host.set_dns(index, family, dns)
             case DeleteRoute(route=route):
                 await hostnet.delete_route(attrs.evolve(route, interface_index=index))
     except (InterfaceNotFoundError, RouteNotFoundError):
@@ -433,6 +453,8 @@ def _describe(undo: Undo) -> str:
             return "metric"
         case RestoreRouterTrust():
             return "router_trust"
+        case RestoreDns():
+            return "dns"
         case DeleteRoute():
             return "route"
 
@@ -479,6 +501,14 @@ def _undo_to_json(undo: Undo) -> dict[str, Any]:
                 "default_routes": trust.default_routes,
             }
             return {**fields, "family": family.value, **name}
+        case RestoreDns(interface_index=index, family=family, dns=dns):
+            fields = {
+                "kind": "dns",
+                "interface_index": index,
+                "servers": None if dns.servers is None else [str(s) for s in dns.servers],
+                "registration": dns.registration.value,
+            }
+            return {**fields, "family": family.value, **name}
         case DeleteRoute(route=route):
             return {"kind": "delete_route", "route": _route_to_json(route), **name}
 
@@ -488,6 +518,14 @@ def _name(item: dict[str, Any]) -> str | None:
     if name is not None and not isinstance(name, str):
         raise TypeError(f"expected an interface name, got {name!r}")
     return name
+
+
+def _servers(value: object) -> tuple[IPAddress, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(server, str) for server in value):
+        raise TypeError(f"expected a list of DNS server addresses, got {value!r}")
+    return tuple(ipaddress.ip_address(server) for server in value)
 
 
 def _boolean(value: object) -> bool:
@@ -517,6 +555,13 @@ def _undo_from_json(item: dict[str, Any]) -> Undo:
         trust = RouterTrust(_integer(item["router_discovery"]), _boolean(item["default_routes"]))
         return RestoreRouterTrust(
             _integer(item["interface_index"]), Family(item["family"]), trust, _name(item)
+        )
+    if kind == "dns":
+        return RestoreDns(
+            _integer(item["interface_index"]),
+            Family(item["family"]),
+            InterfaceDns(_servers(item["servers"]), DnsRegistration(item["registration"])),
+            _name(item),
         )
     if kind == "delete_route":
         return DeleteRoute(_route_from_json(item["route"]), _name(item))

@@ -9,7 +9,8 @@ run_client
     ├── the host's best route to the relay, asked before the TAP exists
     ├── the TAP device, opened with the room MTU, its link still down
     ├── the guards (relay route pinned first, from that answer, then MTU,
-    │   metric, nothing taken from routers, routes beyond the LAN removed)
+    │   metric, nothing taken from routers, no DNS servers where the OS would
+    │   install the party's, routes beyond the LAN removed)
     ├── the TAP's link connected, then the pin checked (a TAP route left
     │   from an earlier run must not take the relay's traffic)
     └── tasks, until cancelled or ``stop`` is set (then the DHCP lease is
@@ -101,7 +102,8 @@ class ClientConfig:
     dhcp: bool = True
     """Take the TAP's IPv4 address by DHCP (Linux; Windows does it itself)."""
     use_party_dns: bool = False
-    """Install the DNS servers of the party's DHCP server on the TAP (systemd-resolved only)."""
+    """Use the DNS servers of the party's DHCP server on the TAP (Linux: systemd-resolved only;
+    Windows: its DHCP client's, left in place)."""
 
 
 @attrs.frozen
@@ -204,6 +206,7 @@ async def run_client(
                     tap_metric=TAP_METRIC,
                     relay_address=relay_address,
                     relay_best_before_tap=before_tap,
+                    party_dns=config.use_party_dns,
                 ) as guards:
                     await tap.connect_media()
                     await guards.relay_route.verify()

@@ -28,7 +28,19 @@ from the same Win32 codes:
   DisableDefaultRoutes (a new interface: DHCP-controlled, default routes
   taken); ``os_adds_route`` of a default route on an interface whose
   DisableDefaultRoutes is set adds nothing (what the switch is for);
-  ``interface_networks`` are the on-link prefixes of ``addresses``.
+  ``interface_networks`` are the on-link prefixes of ``addresses``;
+- DNS (``tap_dns``): each interface has its own ("static") DNS servers per
+  family (None: the DHCP server's), one DNS registration, and the DNS
+  servers its DHCP server offered (``dhcp_offers_dns``, Windows' DHCP
+  client); ``resolver_servers`` are those Windows asks on it: the static
+  list when there is one, even empty (what netsh's ``source=static
+  address=none`` is taken to mean), else the DHCP server's. ``get_dns``
+  reads as the back end reads the registry, which cannot tell an empty
+  static list from "the DHCP server's"; ``set_dns`` fails as netsh does
+  when not elevated.
+
+``FakeDnsRegistry`` and ``FakeNetsh`` are the registry values and the
+netsh commands of the DNS settings (``windows/dns.py``) on the same state.
 
 ``FakeIphlpapi`` is the DLL itself, the functions ``iphlpapi.py`` calls,
 on the same state: it reads and writes the real cffi structs, so
@@ -44,19 +56,23 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import re
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+import attrs
+
 from lanparty.client.hostnet import Family, IPAddress, IPNetwork, Route, RouterTrust
-from lanparty.client.windows import routes
+from lanparty.client.tap_dns import DnsRegistration, InterfaceDns
+from lanparty.client.windows import dns, routes
 from lanparty.client.windows._decl_iphlpapi import ffi
 from lanparty.errors import HostNetworkError
-from tests.fakes.hostnet import FakeHostNetwork
+from tests.fakes.hostnet import FakeHostNetwork, Snapshot
 
 IFTYPE_ETHERNET = 6
 DEFAULT_AUTOMATIC_METRIC = 25  # what Windows gives a 1 Gbit/s Ethernet link
@@ -78,6 +94,17 @@ def luid_of(index: int) -> int:
 
 
 _OTHER_FAMILY = {Family.IPV4: Family.IPV6, Family.IPV6: Family.IPV4}
+NETSH_NEEDS_ELEVATION = "The requested operation requires elevation (Run as administrator)."
+NETSH_NO_SUCH_INTERFACE = "The filename, directory name, or volume label syntax is incorrect."
+
+DnsServers = tuple[IPAddress, ...] | None
+
+
+@attrs.frozen
+class WindowsSnapshot(Snapshot):
+    """``Snapshot`` and each interface's DNS settings."""
+
+    dns: tuple[tuple[int, tuple[DnsServers, ...], DnsRegistration], ...] = ()
 
 
 class WindowsFakeHostNetwork(FakeHostNetwork):
@@ -95,6 +122,9 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
         self.disconnected: set[int] = set()
         self.disabled: set[int] = set()
         self.if_index: dict[int, int] = {}
+        self.dns_servers: dict[int, dict[Family, DnsServers]] = {}
+        self.dns_registration: dict[int, DnsRegistration] = {}
+        self.dhcp_dns: dict[int, dict[Family, tuple[IPAddress, ...]]] = {}
 
     # set-up
 
@@ -114,9 +144,48 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
         self.automatic_metric[index] = automatic_metric
         if not ipv6:
             self.without_ipv6.add(index)
-        if guid is not None:
-            self.guids[guid] = index
+        self.guids[uuid.UUID(int=index) if guid is None else guid] = index
         self.addresses[index] = [ipaddress.ip_interface(address) for address in addresses]
+        self.dns_servers[index] = dict.fromkeys(Family)
+        self.dns_registration[index] = DnsRegistration.PRIMARY
+        self.dhcp_dns[index] = dict.fromkeys(Family, ())
+
+    def dhcp_offers_dns(self, interface: int, *servers: IPAddress) -> None:
+        """Windows' DHCP client took a lease (DHCP or DHCPv6) that offered ``servers``."""
+        key = self._key(interface)
+        for family in Family:
+            offered = tuple(server for server in servers if Family.of(server) is family)
+            if offered:
+                self.dhcp_dns[key][family] = offered
+
+    def resolver_servers(self, interface: int, family: Family) -> tuple[IPAddress, ...]:
+        """The DNS servers Windows' resolver asks on the interface (see the module docstring)."""
+        key = self._key(interface)
+        static = self.dns_servers[key][family]
+        return self.dhcp_dns[key][family] if static is None else static
+
+    def guid_of(self, interface: int) -> uuid.UUID | None:
+        key = self.resolve(interface)
+        for guid, index in self.guids.items():
+            if index == key:
+                return guid
+        return None
+
+    def snapshot(self) -> WindowsSnapshot:
+        base = super().snapshot()
+        return WindowsSnapshot(
+            base.interfaces,
+            base.routes,
+            dns=tuple(
+                (
+                    index,
+                    tuple(self.dns_servers[index][family] for family in Family),
+                    self.dns_registration[index],
+                )
+                for index in sorted(self.dns_servers)
+                if index in self.interfaces
+            ),
+        )
 
     def luid(self, interface: int) -> int:
         """The LUID of the interface named ``interface`` (a LUID, or an index: ``luid_of``)."""
@@ -347,6 +416,149 @@ class WindowsFakeHostNetwork(FakeHostNetwork):
             return []
         return [address.network for address in self.addresses.get(key, [])]
 
+    async def get_dns(self, interface_index: int, family: Family) -> InterfaceDns:
+        await self._enter("get_dns", interface_index, family)
+        action = "read its DNS settings"
+        error = self._check_ip_interface("get_dns", interface_index, family, action)
+        if error is not None:
+            raise error
+        key = self._key(interface_index)
+        servers = self.dns_servers[key][family]
+        return InterfaceDns(servers or None, self.dns_registration[key])  # () reads as None
+
+    async def set_dns(self, interface_index: int, family: Family, setting: InterfaceDns) -> None:
+        await self._enter("set_dns", interface_index, family, setting)
+        action = f"set {setting.describe()}"
+        error = self._check_ip_interface("get_dns", interface_index, family, action)
+        if error is None and ("set_dns" in self.refusals or not self.elevated):
+            index = self.index(self._key(interface_index))
+            arguments = dns.netsh_commands(index, family, setting)[0]
+            result = dns.NetshResult(1, NETSH_NEEDS_ELEVATION)
+            described = routes.describe_interface(interface_index)
+            error = dns.netsh_error(described, family, setting, arguments, result)
+        if error is not None:
+            raise error
+        key = self._key(interface_index)
+        self.dns_servers[key][family] = setting.servers
+        self.dns_registration[key] = setting.registration
+
+
+class FakeDnsRegistry:
+    """The registry values ``dns.read_interface_dns`` reads, from a ``WindowsFakeHostNetwork``.
+
+    ``values`` holds values a test writes itself (``(path, name)``: value),
+    read before the interfaces' own.
+    """
+
+    def __init__(self, net: WindowsFakeHostNetwork) -> None:
+        self.net = net
+        self.values: dict[tuple[str, str], str | int] = {}
+        self.reads: list[tuple[str, str]] = []
+
+    def _interface(self, path: str) -> tuple[int, Family] | None:
+        for family, base in dns.INTERFACE_KEYS.items():
+            match = re.fullmatch(re.escape(base) + r"\\\{([0-9a-fA-F-]{36})\}", path)
+            if match is not None:
+                key = self.net.guids.get(uuid.UUID(match.group(1)))
+                if key is not None and key in self.net.interfaces:
+                    return key, family
+        return None
+
+    def read_string(self, path: str, name: str) -> str | None:
+        self.reads.append((path, name))
+        if (path, name) in self.values:
+            value = self.values[path, name]
+            return value if isinstance(value, str) else None
+        found = self._interface(path)
+        if found is None or name != dns.NAME_SERVER:
+            return None
+        key, family = found
+        servers = self.net.dns_servers[key][family] or ()
+        return ",".join(str(server) for server in servers)
+
+    def read_dword(self, path: str, name: str) -> int | None:
+        self.reads.append((path, name))
+        if (path, name) in self.values:
+            value = self.values[path, name]
+            return value if isinstance(value, int) else None
+        found = self._interface(path)
+        if found is None or found[1] is not Family.IPV4:
+            return None
+        registration = self.net.dns_registration[found[0]]
+        if name == dns.REGISTRATION_ENABLED:
+            return 0 if registration is DnsRegistration.NONE else 1
+        if name == dns.REGISTER_ADAPTER_NAME:
+            return 1 if registration is DnsRegistration.BOTH else 0
+        return None
+
+
+_NETSH_KEYS = {
+    "set": {"name", "source", "address", "register", "validate"},
+    "add": {"name", "address", "index", "validate"},
+}
+
+
+class FakeNetsh:
+    """``netsh interface ipv4|ipv6 set|add dnsservers ...`` on a ``WindowsFakeHostNetwork``,
+    with the grammar of netsh's help; every call's arguments are in ``commands``."""
+
+    def __init__(self, net: WindowsFakeHostNetwork) -> None:
+        self.net = net
+        self.commands: list[list[str]] = []
+
+    async def __call__(self, arguments: Sequence[str]) -> dns.NetshResult:
+        self.commands.append(list(arguments))
+        if not self.net.elevated:
+            return dns.NetshResult(1, NETSH_NEEDS_ELEVATION)
+        try:
+            return self._run(list(arguments))
+        except (ValueError, KeyError) as exc:
+            return dns.NetshResult(1, f"The parameter is incorrect. ({exc})")
+
+    def _run(self, arguments: list[str]) -> dns.NetshResult:
+        context, family_word, verb, noun, *pairs = arguments
+        family = {"ipv4": Family.IPV4, "ipv6": Family.IPV6}[family_word]
+        if context != "interface" or noun != "dnsservers" or verb not in _NETSH_KEYS:
+            return dns.NetshResult(1, f"The following command was not found: {arguments}.")
+        options = dict(pair.split("=", 1) for pair in pairs)
+        if not set(options) <= _NETSH_KEYS[verb] or "name" not in options:
+            return dns.NetshResult(1, f"Invalid parameters: {sorted(options)}")
+        key = self._interface(int(options["name"]), family)
+        if key is None:
+            return dns.NetshResult(1, NETSH_NO_SUCH_INTERFACE)
+        servers = self.net.dns_servers[key]
+        if verb == "add":
+            position = int(options.get("index", "0")) or len(servers[family] or ()) + 1
+            listed = list(servers[family] or ())
+            listed.insert(position - 1, self._address(options["address"], family))
+            servers[family] = tuple(listed)
+            return dns.NetshResult(0, "")
+        if options["source"] == "dhcp":
+            if "address" in options:
+                return dns.NetshResult(1, "address= is for source=static")
+            servers[family] = None
+        elif options["source"] == "static":
+            address = options["address"]
+            servers[family] = () if address == "none" else (self._address(address, family),)
+        else:
+            return dns.NetshResult(1, f"source={options['source']} is not dhcp or static")
+        if "register" in options:
+            self.net.dns_registration[key] = DnsRegistration(options["register"])
+        return dns.NetshResult(0, "")
+
+    def _interface(self, index: int, family: Family) -> int | None:
+        for key in self.net.interfaces:
+            if self.net.index(key) == index and self.net.has_ip_interface(key, family):
+                return key
+        return None
+
+    @staticmethod
+    def _address(text: str, family: Family) -> IPAddress:
+        address = ipaddress.ip_address(text)
+        if Family.of(address) is not family:
+            raise ValueError(f"{text} is not an {family.value} address")
+        return address
+
 
 class FakeIphlpapi:
     """iphlpapi.dll's functions over a ``WindowsFakeHostNetwork`` (see the module docstring)."""
@@ -398,6 +610,15 @@ class FakeIphlpapi:
         if found is None:
             return routes.ERROR_INVALID_PARAMETER
         index[0] = self.net.index(found)
+        return routes.NO_ERROR
+
+    def ConvertInterfaceLuidToGuid(self, luid: Any, guid: Any) -> int:  # noqa: N802
+        self._call("ConvertInterfaceLuidToGuid")
+        found = self._index(luid.Value, 0)
+        value = None if found is None else self.net.guid_of(found)
+        if value is None:
+            return routes.ERROR_INVALID_PARAMETER
+        routes.write_guid(guid, value)
         return routes.NO_ERROR
 
     def ConvertInterfaceIndexToLuid(self, index: int, luid: Any) -> int:  # noqa: N802

@@ -19,12 +19,14 @@ from lanparty.client.journal import (
     Journal,
     JournalCorruptError,
     JournalUnsafeError,
+    RestoreDns,
     RestoreMetric,
     RestoreMtu,
     Undo,
     default_journal_path,
     restore_pending,
 )
+from lanparty.client.tap_dns import DnsRegistration, InterfaceDns
 from lanparty.errors import HostNetworkError
 from tests.fakes.hostnet import Call, FakeHostNetwork
 
@@ -295,6 +297,18 @@ undos: st.SearchStrategy[Undo] = st.one_of(
     st.builds(RestoreMtu, indexes, families, st.integers(min_value=68, max_value=65535)),
     st.builds(RestoreMetric, indexes, families, st.none() | st.integers(0, 9999)),
     st.builds(DeleteRoute, v4_routes | v6_routes),
+    st.builds(
+        RestoreDns,
+        indexes,
+        families,
+        st.builds(
+            InterfaceDns,
+            st.none()
+            | st.lists(st.ip_addresses(v=4), max_size=3).map(tuple)
+            | st.lists(st.ip_addresses(v=6), max_size=3).map(tuple),
+            st.sampled_from(DnsRegistration),
+        ),
+    ),
 )
 
 

@@ -21,12 +21,14 @@ from lanparty.client.guards import UNTRUSTING, ClientGuards, apply_guards
 from lanparty.client.hostnet import Family, InterfaceNotFoundError, Route
 from lanparty.client.journal import (
     Journal,
+    RestoreDns,
     RestoreMetric,
     RestoreMtu,
     RestoreRouterTrust,
     restore_pending,
 )
 from lanparty.client.service import TAP_METRIC
+from lanparty.client.tap_dns import NO_DNS, DnsRegistration, InterfaceDns
 from lanparty.client.windows import routes
 from lanparty.errors import HostNetworkError
 from tests.fakes.hostnet import Call
@@ -44,6 +46,9 @@ TAP_DEFAULT_V6 = Route(ip_network("::/0"), ip_address("fe80::2"), TAP, 0)
 TAP_SUBNET = Route(ip_network("198.19.0.0/16"), None, TAP, 256)
 BROADCAST = ip_address("255.255.255.255")
 MUTATING = {"set_mtu", "set_metric", "add_route", "delete_route"}
+ENTRIES = 9  # relay route; MTU, metric, router trust and DNS for both families
+PARTY_DNS = ip_address("198.19.0.1")
+PARTY_DNS_V6 = ip_address("fd19::1")
 
 
 @pytest.fixture
@@ -68,10 +73,16 @@ def journal(tmp_path: Path) -> Journal:
 
 
 def guards(
-    net: WindowsFakeHostNetwork, journal: Journal, *, mtu: int = ROOM_MTU
+    net: WindowsFakeHostNetwork, journal: Journal, *, mtu: int = ROOM_MTU, party_dns: bool = False
 ) -> AbstractAsyncContextManager[ClientGuards]:
     return apply_guards(
-        net, journal, tap_index=TAP, tap_mtu=mtu, tap_metric=TAP_METRIC, relay_address=RELAY
+        net,
+        journal,
+        tap_index=TAP,
+        tap_mtu=mtu,
+        tap_metric=TAP_METRIC,
+        relay_address=RELAY,
+        party_dns=party_dns,
     )
 
 
@@ -121,6 +132,7 @@ async def test_ipv6_unbound_from_the_tap_is_tolerated(
             RestoreMtu(TAP, Family.IPV4, 1500),
             RestoreMetric(TAP, Family.IPV4, None),
             RestoreRouterTrust(TAP, Family.IPV4, WINDOWS_DEFAULT_TRUST),
+            RestoreDns(TAP, Family.IPV4, InterfaceDns(None, DnsRegistration.PRIMARY)),
         ]
     assert not any(call.args[1:2] == (Family.IPV6,) for call in changes(net.calls))
     assert net.snapshot() == before
@@ -206,7 +218,7 @@ async def test_a_crash_is_put_back_by_the_next_run(
     assert crashed.interfaces[TAP].metric == {Family.IPV4: TAP_METRIC, Family.IPV6: TAP_METRIC}
 
     crashed.calls.clear()
-    assert await restore_pending(Journal(crashed_journal), crashed) == 7
+    assert await restore_pending(Journal(crashed_journal), crashed) == ENTRIES
     assert crashed.snapshot() == before
     assert crashed.interfaces[TAP].metric == {Family.IPV4: None, Family.IPV6: None}
     assert [call.method for call in changes(crashed.calls)] == [
@@ -220,7 +232,7 @@ async def test_a_crash_then_ipv6_unbound_does_not_block_the_next_run(
 ) -> None:
     crashed, crashed_journal = await crash_inside(net, journal)
     crashed.without_ipv6.add(TAP)  # the player unticked IPv6 on the adapter meanwhile
-    assert await restore_pending(Journal(crashed_journal), crashed) == 7
+    assert await restore_pending(Journal(crashed_journal), crashed) == ENTRIES
     expected = net.snapshot()
     assert crashed.snapshot().routes == expected.routes
     assert crashed.interfaces[TAP].mtu[Family.IPV4] == 1500
@@ -235,7 +247,7 @@ async def test_a_crash_then_the_adapter_removed(
     crashed.remove_interface(TAP)
     with pytest.raises(InterfaceNotFoundError):
         await crashed.get_mtu(TAP, Family.IPV4)
-    assert await restore_pending(Journal(crashed_journal), crashed) == 7
+    assert await restore_pending(Journal(crashed_journal), crashed) == ENTRIES
     net.remove_interface(TAP)
     assert crashed.snapshot() == net.snapshot()
 
@@ -275,7 +287,7 @@ async def test_the_watchdog_repairs_a_deleted_relay_route(
         await relay_route.verify()
         assert not await relay_route.repair()
         assert net.routes.count(RELAY_ROUTE) == 1
-        assert len(journal.pending()) == 7  # the entry from the start still undoes it
+        assert len(journal.pending()) == ENTRIES  # the entry from the start still undoes it
         net.routes.remove(TAP_DEFAULT)
         net.routes.remove(TAP_SUBNET)
     assert net.snapshot() == before
@@ -353,3 +365,84 @@ async def test_pinned_after_the_media_connects_the_relay_route_goes_through_the_
     net.routes.append(Route(ip_network("198.18.5.0/24"), None, TAP, 0))
     async with guards(net, journal) as applied:
         assert applied.relay_route.route.interface_index == TAP
+
+
+async def test_the_party_dns_servers_answer_no_lookup_while_it_runs(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    """Windows' DHCP client puts the party's DNS servers on the TAP; the TAP uses none."""
+    net.dhcp_offers_dns(TAP, PARTY_DNS)  # a lease left from the last party
+    before = net.snapshot()
+    assert net.resolver_servers(TAP, Family.IPV4) == (PARTY_DNS,)
+    async with guards(net, journal):
+        net.dhcp_offers_dns(TAP, PARTY_DNS, PARTY_DNS_V6)  # this party's lease
+        for family in Family:
+            assert net.resolver_servers(TAP, family) == ()
+        assert net.dns_registration[TAP] is DnsRegistration.NONE
+        assert [
+            entry.undo for entry in journal.pending() if isinstance(entry.undo, RestoreDns)
+        ] == [
+            RestoreDns(TAP, family, InterfaceDns(None, registration))
+            for family, registration in (
+                (Family.IPV4, DnsRegistration.PRIMARY),
+                (Family.IPV6, DnsRegistration.NONE),  # one registration per interface
+            )
+        ]
+        assert net.resolver_servers(ETH, Family.IPV4) == ()  # only the TAP's are touched
+        assert [call.args[0] for call in net.calls if call.method == "set_dns"] == [TAP, TAP]
+    assert net.resolver_servers(TAP, Family.IPV4) == (PARTY_DNS,)  # Windows' own again
+    assert net.dns_registration[TAP] is DnsRegistration.PRIMARY
+    net.dhcp_dns[TAP][Family.IPV6] = ()
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_with_use_party_dns_windows_keeps_the_party_dns_servers(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    net.dhcp_offers_dns(TAP, PARTY_DNS)
+    async with guards(net, journal, party_dns=True):
+        assert net.resolver_servers(TAP, Family.IPV4) == (PARTY_DNS,)
+        assert not any(
+            entry.undo for entry in journal.pending() if isinstance(entry.undo, RestoreDns)
+        )
+    assert "get_dns" not in net.methods_called()
+    assert "set_dns" not in net.methods_called()
+
+
+async def test_dns_servers_the_player_set_on_the_tap_come_back(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    own = (ip_address("192.0.2.53"), ip_address("198.51.100.53"))
+    net.dns_servers[TAP][Family.IPV4] = own
+    net.dns_registration[TAP] = DnsRegistration.BOTH
+    before = net.snapshot()
+    async with guards(net, journal):
+        assert net.resolver_servers(TAP, Family.IPV4) == ()
+        assert Call("set_dns", (TAP, Family.IPV4, NO_DNS)) in net.calls
+    assert net.dns_servers[TAP][Family.IPV4] == own
+    assert net.dns_registration[TAP] is DnsRegistration.BOTH
+    assert net.snapshot() == before
+
+
+async def test_an_ipv4_dns_failure_is_fatal_and_names_use_party_dns(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    before = net.snapshot()
+    net.refuse("set_dns", routes.ERROR_ACCESS_DENIED)
+    with pytest.raises(HostNetworkError, match=r"requires elevation.*--use-party-dns"):
+        async with guards(net, journal):
+            pytest.fail("the guards should not have been entered")
+    assert net.snapshot() == before
+    assert journal.pending() == []
+
+
+async def test_an_ipv6_dns_failure_is_tolerated(
+    net: WindowsFakeHostNetwork, journal: Journal
+) -> None:
+    net.fail("set_dns", family=Family.IPV6)
+    net.dhcp_offers_dns(TAP, PARTY_DNS)
+    async with guards(net, journal):
+        assert net.resolver_servers(TAP, Family.IPV4) == ()
+    assert net.resolver_servers(TAP, Family.IPV4) == (PARTY_DNS,)
+    assert journal.pending() == []

@@ -27,10 +27,25 @@ from lanparty.client.hostnet import (
     Route,
     RouteNotFoundError,
 )
-from lanparty.client.journal import Journal, RestoreMetric, RestoreMtu, restore_pending
+from lanparty.client.journal import (
+    Journal,
+    RestoreDns,
+    RestoreMetric,
+    RestoreMtu,
+    restore_pending,
+)
+from lanparty.client.tap_dns import (
+    NO_DNS,
+    DnsRegistration,
+    InterfaceDns,
+    TapDnsHost,
+    tap_dns_host,
+)
 from lanparty.errors import HostNetworkError
 from tests.fakes.windows_hostnet import (
+    FakeDnsRegistry,
     FakeIphlpapi,
+    FakeNetsh,
     WindowsFakeHostNetwork,
     luid_of,
     windows_only_modules,
@@ -45,6 +60,19 @@ ETH_SUBNET = Route(ip_network("198.18.0.0/24"), None, ETH, 256)
 RELAY_ROUTE = Route(ip_network("198.18.5.9/32"), ip_address("198.18.0.1"), ETH, 0)
 RELAY_ROUTE_METRIC_5 = Route(RELAY_ROUTE.destination, RELAY_ROUTE.gateway, ETH, 5)
 TAP_DEFAULT = Route(ip_network("0.0.0.0/0"), ip_address("198.19.0.1"), TAP, 0)
+PARTY_DNS = ip_address("198.19.0.1")
+STATIC_DNS = InterfaceDns((ip_address("192.0.2.53"), ip_address("198.51.100.53")))
+DHCP_DNS = InterfaceDns(None, DnsRegistration.BOTH)
+
+
+def netsh_arguments(line: str) -> list[str]:
+    return line.split()
+
+
+def dns_host(hostnet: HostNetwork) -> TapDnsHost:
+    found = tap_dns_host(hostnet)
+    assert found is not None
+    return found
 
 
 def host(*, tap_ipv6: bool = True) -> WindowsFakeHostNetwork:
@@ -65,9 +93,18 @@ def windows_hostnet_module() -> Iterator[ModuleType]:
 
 def open_backend(module: ModuleType, net: WindowsFakeHostNetwork) -> tuple[Any, FakeIphlpapi]:
     """A ``WindowsHostNetwork`` whose iphlpapi.dll is a ``FakeIphlpapi`` over ``net``."""
+    backend, dll, _, _ = open_backend_with_dns(module, net)
+    return backend, dll
+
+
+def open_backend_with_dns(
+    module: ModuleType, net: WindowsFakeHostNetwork
+) -> tuple[Any, FakeIphlpapi, FakeDnsRegistry, FakeNetsh]:
+    """``open_backend``, and the registry and netsh of its DNS settings, fakes over ``net``."""
     dll = FakeIphlpapi(net)
     module.iphlpapi.library = lambda: dll
-    return module.WindowsHostNetwork(), dll
+    registry, netsh = FakeDnsRegistry(net), FakeNetsh(net)
+    return module.WindowsHostNetwork(registry=registry, netsh=netsh), dll, registry, netsh
 
 
 def test_importing_it_elsewhere_than_windows_is_a_clear_error() -> None:
@@ -152,6 +189,17 @@ OPERATIONS: list[tuple[str, Operation]] = [
     ("delete the relay route", lambda h: h.delete_route(RELAY_ROUTE)),
     ("delete the IPv6 default route", lambda h: h.delete_route(ETH_DEFAULT_V6)),
     ("best IPv6 route", lambda h: h.best_route(ip_address("2001:db8:5::9"))),
+    ("get IPv4 DNS", lambda h: dns_host(h).get_dns(TAP, Family.IPV4)),
+    ("no IPv4 DNS", lambda h: dns_host(h).set_dns(TAP, Family.IPV4, NO_DNS)),
+    ("get IPv4 DNS again", lambda h: dns_host(h).get_dns(TAP, Family.IPV4)),
+    ("no IPv6 DNS", lambda h: dns_host(h).set_dns(TAP, Family.IPV6, NO_DNS)),
+    ("get IPv6 DNS", lambda h: dns_host(h).get_dns(TAP, Family.IPV6)),
+    ("IPv4 DNS servers", lambda h: dns_host(h).set_dns(TAP, Family.IPV4, STATIC_DNS)),
+    ("get them", lambda h: dns_host(h).get_dns(TAP, Family.IPV4)),
+    ("IPv4 DNS by DHCP", lambda h: dns_host(h).set_dns(TAP, Family.IPV4, DHCP_DNS)),
+    ("DNS by the TAP's index", lambda h: dns_host(h).set_dns(TAP_INDEX, Family.IPV4, NO_DNS)),
+    ("DNS, no such interface", lambda h: dns_host(h).set_dns(luid_of(99), Family.IPV4, NO_DNS)),
+    ("get DNS, no such interface", lambda h: dns_host(h).get_dns(99, Family.IPV4)),
 ]
 
 
@@ -191,8 +239,9 @@ async def test_the_guards_through_the_back_end_put_everything_back(
     """Through the fake DLL: DisableDefaultRoutes keeps the lease's default route out, and an
     option-121 half of the internet is removed as NotifyRouteChange2 tells of it."""
     net = host(tap_ipv6=False)
+    net.dhcp_offers_dns(TAP, PARTY_DNS)
     before = net.snapshot()
-    hostnet, dll = open_backend(windows_hostnet_module, net)
+    hostnet, dll, _, netsh = open_backend_with_dns(windows_hostnet_module, net)
     journal = Journal(tmp_path / "journal.json")
     half = Route(ip_network("0.0.0.0/1"), ip_address("198.19.0.1"), TAP, 0)
     tap_subnet = Route(ip_network("198.19.0.0/16"), None, TAP, 256)
@@ -214,11 +263,22 @@ async def test_the_guards_through_the_back_end_put_everything_back(
         assert RELAY_ROUTE in net.routes
         assert net.interfaces[TAP].mtu[Family.IPV4] == 1380
         assert net.interfaces[TAP].metric[Family.IPV4] == 10
-        # relay route, IPv4 MTU, metric and router trust: no IPv6 here
-        assert len(journal.pending()) == 4
+        assert net.resolver_servers(TAP, Family.IPV4) == ()  # not the party's DNS server
+        # relay route, IPv4 MTU, metric, router trust and DNS: no IPv6 here
+        assert len(journal.pending()) == 5
+        assert netsh.commands == [
+            netsh_arguments(
+                "interface ipv4 set dnsservers name=12 source=static address=none register=none "
+                "validate=no"
+            )
+        ]
         net.routes.remove(tap_subnet)
         nursery.cancel_scope.cancel()
     assert net.snapshot() == before
+    assert net.resolver_servers(TAP, Family.IPV4) == (PARTY_DNS,)
+    assert netsh.commands[1:] == [
+        netsh_arguments("interface ipv4 set dnsservers name=12 source=dhcp register=primary")
+    ]
     assert journal.pending() == []
     assert dll.live_tables == 0
     assert dll.route_callbacks == {}  # CancelMibChangeNotify2
@@ -300,3 +360,82 @@ async def test_a_family_unbound_from_a_present_tap_counts_as_restored(
     hostnet, _ = open_backend(windows_hostnet_module, net)
     assert await restore_pending(journal, hostnet) == 1
     assert journal.pending() == []
+
+
+async def test_dns_settings_are_read_from_the_registry_and_set_with_netsh(
+    windows_hostnet_module: ModuleType,
+) -> None:
+    net = host()
+    tap_guid = net.guid_of(TAP)
+    hostnet, dll, registry, netsh = open_backend_with_dns(windows_hostnet_module, net)
+    assert await hostnet.get_dns(TAP, Family.IPV4) == InterfaceDns(None, DnsRegistration.PRIMARY)
+    key = f"SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters\\Interfaces\\{{{tap_guid}}}"
+    assert registry.reads == [
+        (key, "NameServer"),
+        (key, "RegistrationEnabled"),
+        (key, "RegisterAdapterName"),
+    ]
+    assert "ConvertInterfaceLuidToGuid" in dll.calls
+    await hostnet.set_dns(TAP, Family.IPV6, NO_DNS)
+    await hostnet.set_dns(TAP, Family.IPV4, STATIC_DNS)
+    assert netsh.commands == [
+        netsh_arguments(
+            "interface ipv6 set dnsservers name=12 source=static address=none register=none "
+            "validate=no"
+        ),
+        netsh_arguments(
+            "interface ipv4 set dnsservers name=12 source=static address=192.0.2.53 "
+            "register=primary validate=no"
+        ),
+        netsh_arguments(
+            "interface ipv4 add dnsservers name=12 address=198.51.100.53 index=2 validate=no"
+        ),
+    ]
+    assert net.resolver_servers(TAP, Family.IPV4) == STATIC_DNS.servers
+    assert await hostnet.get_dns(TAP, Family.IPV4) == STATIC_DNS
+
+
+async def test_a_registry_value_that_is_no_address_list_is_an_error(
+    windows_hostnet_module: ModuleType,
+) -> None:
+    net = host()
+    hostnet, _, registry, _ = open_backend_with_dns(windows_hostnet_module, net)
+    guid = net.guid_of(TAP)
+    key = f"SYSTEM\\CurrentControlSet\\Services\\Tcpip6\\Parameters\\Interfaces\\{{{guid}}}"
+    registry.values[key, "NameServer"] = "192.0.2.53"  # an IPv4 address in the IPv6 key
+    with pytest.raises(HostNetworkError, match=r"Tcpip6.*NameServer is '192\.0\.2\.53'"):
+        await hostnet.get_dns(TAP, Family.IPV6)
+    registry.values[key, "NameServer"] = "fd19::1 fd19::2,fd19::3"
+    got = await hostnet.get_dns(TAP, Family.IPV6)
+    assert got.servers == tuple(ip_address(f"fd19::{n}") for n in (1, 2, 3))
+
+
+async def test_a_failed_netsh_says_what_it_said(windows_hostnet_module: ModuleType) -> None:
+    net = host()
+    hostnet, _ = open_backend(windows_hostnet_module, net)
+    net.elevated = False
+    with pytest.raises(
+        HostNetworkError,
+        match=r"\(IPv4\): cannot set no DNS servers.*netsh interface ipv4 set dnsservers name=12 "
+        r".*exit code 1: The requested operation requires elevation",
+    ):
+        await hostnet.set_dns(TAP, Family.IPV4, NO_DNS)
+
+
+async def test_a_crash_leaves_the_tap_without_dns_until_the_next_start(
+    windows_hostnet_module: ModuleType, tmp_path: Path
+) -> None:
+    net = host()
+    net.dhcp_offers_dns(TAP, PARTY_DNS)
+    journal = Journal(tmp_path / "journal.json")
+    journal.record(RestoreDns(TAP, Family.IPV4, InterfaceDns(None)))
+    net.dns_servers[TAP][Family.IPV4] = ()
+    net.dns_registration[TAP] = DnsRegistration.NONE
+    net.disabled.add(TAP)
+    hostnet, _, _, netsh = open_backend_with_dns(windows_hostnet_module, net)
+    assert await restore_pending(Journal(journal.path), hostnet) == 0  # disabled: it waits
+    assert netsh.commands == []
+    net.disabled.clear()
+    assert await restore_pending(Journal(journal.path), hostnet) == 1
+    assert net.resolver_servers(TAP, Family.IPV4) == (PARTY_DNS,)
+    assert net.dns_registration[TAP] is DnsRegistration.PRIMARY

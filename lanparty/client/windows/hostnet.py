@@ -49,6 +49,12 @@ Windows semantics behind the interface's words:
 - **interface_networks**: the on-link prefixes of the interface's unicast
   addresses (GetUnicastIpAddressTable). **interface_name**: None (a LUID
   does not change).
+- **DNS** (``tap_dns.TapDnsHost``: Windows' DHCP client installs the
+  party's DNS servers on the TAP): ``get_dns`` reads the interface's TCP/IP
+  registry key (its GUID from ConvertInterfaceLuidToGuid), ``set_dns``
+  runs netsh with the interface's index (``dns.py`` says why netsh). Both
+  first ask for the IP interface (GetIpInterfaceEntry), so that a disabled
+  TAP or an unbound family fails as the MTU does.
 """
 
 from __future__ import annotations
@@ -74,7 +80,9 @@ from lanparty.client.hostnet import (
 if sys.platform != "win32":
     raise ImportError(f"lanparty.client.windows.hostnet is for Windows, not {sys.platform}")
 
-from lanparty.client.windows import iphlpapi, routes
+from lanparty.client.tap_dns import InterfaceDns
+from lanparty.client.windows import dns, iphlpapi, routes
+from lanparty.client.windows.registry import WindowsRegistry
 from lanparty.client.windows.route_watch import RouteChanges
 
 __all__ = ["WindowsHostNetwork"]
@@ -86,8 +94,12 @@ _OTHER_FAMILY = {Family.IPV4: Family.IPV6, Family.IPV6: Family.IPV4}
 class WindowsHostNetwork:
     """The host's network stack through iphlpapi.dll (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, registry: dns.DnsRegistry | None = None, netsh: dns.Netsh | None = None
+    ) -> None:
         iphlpapi.library()  # a DLL that cannot be loaded is an error now, not mid-run
+        self._registry: dns.DnsRegistry = WindowsRegistry() if registry is None else registry
+        self._netsh: dns.Netsh = dns.run_netsh if netsh is None else netsh
 
     def close(self) -> None:
         """Nothing to release: IP Helper calls hold no handle between them."""
@@ -171,6 +183,21 @@ class WindowsHostNetwork:
     async def interface_networks(self, interface_index: int) -> list[IPNetwork]:
         return iphlpapi.on_link_networks(interface_index)
 
+    # the DNS servers Windows' DHCP client installs (tap_dns)
+
+    async def get_dns(self, interface_index: int, family: Family) -> InterfaceDns:
+        interface = _ip_interface(interface_index, family, "read its DNS settings")
+        guid = iphlpapi.luid_to_guid(interface.interface_luid)
+        return dns.read_interface_dns(self._registry, family, guid)
+
+    async def set_dns(self, interface_index: int, family: Family, setting: InterfaceDns) -> None:
+        interface = _ip_interface(interface_index, family, f"set {setting.describe()}")
+        for arguments in dns.netsh_commands(interface.interface_index, family, setting):
+            result = await self._netsh(arguments)
+            if result.exit_code != 0:
+                described = routes.describe_interface(interface_index)
+                raise dns.netsh_error(described, family, setting, arguments, result)
+
     async def interface_name(self, interface_index: int) -> str | None:
         return None  # a LUID stays the adapter's
 
@@ -189,6 +216,15 @@ def _on_ip_interface(
         if not routes.is_luid(interface) or _has_ip_interface(interface, _OTHER_FAMILY[family]):
             raise
         raise routes.interface_unavailable(interface, family, action, exc) from exc
+
+
+def _ip_interface(interface: int, family: Family, action: str) -> routes.IpInterface:
+    """The IP interface, asked before ``action`` (errors as ``_on_ip_interface`` has them)."""
+
+    def get(interface: int, family: Family) -> routes.IpInterface:
+        return iphlpapi.get_ip_interface(interface, family, action)
+
+    return _on_ip_interface(interface, family, action, get)
 
 
 def _has_ip_interface(interface: int, family: Family) -> bool:
