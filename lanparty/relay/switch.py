@@ -98,8 +98,8 @@ _FRAGMENT_TIMEOUT = DropReason.FRAGMENT_TIMEOUT
 _OVERSIZE = DropReason.OVERSIZE
 # Before any member: no budget limits the MSS.
 _NO_BUDGET = 65535
-# Gateway frames the guard learns the LAN from: ARP, IPv4 (DHCP), IPv6 (ND, DHCPv6).
-_LAN_FACTS_ETHERTYPES = frozenset({0x0806, 0x0800, 0x86DD})
+# Gateway frames the guard learns the LAN from: ARP, DHCP replies, IPv6 ND and DHCPv6.
+_LAN_FACTS_IPV6 = frozenset({58, 17})
 
 # What a frame costs in the bits/s buckets on top of its own bytes: about what
 # carrying it costs on the wire (UDP/IP headers, QUIC packet and frame overhead).
@@ -916,7 +916,21 @@ class Switch:
                 reason = room.guard.client_drop(member, datagram, 1, frame_class, now)
             if reason is not None:
                 return self._drop(member, reason)
-        elif type_field in _LAN_FACTS_ETHERTYPES:
+        elif (
+            type_field == _ETHERTYPE_ARP
+            # IPv4 UDP from port 67 (a 20-byte header: DHCP replies carry no options)
+            or (
+                type_field == _ETHERTYPE_IPV4
+                and len(datagram) > 36
+                and datagram[24] == 17
+                and datagram[36] == 67
+            )
+            or (
+                type_field == _ETHERTYPE_IPV6
+                and len(datagram) > 21
+                and datagram[21] in _LAN_FACTS_IPV6
+            )
+        ):
             room.guard.learn_from_gateway(datagram, 1, room.clients)
 
         # 5. destination, resolved before 4 because it decides which buckets apply
