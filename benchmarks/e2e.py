@@ -135,7 +135,12 @@ def main() -> int:
                 f"{tool} is missing (Debian: apt-get install iputils-ping iperf3)", file=sys.stderr
             )
             return 2
-    relay_args = ["--client-bps", args.client_bps] if args.client_bps else []
+    # Lifting the bits/s limit lifts the datagrams/s one too: it would cap bulk TCP instead.
+    relay_args = (
+        ["--client-bps", args.client_bps, "--client-pps", "1e7", "--client-pps-burst", "1e7"]
+        if args.client_bps
+        else []
+    )
     with tempfile.TemporaryDirectory(prefix="lanparty-e2e-") as state, running_bridge(
         Path(state), relay_args=relay_args
     ) as bridge, direct_host(bridge.topo) as direct:  # fmt: skip
