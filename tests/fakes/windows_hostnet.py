@@ -42,6 +42,11 @@ from the same Win32 codes:
 ``FakeDnsRegistry`` and ``FakeNetsh`` are the registry values and the
 netsh commands of the DNS settings (``windows/dns.py``) on the same state.
 
+``FakeFileSecurity`` is advapi32 and kernel32 for ``file_security.py``:
+owners and access lists (as SDDL, ``parse_sddl``) of real directories,
+inherited as Windows does, %ProgramData%'s "Users may create files" above
+them unless a test says otherwise.
+
 ``FakeIphlpapi`` is the DLL itself, the functions ``iphlpapi.py`` calls,
 on the same state: it reads and writes the real cffi structs, so
 ``iphlpapi.py`` and ``WindowsHostNetwork`` run unchanged on Linux (see
@@ -62,6 +67,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -69,7 +75,7 @@ import attrs
 
 from lanparty.client.hostnet import Family, IPAddress, IPNetwork, Route, RouterTrust
 from lanparty.client.tap_dns import DnsRegistration, InterfaceDns
-from lanparty.client.windows import dns, routes
+from lanparty.client.windows import _decl_advapi32, _decl_kernel32, dns, routes
 from lanparty.client.windows._decl_iphlpapi import ffi
 from lanparty.errors import HostNetworkError
 from tests.fakes.hostnet import FakeHostNetwork, Snapshot
@@ -894,3 +900,284 @@ def windows_only_modules(*names: str) -> Iterator[list[ModuleType]]:
                 package, _, child = name.rpartition(".")
                 if hasattr(sys.modules[package], child):
                     delattr(sys.modules[package], child)
+
+
+# file security: owners and access lists (file_security.py, acl.py)
+
+SDDL_SIDS = {
+    "BA": "S-1-5-32-544",
+    "SY": "S-1-5-18",
+    "BU": "S-1-5-32-545",
+    "WD": "S-1-1-0",
+    "AU": "S-1-5-11",
+    "CO": "S-1-3-0",
+    "OW": "S-1-3-4",
+}
+SDDL_RIGHTS = {"FA": 0x1F01FF, "FR": 0x120089, "FX": 0x1200A0, "FW": 0x120116, "GA": 0x10000000}
+SDDL_FLAGS = {"OI": 0x1, "CI": 0x2, "NP": 0x4, "IO": 0x8, "ID": 0x10}
+PROGRAM_DATA_SDDL = (
+    # what `icacls %ProgramData%` shows on Windows 10: Users may create files and folders
+    "O:SYD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICIIO;GA;;;CO)(A;OICI;0x1200a9;;;BU)"
+    "(A;CI;0x116;;;BU)"
+)
+sec = _decl_advapi32.ffi
+kern = _decl_kernel32.ffi
+ERROR_ALREADY_EXISTS = 183
+ERROR_PATH_NOT_FOUND = 3
+ERROR_INSUFFICIENT_BUFFER = 122
+_WIN_ERRORS = {
+    2: "The system cannot find the file specified.",
+    3: "The system cannot find the path specified.",
+    122: "The data area passed to a system call is too small.",
+    183: "Cannot create a file when that file already exists.",
+}
+
+
+@attrs.frozen
+class FakeAce:
+    allow: bool
+    flags: int
+    mask: int
+    sid: str
+
+
+@attrs.frozen
+class FakeDescriptor:
+    """An owner (None: the creator's default) and a DACL (None: a NULL DACL)."""
+
+    owner: str | None
+    aces: tuple[FakeAce, ...] | None
+    protected: bool = False
+
+
+def parse_sddl(text: str) -> FakeDescriptor:
+    """The owner and DACL parts of an SDDL string (what the fake and the tests use)."""
+    owner_match = re.match(r"O:(S(?:-\d+)+|[A-Z]{2})", text)
+    owner = None if owner_match is None else sid_of(owner_match.group(1))
+    dacl_match = re.search(r"D:(P?)(?:AI)?((?:\([^)]*\))*)", text)
+    if dacl_match is None:
+        return FakeDescriptor(owner, None)
+    aces = []
+    for body in re.findall(r"\(([^)]*)\)", dacl_match.group(2)):
+        kind, flags, rights, _, _, sid = body.split(";")
+        mask = int(rights, 16) if rights.startswith("0x") else SDDL_RIGHTS[rights]
+        flag_bits = sum(SDDL_FLAGS[flags[i : i + 2]] for i in range(0, len(flags), 2))
+        aces.append(FakeAce(kind == "A", flag_bits, mask, sid_of(sid)))
+    return FakeDescriptor(owner, tuple(aces), protected=dacl_match.group(1) == "P")
+
+
+def sid_of(text: str) -> str:
+    return SDDL_SIDS.get(text, text)
+
+
+def sid_bytes(sid: str) -> bytes:
+    """The binary form of a SID string (MS-DTYP 2.4.2.2)."""
+    _, revision, authority, *rids = sid.split("-")
+    return (
+        bytes([int(revision), len(rids)])
+        + int(authority).to_bytes(6, "big")
+        + b"".join(int(rid).to_bytes(4, "little") for rid in rids)
+    )
+
+
+def acl_bytes(aces: Sequence[FakeAce]) -> bytes:
+    """An ACL of ACCESS_ALLOWED/DENIED_ACEs (MS-DTYP 2.4.5)."""
+    body = b""
+    for ace in aces:
+        sid = sid_bytes(ace.sid)
+        size = 8 + len(sid)
+        body += bytes([0 if ace.allow else 1, ace.flags]) + size.to_bytes(2, "little")
+        body += ace.mask.to_bytes(4, "little") + sid
+    size = 8 + len(body)
+    return (
+        bytes([2, 0])
+        + size.to_bytes(2, "little")
+        + len(aces).to_bytes(2, "little")
+        + b"\0\0"
+        + body
+    )
+
+
+def inherited(parent: FakeDescriptor, owner: str, *, directory: bool) -> FakeDescriptor:
+    """What a new file or directory gets from ``parent``'s inheritable entries."""
+    aces = []
+    for ace in parent.aces or ():
+        if not ace.flags & (SDDL_FLAGS["CI"] if directory else SDDL_FLAGS["OI"]):
+            continue
+        sid = owner if ace.sid == SDDL_SIDS["CO"] else ace.sid
+        keep = SDDL_FLAGS["OI"] | SDDL_FLAGS["CI"] if directory and not ace.flags & 0x4 else 0
+        if not (ace.sid == SDDL_SIDS["CO"] and directory):
+            aces.append(FakeAce(ace.allow, (ace.flags & keep) | SDDL_FLAGS["ID"], ace.mask, sid))
+        else:  # CREATOR OWNER: for the creator here, and still for what is made inside
+            aces.append(FakeAce(ace.allow, SDDL_FLAGS["ID"], ace.mask, sid))
+            aces.append(FakeAce(ace.allow, ace.flags | SDDL_FLAGS["ID"], ace.mask, ace.sid))
+    return FakeDescriptor(owner, tuple(aces))
+
+
+class FakeFileSecurity:
+    """advapi32's and kernel32's calls of ``file_security.py``, over real directories.
+
+    ``security`` holds each path's owner and DACL as a test or
+    ``CreateDirectoryW`` set them; any other path that exists inherits
+    from the nearest one above it that has them, or from ``root``
+    (%ProgramData%'s by default); new objects are owned by
+    ``default_owner`` (an elevated administrator's: the Administrators
+    group). The security descriptors it hands out must be given to
+    ``LocalFree`` once; ``getwinerror`` answers for the last failed call.
+    """
+
+    def __init__(self, *, user: str = "S-1-5-21-1004336348-1177238915-682003330-1001") -> None:
+        self.user = user
+        self.elevated = True
+        self.default_owner = SDDL_SIDS["BA"]
+        self.root = parse_sddl(PROGRAM_DATA_SDDL)
+        self.security: dict[str, FakeDescriptor] = {}
+        self.calls: list[str] = []
+        self.last_error = 0
+        self._memory: dict[int, tuple[Any, FakeDescriptor | None]] = {}
+
+    @property
+    def live_descriptors(self) -> int:
+        return len(self._memory)
+
+    def set(self, path: Path | str, sddl: str) -> None:
+        self.security[str(path)] = parse_sddl(sddl)
+
+    def descriptor(self, path: Path | str) -> FakeDescriptor:
+        """``path``'s security as Windows would report it (see the class docstring)."""
+        text = str(path)
+        if text in self.security:
+            return self.security[text]
+        parent = str(Path(text).parent)
+        above = self.root if parent == text else self.descriptor(parent)
+        return inherited(above, self.default_owner, directory=Path(text).is_dir())
+
+    def getwinerror(self, code: int = -1) -> tuple[int, str]:
+        code = self.last_error if code == -1 else code
+        return code, _WIN_ERRORS.get(code, f"error {code}")
+
+    def _keep(self, memory: Any, descriptor: FakeDescriptor | None) -> Any:
+        pointer = sec.cast("void *", memory)
+        self._memory[int(sec.cast("uintptr_t", pointer))] = (memory, descriptor)
+        return pointer
+
+    # advapi32
+
+    def GetNamedSecurityInfoW(  # noqa: N802, PLR0917
+        self,
+        name: Any,
+        object_type: int,
+        information: int,
+        owner: Any,
+        group: Any,
+        dacl: Any,
+        sacl: Any,
+        descriptor: Any,
+    ) -> int:
+        self.calls.append("GetNamedSecurityInfoW")
+        assert (object_type, information) == (1, 0x1 | 0x4)  # SE_FILE_OBJECT; owner and DACL
+        assert group == sec.NULL
+        assert sacl == sec.NULL
+        path = sec.string(sec.cast("char16_t *", name))
+        if not Path(path).exists():
+            return 2
+        found = self.descriptor(path)
+        owner_sid = sid_bytes(found.owner or self.default_owner)
+        acl = b"" if found.aces is None else acl_bytes(found.aces)
+        memory = sec.new("uint8_t[]", owner_sid + acl)
+        descriptor[0] = self._keep(memory, None)
+        owner[0] = sec.cast("void *", memory)
+        start = sec.cast("uint8_t *", memory) + len(owner_sid)
+        dacl[0] = sec.NULL if found.aces is None else sec.cast("ACL *", start)
+        return 0
+
+    def ConvertStringSecurityDescriptorToSecurityDescriptorW(  # noqa: N802
+        self, text: Any, revision: int, descriptor: Any, size: Any
+    ) -> int:
+        self.calls.append("ConvertStringSecurityDescriptorToSecurityDescriptorW")
+        assert revision == 1
+        assert size == sec.NULL
+        parsed = parse_sddl(sec.string(sec.cast("char16_t *", text)))
+        descriptor[0] = self._keep(sec.new("uint8_t[]", 20), parsed)
+        return 1
+
+    def OpenProcessToken(self, process: Any, access: int, token: Any) -> int:  # noqa: N802
+        token[0] = sec.cast("HANDLE", 0x7070)
+        return 1
+
+    def GetTokenInformation(  # noqa: N802
+        self, token: Any, information_class: int, buffer: Any, length: int, returned: Any
+    ) -> int:
+        assert information_class == 1  # TokenUser
+        sid = sid_bytes(self.user)
+        needed = sec.sizeof("TOKEN_USER") + len(sid)
+        returned[0] = needed
+        if length < needed:
+            self.last_error = ERROR_INSUFFICIENT_BUFFER
+            return 0
+        start = sec.cast("uint8_t *", buffer) + sec.sizeof("TOKEN_USER")
+        sec.memmove(start, sid, len(sid))
+        sec.cast("TOKEN_USER *", buffer).User.Sid = sec.cast("void *", start)
+        return 1
+
+    # kernel32
+
+    def GetCurrentProcess(self) -> Any:  # noqa: N802
+        return kern.cast("HANDLE", -1)
+
+    def CloseHandle(self, handle: Any) -> int:  # noqa: N802
+        return 1
+
+    def LocalFree(self, memory: Any) -> Any:  # noqa: N802
+        self.calls.append("LocalFree")
+        key = int(kern.cast("uintptr_t", memory))
+        if key not in self._memory:
+            raise AssertionError("LocalFree of memory the fake did not hand out")
+        del self._memory[key]
+        return sec.NULL
+
+    def CreateDirectoryW(self, name: Any, attributes: Any) -> int:  # noqa: N802
+        self.calls.append("CreateDirectoryW")
+        path = Path(kern.string(kern.cast("char16_t *", name)))
+        if path.exists():
+            self.last_error = ERROR_ALREADY_EXISTS
+            return 0
+        if not path.parent.is_dir():
+            self.last_error = ERROR_PATH_NOT_FOUND
+            return 0
+        given = None
+        if attributes != kern.NULL:
+            key = int(kern.cast("uintptr_t", attributes.lpSecurityDescriptor))
+            given = self._memory[key][1] if key else None
+        parent = self.descriptor(path.parent)
+        from_parent = inherited(parent, self.default_owner, directory=True)
+        if given is None:
+            made = from_parent
+        else:
+            aces = given.aces or ()
+            if not given.protected:
+                aces = (*aces, *(from_parent.aces or ()))
+            made = FakeDescriptor(given.owner or self.default_owner, aces, given.protected)
+        path.mkdir()
+        self.security[str(path)] = made
+        return 1
+
+
+@contextmanager
+def fake_file_security(
+    monkeypatch: Any, fake: FakeFileSecurity | None = None
+) -> Iterator[tuple[ModuleType, FakeFileSecurity]]:
+    """``file_security`` imported as on Windows, its DLLs ``fake`` (and ``is_elevated`` its
+    ``elevated``), for as long as the block runs; ``monkeypatch`` undoes the rest."""
+    fake = FakeFileSecurity() if fake is None else fake
+    with windows_only_modules(
+        "lanparty.client.windows.elevation", "lanparty.client.windows.file_security"
+    ) as (elevation, module):
+        monkeypatch.setattr(elevation, "is_elevated", lambda: fake.elevated)
+        monkeypatch.setattr(module, "_advapi32", lambda: fake)
+        monkeypatch.setattr(module, "_kernel32", lambda: fake)
+        for cffi_ffi in (sec, kern):
+            monkeypatch.setattr(cffi_ffi, "getwinerror", fake.getwinerror, raising=False)
+        yield module, fake
+    if fake.live_descriptors:
+        raise AssertionError("a security descriptor was not given to LocalFree")

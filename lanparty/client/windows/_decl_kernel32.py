@@ -60,6 +60,15 @@ typedef struct {
 typedef int32_t (WINAPI *PHANDLER_ROUTINE)(uint32_t CtrlType);
 int32_t WINAPI SetConsoleCtrlHandler(PHANDLER_ROUTINE HandlerRoutine, int32_t Add);
 
+typedef struct _SECURITY_ATTRIBUTES {
+    uint32_t nLength;
+    void *lpSecurityDescriptor;
+    int32_t bInheritHandle;
+} SECURITY_ATTRIBUTES;
+int32_t WINAPI CreateDirectoryW(
+    const uint16_t *lpPathName, SECURITY_ATTRIBUTES *lpSecurityAttributes);
+void *WINAPI LocalFree(void *hMem);
+
 HANDLE WINAPI CreateToolhelp32Snapshot(uint32_t dwFlags, uint32_t th32ProcessID);
 int32_t WINAPI Process32FirstW(HANDLE hSnapshot, PROCESSENTRY32W *lppe);
 int32_t WINAPI Process32NextW(HANDLE hSnapshot, PROCESSENTRY32W *lppe);
@@ -69,7 +78,7 @@ ffi: Final = cffi.FFI()
 ffi.cdef(CDEF)
 
 HEADERS: Final = ("windows.h", "winioctl.h", "tlhelp32.h")
-STRUCTS: Final = ("HANDLE", "PROCESSENTRY32W", "PHANDLER_ROUTINE")
+STRUCTS: Final = ("HANDLE", "PROCESSENTRY32W", "PHANDLER_ROUTINE", "SECURITY_ATTRIBUTES")
 
 _TAP_IOCTL = "CTL_CODE(FILE_DEVICE_UNKNOWN, {}, METHOD_BUFFERED, FILE_ANY_ACCESS)"
 
@@ -99,6 +108,7 @@ CONSTANTS: Final = {
     "ERROR_DEV_NOT_EXIST": 55,
     "ERROR_INVALID_PARAMETER": 87,
     "ERROR_MORE_DATA": 234,
+    "ERROR_ALREADY_EXISTS": 183,
     "ERROR_OPERATION_ABORTED": 995,
 }
 
