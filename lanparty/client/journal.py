@@ -284,14 +284,15 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 def _owner_ok(uid: int) -> bool:
     """Root's, or this process's own (a client run with CAP_NET_ADMIN as a user)."""
     if sys.platform == "win32":
-        return True
+        raise AssertionError("on Windows, owners are judged by windows.acl")
     return uid in (0, os.geteuid())
 
 
 def _unsafe(path: Path, what: str, fix: str) -> JournalUnsafeError:
+    who = "administrators" if sys.platform == "win32" else "root"
     return JournalUnsafeError(
         f"the journal of host network changes {path}: {what}. lanparty replays it with the "
-        f"rights that change this PC's network, so only root may write it: {fix}"
+        f"rights that change this PC's network, so only {who} may write it: {fix}"
     )
 
 
@@ -325,20 +326,42 @@ def _check_directories(directory: Path) -> None:
 
 
 def _check_windows_directory(directory: Path) -> None:
-    """Windows: the journal's directory must be one only administrators can write."""
-    if sys.platform != "win32":
-        return
-    from lanparty.client.windows.elevation import is_elevated  # noqa: PLC0415
+    """Windows: the journal's directory is owned by administrators (or SYSTEM, or the
+    elevated user running the client), and nobody else may change it
+    (``windows.acl.judge``).
 
-    if not is_elevated():
+    The directories above it are not judged: %ProgramData% lets Users make
+    directories in it by design, but not take one of Administrators' away.
+    """
+    problem = _windows_write_access_problem(directory)
+    if problem is not None:
         raise _unsafe(
-            directory, "this process is not elevated", "run lanparty-client as administrator"
+            directory,
+            problem,
+            "check what the journal in it says, then remove the directory "
+            f'(rmdir /s "{directory}") and start again: lanparty makes it anew, for '
+            "administrators only",
         )
+
+
+def _windows_write_access_problem(path: Path) -> str | None:
+    if sys.platform != "win32":
+        raise AssertionError("the Windows checks run on Windows")
+    from lanparty.client.windows.file_security import write_access_problem  # noqa: PLC0415
+
+    return write_access_problem(path)
 
 
 def _make_directory(directory: Path) -> None:
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if sys.platform == "win32":
+            from lanparty.client.windows.file_security import (  # noqa: PLC0415
+                make_admin_only_directory,
+            )
+
+            make_admin_only_directory(directory)
+        else:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise HostNetworkError(f"cannot create the directory {directory}: {exc.strerror}") from exc
     _check_directories(directory)
@@ -364,12 +387,17 @@ def _read_checked(path: Path) -> str | None:
         if not stat.S_ISREG(info.st_mode):
             raise _unsafe(path, "it is not a regular file", "remove it and start again")
         _check_directories(path.parent)
-        if not _owner_ok(info.st_uid):
+        if sys.platform == "win32":
+            # st_uid is 0 and st_mode says 0o666 for every writable file there
+            problem = _windows_write_access_problem(path)
+            if problem is not None:
+                raise _unsafe(path, problem, "check what it says, then delete it and start again")
+        elif not _owner_ok(info.st_uid):
             raise _unsafe(
                 path, f"it belongs to another user (uid {info.st_uid})",
                 "check what it says, then delete it and start again",
             )  # fmt: skip
-        if info.st_mode & _OTHERS_WRITE:
+        elif info.st_mode & _OTHERS_WRITE:
             raise _unsafe(
                 path,
                 f"it is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from lanparty.client.journal import (
 from lanparty.client.tap_dns import DnsRegistration, InterfaceDns
 from lanparty.errors import HostNetworkError
 from tests.fakes.hostnet import Call, FakeHostNetwork
+from tests.fakes.windows_hostnet import FakeFileSecurity, fake_file_security, parse_sddl
 
 RELAY_ROUTE = Route(ip_network("198.18.5.9/32"), ip_address("198.18.0.1"), 2, 0)
 V6_ROUTE = Route(ip_network("2001:db8::9/128"), None, 2, 3)
@@ -170,6 +173,91 @@ def test_writes_go_through_a_fresh_file_not_a_prepared_one(tmp_path: Path) -> No
     assert victim.read_text() == "precious"
     assert not path.is_symlink()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# on Windows: owners and access lists (through the fake advapi32 of tests/fakes)
+
+STRANGER = "S-1-5-21-1004336348-1177238915-682003330-1002"  # a user who is no administrator
+HOSTILE_JOURNAL = {  # delete the player's default route, at the next elevated start
+    "version": 1,
+    "next_id": 2,
+    "entries": [
+        {
+            "id": 1,
+            "kind": "delete_route",
+            "route": {
+                "destination": "0.0.0.0/0",
+                "gateway": "192.168.0.1",
+                "interface_index": 3,
+                "metric": 0,
+            },
+        }
+    ],
+}
+
+
+@pytest.fixture
+def windows(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFileSecurity]:
+    """The journal as on Windows, its directory's security through ``FakeFileSecurity``."""
+    with fake_file_security(monkeypatch) as (_, fake):
+        monkeypatch.setattr(sys, "platform", "win32")
+        yield fake
+
+
+def program_data_journal(tmp_path: Path) -> Path:
+    return tmp_path / "ProgramData" / "lanparty" / "client-journal.json"
+
+
+def test_on_windows_a_journal_directory_another_user_made_is_refused(
+    windows: FakeFileSecurity, tmp_path: Path
+) -> None:
+    """%ProgramData% lets every user create a directory: one made before lanparty's first
+    start, with a journal in it, must not be replayed by the elevated client."""
+    path = program_data_journal(tmp_path)
+    path.parent.mkdir(parents=True)
+    windows.set(path.parent, f"O:{STRANGER}D:(A;OICI;FA;;;{STRANGER})(A;OICI;FA;;;BA)")
+    path.write_text(json.dumps(HOSTILE_JOURNAL))
+    with pytest.raises(JournalUnsafeError) as caught:
+        Journal(path)
+    message = str(caught.value)
+    assert f"belongs to {STRANGER}, not to the Administrators group" in message
+    assert "only administrators may write it" in message
+    assert f'rmdir /s "{path.parent}"' in message
+
+
+def test_on_windows_a_directory_users_may_write_in_is_refused(
+    windows: FakeFileSecurity, tmp_path: Path
+) -> None:
+    """Made with what %ProgramData% passes on (an older lanparty's mkdir did that)."""
+    path = program_data_journal(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(HOSTILE_JOURNAL))
+    with pytest.raises(JournalUnsafeError, match=r"lets Users \(S-1-5-32-545\) change it"):
+        Journal(path)
+    with pytest.raises(JournalUnsafeError):
+        Journal(path.with_name("other.json")).record(RestoreMtu(7, Family.IPV4, 1500))
+
+
+def test_on_windows_the_directory_is_made_for_administrators_only(
+    windows: FakeFileSecurity, tmp_path: Path
+) -> None:
+    path = program_data_journal(tmp_path)
+    Journal(path).record(RestoreMtu(7, Family.IPV4, 1500))
+    assert windows.security[str(path.parent)] == parse_sddl(
+        "O:BAD:P(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)"
+    )
+    assert "CreateDirectoryW" in windows.calls
+    assert [entry.undo for entry in Journal(path).pending()] == [RestoreMtu(7, Family.IPV4, 1500)]
+
+
+def test_on_windows_a_journal_another_user_owns_is_refused(
+    windows: FakeFileSecurity, tmp_path: Path
+) -> None:
+    path = program_data_journal(tmp_path)
+    Journal(path).record(RestoreMtu(7, Family.IPV4, 1500))
+    windows.set(path, f"O:{STRANGER}D:(A;;FA;;;{STRANGER})")
+    with pytest.raises(JournalUnsafeError, match=f"client-journal.json: it belongs to {STRANGER}"):
+        Journal(path)
 
 
 async def test_an_entry_names_its_interface_and_follows_it(tmp_path: Path) -> None:
