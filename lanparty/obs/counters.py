@@ -37,6 +37,7 @@ class DropReason(StrEnum):
     DHCP_SPOOF = "dhcp_spoof"
     RATE_LIMITED_DHCP = "rate_limited_dhcp"
     VLAN_TAGGED = "vlan_tagged"
+    ICMP_REDIRECT = "icmp_redirect"
     NO_GATEWAY = "no_gateway"  # to the LAN while the room's gateway is away (grace period)
     # fragments (PROTOCOL.md 11)
     FRAGMENT_INVALID = "fragment_invalid"

@@ -26,6 +26,7 @@ PEER_JOINED: Final = "peer_joined"
 PEER_LEFT: Final = "peer_left"
 PEER_REJECTED: Final = "peer_rejected"
 PEER_EVICTED: Final = "peer_evicted"
+FRAME_PATH_FAILED: Final = "frame_path_failed"
 WAITING_FOR_GATEWAY: Final = "waiting_for_gateway"
 INVITE_ROTATED: Final = "invite_rotated"
 CONTROL_MESSAGE_IGNORED: Final = "control_message_ignored"
@@ -62,6 +63,7 @@ ALL_EVENTS: Final = frozenset(
         PEER_LEFT,
         PEER_REJECTED,
         PEER_EVICTED,
+        FRAME_PATH_FAILED,
         WAITING_FOR_GATEWAY,
         INVITE_ROTATED,
         CONTROL_MESSAGE_IGNORED,

@@ -104,7 +104,8 @@ _ETHERTYPE_ARP = 0x0806
 _IPPROTO_UDP = 17
 _IPPROTO_ICMPV6 = 58
 _DHCP_SERVER_PORTS = frozenset({67, 547})
-_NEIGHBOUR_DISCOVERY = frozenset({135, 136})
+_NEIGHBOUR_DISCOVERY = frozenset({133, 135, 136})
+_IPPROTO_ICMP = 1
 
 
 # Building a frozen attrs instance costs about a microsecond, more than the
@@ -131,6 +132,7 @@ def certain_frame_class(  # noqa: PLR0917 - positional keeps cache keys cheap
         or ethertype == _ETHERTYPE_ARP
         or (upper_protocol == _IPPROTO_UDP and udp_destination_port in _DHCP_SERVER_PORTS)
         or (upper_protocol == _IPPROTO_ICMPV6 and icmpv6_type in _NEIGHBOUR_DISCOVERY)
+        or (upper_protocol == _IPPROTO_ICMP and ip_version == 4)
     )
     return FrameClass(
         ethertype,

@@ -27,8 +27,13 @@ it is; neighbour discovery in a fragment, or a DHCP request too short to
 hold its client address, is ``suspicious``. Offsets below are into the
 datagram: the frame starts at ``start`` (after the overlay byte).
 
-What a room remembers is bounded: ``MAX_LAN_ADDRESSES`` per family, and
-``MAX_ADDRESSES_PER_CLIENT`` per client and family (its oldest goes first).
+A client's bindings belong to its client id for the room's life: one that
+reconnects keeps its addresses, its lease and its DHCP budget, and nobody
+takes its address while it is away. An address the LAN is seen to hold is
+taken from any client that claimed it first. What a room remembers is
+bounded: ``MAX_LAN_ADDRESSES`` per family, and ``MAX_ADDRESSES_PER_CLIENT``
+per client and family (its oldest goes first); client ids are bounded by
+the switch's MAC bindings.
 """
 
 from __future__ import annotations
@@ -76,7 +81,12 @@ _ICMPV6_ROUTER_ADVERTISEMENT = 134
 _ND_OPTION_SOURCE_LINK_ADDRESS = 1
 _ND_OPTION_TARGET_LINK_ADDRESS = 2
 _ND_OPTIONS_AFTER = 24  # type, code, checksum, flags/reserved, target
-_MAX_OPTIONS = 16
+_ICMPV6_ROUTER_SOLICITATION = 133
+_IPPROTO_ICMP = 1
+_ICMP_REDIRECT = 5
+_ICMP_REDIRECT_DROP = DropReason.ICMP_REDIRECT
+_RS_OPTIONS_AFTER = 8  # type, code, checksum, reserved
+_MAX_OPTIONS = 64
 
 # DHCP (RFC 2131): fixed header, then the magic cookie and options.
 _DHCP_CHADDR = 28
@@ -87,6 +97,9 @@ _DHCP_MESSAGE_TYPE = 53
 _DHCP_ROUTER = 3
 _DHCP_DNS = 6
 _DHCP_SERVER_ID = 54
+_DHCP_CLIENT_IDENTIFIER = 61
+_ETHERNET_HLEN = bytes([1, 6])
+_ZERO_CHADDR_TAIL = bytes(10)
 _DHCPOFFER, _DHCPACK, _DHCPRELEASE = 2, 5, 7
 _DHCPV6_REPLY = 7
 _DHCPV6_IA_NA = 3
@@ -116,42 +129,59 @@ class ClientBindings:
 class RoomGuard:
     """The bindings of one room and the guard's verdicts on its frames."""
 
-    __slots__ = ("allow_vlan_tags", "ipv4_owners", "ipv6_owners", "lan_ipv4", "lan_ipv6")
+    __slots__ = (
+        "allow_vlan_tags",
+        "clients",
+        "ipv4_owners",
+        "ipv6_owners",
+        "lan_ipv4",
+        "lan_ipv6",
+    )
 
     def __init__(self, *, allow_vlan_tags: bool = False) -> None:
         self.allow_vlan_tags = allow_vlan_tags
-        # Address -> the client member that holds it.
-        self.ipv4_owners: dict[bytes, GuardedClient] = {}
-        self.ipv6_owners: dict[bytes, GuardedClient] = {}
+        # Address -> the bindings of the client (id) that holds it, across its sessions.
+        self.ipv4_owners: dict[bytes, ClientBindings] = {}
+        self.ipv6_owners: dict[bytes, ClientBindings] = {}
+        # Client id -> its bindings, for the room's life: a player who reconnects
+        # keeps its addresses, its lease and its DHCP budget.
+        self.clients: dict[bytes, ClientBindings] = {}
         # Addresses seen on the LAN's side.
         self.lan_ipv4: set[bytes] = set()
         self.lan_ipv6: set[bytes] = set()
 
     # ----------------------------------------------------------- bindings
 
+    def bindings_for(self, client_id: bytes) -> ClientBindings:
+        """A client id's bindings (made the first time it joins; kept for the room's life)."""
+        bindings = self.clients.get(client_id)
+        if bindings is None:
+            bindings = self.clients[client_id] = ClientBindings()
+        return bindings
+
     def bind_ipv4(self, client: GuardedClient, address: bytes) -> None:
-        _bind(self.ipv4_owners, client.guard.ipv4, client, address)
+        _bind(self.ipv4_owners, client.guard.ipv4, client.guard, address)
 
     def bind_ipv6(self, client: GuardedClient, address: bytes) -> None:
-        _bind(self.ipv6_owners, client.guard.ipv6, client, address)
-
-    def forget(self, client: GuardedClient) -> None:
-        """Release a departing client's addresses."""
-        for owners, addresses in (
-            (self.ipv4_owners, client.guard.ipv4),
-            (self.ipv6_owners, client.guard.ipv6),
-        ):
-            for address in addresses:
-                if owners.get(address) is client:
-                    del owners[address]
-            addresses.clear()
+        _bind(self.ipv6_owners, client.guard.ipv6, client.guard, address)
 
     def _lan_ipv4(self, address: bytes) -> None:
-        if address != _ZERO_IPV4 and len(self.lan_ipv4) < MAX_LAN_ADDRESSES:
+        """The LAN holds ``address``: no client may, whatever it claimed before."""
+        if address == _ZERO_IPV4:
+            return
+        owner = self.ipv4_owners.pop(address, None)
+        if owner is not None:
+            owner.ipv4.pop(address, None)
+        if len(self.lan_ipv4) < MAX_LAN_ADDRESSES:
             self.lan_ipv4.add(address)
 
     def _lan_ipv6(self, address: bytes) -> None:
-        if address != _ZERO_IPV6 and len(self.lan_ipv6) < MAX_LAN_ADDRESSES:
+        if address == _ZERO_IPV6:
+            return
+        owner = self.ipv6_owners.pop(address, None)
+        if owner is not None:
+            owner.ipv6.pop(address, None)
+        if len(self.lan_ipv6) < MAX_LAN_ADDRESSES:
             self.lan_ipv6.add(address)
 
     # --------------------------------------------------- the client's side
@@ -180,12 +210,19 @@ class RoomGuard:
             if type_field == ETHERTYPE_ARP:
                 return self._client_arp(client, data, start + 14)
             return None
+        if frame_class.vlan_tags and frame_class.llc and not self.allow_vlan_tags:
+            return _VLAN_TAGGED  # a tag carried in LLC/SNAP: no VID check gets there
         ethertype = frame_class.ethertype
         if ethertype == ETHERTYPE_ARP:
             return self._client_arp(client, data, start + frame_class.l3_offset)
         if frame_class.fragment is _NON_FIRST:
             return None
         protocol = frame_class.upper_protocol
+        if protocol == _IPPROTO_ICMP and frame_class.ip_version == 4:
+            at = start + frame_class.l4_offset
+            if len(data) > at and data[at] == _ICMP_REDIRECT:
+                return _ICMP_REDIRECT_DROP  # only routers redirect
+            return None
         if protocol == IPPROTO_UDP:
             port = frame_class.udp_destination_port
             if frame_class.ip_version == 4 and port == DHCP_SERVER_PORT:
@@ -196,6 +233,7 @@ class RoomGuard:
         if protocol == IPPROTO_ICMPV6 and frame_class.icmpv6_type in (
             _ICMPV6_NEIGHBOR_SOLICITATION,
             _ICMPV6_NEIGHBOR_ADVERTISEMENT,
+            _ICMPV6_ROUTER_SOLICITATION,
         ):
             if frame_class.fragment is not _UNFRAGMENTED:
                 return _SUSPICIOUS  # hosts drop fragmented neighbour discovery (RFC 6980)
@@ -204,7 +242,8 @@ class RoomGuard:
 
     def _client_arp(self, client: GuardedClient, data: bytes, at: int) -> DropReason | None:
         if len(data) < at + _ARP_BYTES:
-            return None  # too short for any host to learn from
+            # The wire pads it with zeros: a LAN host would read a whole ARP.
+            return _SUSPICIOUS
         # Whatever the hardware type says (Linux takes 1 and 6 on Ethernet) and the operation.
         if data[at + 2 : at + 6] != _ARP_FOR_IPV4:
             if data[at + 2 : at + 4] == _ARP_FOR_IPV4[:2]:
@@ -216,7 +255,7 @@ class RoomGuard:
         if sender == _ZERO_IPV4:
             return None  # a probe (RFC 5227) claims nothing
         owner = self.ipv4_owners.get(sender)
-        if owner is client:
+        if owner is client.guard:
             return None
         if owner is not None or sender in self.lan_ipv4 or client.guard.leased:
             return _ARP_SPOOF
@@ -228,6 +267,17 @@ class RoomGuard:
     ) -> DropReason | None:
         ip = start + frame_class.l3_offset
         icmp = start + frame_class.l4_offset
+        if data[icmp] == _ICMPV6_ROUTER_SOLICITATION:
+            # A router takes the sender's link address from it: it speaks for its source.
+            if len(data) < icmp + _RS_OPTIONS_AFTER:
+                return _SUSPICIOUS
+            links = _nd_link_addresses(
+                data, icmp + _RS_OPTIONS_AFTER, _ND_OPTION_SOURCE_LINK_ADDRESS
+            )
+            if any(link != client.mac for link in links):
+                return _ND_SPOOF
+            source = data[ip + 8 : ip + 24]
+            return None if source == _ZERO_IPV6 else self._claim_ipv6(client, source)
         if len(data) < icmp + _ND_OPTIONS_AFTER:
             return _SUSPICIOUS
         link_option = _ND_OPTION_SOURCE_LINK_ADDRESS
@@ -238,11 +288,14 @@ class RoomGuard:
         else:
             claimed = data[icmp + 8 : icmp + 24]
             link_option = _ND_OPTION_TARGET_LINK_ADDRESS
-        link = _nd_link_address(data, icmp + _ND_OPTIONS_AFTER, link_option)
-        if link is not None and link != client.mac:
+        links = _nd_link_addresses(data, icmp + _ND_OPTIONS_AFTER, link_option)
+        if any(link != client.mac for link in links):
             return _ND_SPOOF
+        return self._claim_ipv6(client, claimed)
+
+    def _claim_ipv6(self, client: GuardedClient, claimed: bytes) -> DropReason | None:
         owner = self.ipv6_owners.get(claimed)
-        if owner is client:
+        if owner is client.guard:
             return None
         if owner is not None or claimed in self.lan_ipv6:
             return _ND_SPOOF
@@ -257,12 +310,21 @@ class RoomGuard:
         body = start + frame_class.l4_offset + UDP_HEADER_BYTES
         if len(data) < body + _DHCP_CHADDR + 6:
             return _SUSPICIOUS
-        if data[body + _DHCP_CHADDR : body + _DHCP_CHADDR + 6] != client.mac:
+        # htype Ethernet, hlen 6, the client's MAC and nothing after it: servers key
+        # leases on all of chaddr (and on option 61), so each must be the client's own.
+        if (
+            data[body + 1 : body + 3] != _ETHERNET_HLEN
+            or data[body + _DHCP_CHADDR : body + _DHCP_CHADDR + 6] != client.mac
+            or data[body + _DHCP_CHADDR + 6 : body + _DHCP_CHADDR + 16] != _ZERO_CHADDR_TAIL
+        ):
             return _DHCP_SPOOF  # it would empty the pool with made-up hardware addresses
         options = _dhcp_options(data, body)
+        client_identifier = options.get(_DHCP_CLIENT_IDENTIFIER)
+        if client_identifier is not None and client_identifier != b"\x01" + client.mac:
+            return _DHCP_SPOOF
         if options.get(_DHCP_MESSAGE_TYPE) == bytes([_DHCPRELEASE]):
             released = data[body + _DHCP_CIADDR : body + _DHCP_CIADDR + 4]
-            if self.ipv4_owners.get(released) is client:
+            if self.ipv4_owners.get(released) is client.guard:
                 del self.ipv4_owners[released]
                 client.guard.ipv4.pop(released, None)
         return None
@@ -344,21 +406,21 @@ class RoomGuard:
 
 
 def _bind(
-    owners: dict[bytes, GuardedClient],
+    owners: dict[bytes, ClientBindings],
     addresses: dict[bytes, None],
-    client: GuardedClient,
+    bindings: ClientBindings,
     address: bytes,
 ) -> None:
     previous = owners.get(address)
-    if previous is not None and previous is not client:
-        del (previous.guard.ipv4 if len(address) == 4 else previous.guard.ipv6)[address]
-    owners[address] = client
+    if previous is not None and previous is not bindings:
+        (previous.ipv4 if len(address) == 4 else previous.ipv6).pop(address, None)
+    owners[address] = bindings
     addresses.pop(address, None)
     addresses[address] = None
     if len(addresses) > MAX_ADDRESSES_PER_CLIENT:
         oldest = next(iter(addresses))
         del addresses[oldest]
-        if owners.get(oldest) is client:
+        if owners.get(oldest) is bindings:
             del owners[oldest]
 
 
@@ -376,18 +438,22 @@ def _has_vlan_id(data: bytes, type_at: int) -> bool:
     return True
 
 
-def _nd_link_address(data: bytes, at: int, wanted: int) -> bytes | None:
-    """The link-layer address option ``wanted`` of a neighbour message, if any."""
-    for _ in range(_MAX_OPTIONS):
-        if len(data) < at + 2:
-            return None
+def _nd_link_addresses(data: bytes, at: int, wanted: int) -> list[bytes]:
+    """Every link-layer address option ``wanted`` of a neighbour message.
+
+    All options to the end of the frame are read (each takes 8 bytes at
+    least, so this is bounded by the frame): a host reads them all.
+    """
+    found: list[bytes] = []
+    end = len(data)
+    while at + 2 <= end:
         length = data[at + 1] * 8
         if length == 0:
-            return None
+            break
         if data[at] == wanted:
-            return data[at + 2 : at + 8]
+            found.append(data[at + 2 : at + 8])
         at += length
-    return None
+    return found
 
 
 def _dhcp_options(data: bytes, body: int) -> dict[int, bytes]:

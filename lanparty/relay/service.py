@@ -294,7 +294,23 @@ class Relay:
         self.switch.drops[DropReason.NOT_ESTABLISHED] += len(datagrams)
 
     def _forward_batch(self, member: Member, datagrams: list[bytes]) -> None:
-        """Forward one batch from ``member``: the pump calls this as frames arrive."""
+        """Forward one batch from ``member``: the pump calls this as frames arrive.
+
+        A bug in the frame path must cost one member, never every room: an
+        unexpected exception (the core is fuzzed never to raise) disconnects
+        that member and logs the traceback, instead of reaching the pump,
+        which would end the whole server.
+        """
+        try:
+            self._forward_frames(member, datagrams)
+        except Exception:  # isolation: see the docstring
+            log.exception(events.FRAME_PATH_FAILED, peer_id=member.peer_id)
+            member.should_disconnect = True
+        if member.should_disconnect:
+            member.handle.datagram_handler = self._drop_early_frames
+            self._malformed[member].set()
+
+    def _forward_frames(self, member: Member, datagrams: list[bytes]) -> None:
         switch = self.switch
         ingress, forward = switch.ingress, switch.forward
         now = trio.current_time()
@@ -319,9 +335,6 @@ class Relay:
         for target, batch in outgoing.items():
             if batch:
                 target.handle.send_datagrams(batch)
-        if member.should_disconnect:
-            member.handle.datagram_handler = self._drop_early_frames
-            self._malformed[member].set()
 
     async def _malformed_watch(self, member: Member) -> PeerLeftReason:
         """Disconnect a member once it passed the malformed threshold."""

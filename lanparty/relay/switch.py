@@ -28,8 +28,9 @@ Where the contract is silent:
   if a later step (a filter, a rate limit) drops it: section 5 learns at
   step 2. No client may take a MAC learned in the room's life (PROTOCOL.md
   10); the room remembers at most four times ``max_learned_macs_per_room``
-  of them, and binds at most four client MACs per client seat, forgetting
-  the oldest binding of a client that is not connected when full.
+  of them, and binds at most eight client MACs per client seat: when full,
+  a new client id is refused (``room_full``) rather than an absent
+  player's binding forgotten, which would let a newcomer take its MAC.
 - While a room has no gateway (grace period), a client's unicast frame to
   a MAC that is not a client's is dropped as ``no_gateway``.
 - A session evicted (replaced, rotated key) leaves like any member:
@@ -107,7 +108,7 @@ FRAME_COST_BYTES = 64
 
 # Bounds on what a room remembers for its whole life (PROTOCOL.md 10): client
 # MAC bindings per client seat, LAN MACs per learned-MAC slot.
-_MAC_BINDINGS_PER_SEAT = 4
+_MAC_BINDINGS_PER_SEAT = 8
 _LIFELONG_MACS_PER_LEARNED = 4
 _GATEWAY_NOT_AUTHORIZED = (
     "this gateway may not open this room here: its key does not match the room id, or "
@@ -462,21 +463,12 @@ class Room:
             del learned[mac]
         return len(expired)
 
-    def bind_client_mac(self, client_id: bytes, mac: bytes, max_bindings: int) -> None:
+    def bind_client_mac(self, client_id: bytes, mac: bytes) -> None:
         """Bind ``mac`` to ``client_id`` for the room's life; a client id holds one MAC."""
         previous = self.client_macs.pop(client_id, None)
         if previous is not None and previous != mac:
             del self.mac_owners[previous]
         self.mac_owners.pop(mac, None)
-        # Full: forget the oldest binding of a client that is not connected.
-        while len(self.mac_owners) >= max_bindings:
-            for old_mac, old_id in self.mac_owners.items():
-                if old_id not in self.sessions:
-                    del self.mac_owners[old_mac]
-                    del self.client_macs[old_id]
-                    break
-            else:
-                break
         self.mac_owners[mac] = client_id
         self.client_macs[client_id] = mac
 
@@ -634,7 +626,8 @@ class Switch:
             room.clients[mac] = member
             room.sessions[hello.client_id] = member
             member.client_id = hello.client_id
-            room.bind_client_mac(hello.client_id, mac, self._max_mac_bindings)
+            member.guard = room.guard.bindings_for(hello.client_id)
+            room.bind_client_mac(hello.client_id, mac)
         else:
             room.gateway = member
             room.gateway_left_at = None
@@ -703,6 +696,17 @@ class Switch:
             else:
                 client = room.clients.get(mac)
                 taken = client is not None and client is not replaced
+            if (
+                hello.role is Role.CLIENT
+                and hello.client_id not in room.client_macs
+                and len(room.mac_owners) >= self._max_mac_bindings
+            ):
+                # Evicting someone's binding would let a newcomer take their MAC.
+                raise HelloRejectedError(
+                    RejectCode.ROOM_FULL,
+                    f"{label} has seen as many players as it can remember; "
+                    "it takes new ones when its gateway opens it anew",
+                )
             if taken:
                 raise HelloRejectedError(
                     RejectCode.DUPLICATE_MAC,
@@ -754,7 +758,6 @@ class Switch:
         del room.members[member.peer_id]
         if member.is_client:
             del room.clients[member.mac]
-            room.guard.forget(member)
             if room.sessions.get(member.client_id) is member:
                 del room.sessions[member.client_id]
         else:
@@ -832,7 +835,10 @@ class Switch:
                 return None
             fragments["reassembled"] += 1
             datagram = _ETHERNET_OVERLAY + frame
-        elif datagram[0] != OVERLAY_ETHERNET or len(datagram) < _MIN_TCP_DATAGRAM:
+        elif datagram[0] != OVERLAY_ETHERNET:
+            return datagram
+        # Reassembled frames too: a 14-byte frame in two fragments is short as well.
+        if len(datagram) < _MIN_TCP_DATAGRAM:
             return datagram
         type_field = datagram[13] << 8 | datagram[14]
         if (

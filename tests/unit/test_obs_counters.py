@@ -30,6 +30,7 @@ def test_drop_reasons_are_the_wire_strings() -> None:
         "dhcp_spoof",
         "rate_limited_dhcp",
         "vlan_tagged",
+        "icmp_redirect",
         "fragment_invalid",
         "fragment_timeout",
         "oversize",

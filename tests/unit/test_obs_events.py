@@ -25,6 +25,7 @@ def test_the_events_roles_share_are_present() -> None:
         "peer_left",
         "peer_rejected",
         "peer_evicted",
+        "frame_path_failed",
         "waiting_for_gateway",
         "invite_rotated",
         "frame_forwarded",

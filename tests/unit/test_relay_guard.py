@@ -224,9 +224,11 @@ def test_a_player_with_a_static_address_claims_a_free_one_first_come() -> None:
     assert isinstance(party.forward(alice, again), tuple)
     steal = ether(BROADCAST, bob.mac, 0x0806, arp(bob.mac, "198.19.5.5", "198.19.5.5", op=2))
     assert party.forward(bob, steal) is DropReason.ARP_SPOOF
-    # once alice leaves, the address is free again
+    # alice's address stays hers while she is away (a blip must not lose it)
     party.switch.leave(alice, 1.0)
-    assert isinstance(party.forward(bob, steal, 2.0), tuple)
+    assert party.forward(bob, steal, 2.0) is DropReason.ARP_SPOOF
+    back = admit(party.switch, client_hello(client_mac(1)), 3.0).member
+    assert isinstance(party.forward(back, again, 3.0), tuple)
 
 
 def test_a_release_frees_the_lease() -> None:
@@ -381,3 +383,117 @@ def test_a_client_joining_later_starts_with_no_binding() -> None:
     dave = admit(party.switch, client_hello(client_mac(9)), 1.0).member
     assert dave.guard.ipv4 == {}
     assert not dave.guard.leased
+
+
+# ------------------------------------- found by an attacker's review of the guard
+
+
+def test_the_lan_takes_back_an_address_a_player_claimed_first() -> None:
+    party = Party()
+    alice = party.alice
+    early = ether(BROADCAST, alice.mac, 0x0806, arp(alice.mac, ROUTER_IP, ROUTER_IP, op=2))
+    assert isinstance(party.forward(alice, early), tuple)  # nobody was heard holding it yet
+    router_says = ether(BROADCAST, ROUTER_MAC, 0x0806, arp(ROUTER_MAC, ROUTER_IP, LAN_HOST_IP))
+    party.forward(party.gateway, router_says)
+    assert party.forward(alice, early) is DropReason.ARP_SPOOF
+
+
+def test_a_lease_outlives_a_blip_and_nobody_takes_it_meanwhile() -> None:
+    party = Party()
+    alice, bob = party.alice, party.bob
+    party.forward(party.gateway, lan_ack(bob.mac, BOB_IP))
+    party.switch.leave(bob, 1.0)
+    party.switch.leave(alice, 1.0)
+    alice = admit(party.switch, client_hello(client_mac(1)), 2.0).member  # lease flag? none
+    steal = ether(BROADCAST, alice.mac, 0x0806, arp(alice.mac, BOB_IP, BOB_IP, op=2))
+    assert party.forward(alice, steal, 2.0) is DropReason.ARP_SPOOF
+    bob = admit(party.switch, client_hello(client_mac(2)), 3.0).member
+    assert bob.guard.leased
+    mine = ether(BROADCAST, bob.mac, 0x0806, arp(bob.mac, BOB_IP, LAN_HOST_IP))
+    assert isinstance(party.forward(bob, mine, 3.0), tuple)
+
+
+def test_a_router_solicitation_speaks_for_its_source() -> None:
+    party = Party()
+    party.forward(party.gateway, lan_na(LAN_HOST_V6))
+    alice = party.alice
+    body = struct.pack("!BBHI", 133, 0, 0, 0) + bytes([1, 1]) + alice.mac
+    spoof = ether(BROADCAST, alice.mac, 0x86DD, icmpv6(LAN_HOST_V6, "ff02::2", body))
+    assert party.forward(alice, spoof) is DropReason.ND_SPOOF
+    other_link = struct.pack("!BBHI", 133, 0, 0, 0) + bytes([1, 1]) + LAN_HOST
+    own_address = ether(BROADCAST, alice.mac, 0x86DD, icmpv6("fe80::a:9", "ff02::2", other_link))
+    assert party.forward(alice, own_address) is DropReason.ND_SPOOF
+    honest = struct.pack("!BBHI", 133, 0, 0, 0) + bytes([1, 1]) + alice.mac
+    assert isinstance(
+        party.forward(
+            alice, ether(BROADCAST, alice.mac, 0x86DD, icmpv6("fe80::a:9", "ff02::2", honest))
+        ),
+        tuple,
+    )
+
+
+def test_every_link_option_of_an_advertisement_is_read() -> None:
+    party = Party()
+    alice = party.alice
+    filler = bytes([14, 1]) + bytes(6)  # a nonce option, 8 bytes
+    body = (
+        struct.pack("!BBHI", 136, 0, 0, 0x20000000) + ip6("fe80::a:2")
+        + filler * 20 + bytes([2, 1]) + LAN_HOST
+    )  # fmt: skip
+    frame = ether(BROADCAST, alice.mac, 0x86DD, icmpv6("fe80::a:2", "ff02::1", body))
+    assert party.forward(alice, frame) is DropReason.ND_SPOOF
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda body: body[:1] + b"\x06" + body[2:],  # another hardware type
+        lambda body: body[:2] + b"\x10" + body[3:],  # hlen 16 with more bytes to vary
+        lambda body: body[:40] + b"\x99" + body[41:],  # chaddr beyond the MAC
+        lambda body: body[:-1] + bytes([61, 7, 1]) + bytes(6) + b"\xff",  # option 61 made up
+    ],
+)
+def test_a_dhcp_request_cannot_vary_what_servers_key_leases_on(change: object) -> None:
+    party = Party()
+    alice = party.alice
+    body = change(dhcp(1, alice.mac, 1))  # type: ignore[operator]
+    frame = ether(
+        BROADCAST, alice.mac, 0x0800, ipv4_udp("0.0.0.0", "255.255.255.255", 68, 67, body)
+    )
+    assert party.forward(alice, frame) is DropReason.DHCP_SPOOF
+    own_id = dhcp(1, alice.mac, 1)[:-1] + bytes([61, 7, 1]) + alice.mac + b"\xff"
+    frame = ether(
+        BROADCAST, alice.mac, 0x0800, ipv4_udp("0.0.0.0", "255.255.255.255", 68, 67, own_id)
+    )
+    assert isinstance(party.forward(alice, frame), tuple)
+
+
+def test_a_vlan_tag_carried_in_snap_is_a_vlan_tag() -> None:
+    party = Party()
+    alice = party.alice
+    inner = (
+        struct.pack("!H", 5)
+        + struct.pack("!H", 0x0800)
+        + ipv4_udp(ALICE_IP, "255.255.255.255", 9, 9, b"x")
+    )
+    snap = bytes([0xAA, 0xAA, 0x03, 0, 0, 0]) + struct.pack("!H", 0x8100) + inner
+    frame = b"\x10" + BROADCAST + alice.mac + struct.pack("!H", len(snap)) + snap
+    assert party.forward(alice, frame) is DropReason.VLAN_TAGGED
+
+
+def test_an_icmp_redirect_from_a_player_is_dropped() -> None:
+    party = Party()
+    alice = party.alice
+    icmp = bytes([5, 1, 0, 0]) + ip4(ALICE_IP) + bytes(28)
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0, ip4(ROUTER_IP), ip4(LAN_HOST_IP)
+    )
+    frame = ether(LAN_HOST, alice.mac, 0x0800, header + icmp)
+    assert party.forward(alice, frame) is DropReason.ICMP_REDIRECT
+    echo = bytes([8, 0, 0, 0]) + bytes(8)
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(echo), 1, 0, 64, 1, 0, ip4(ALICE_IP), ip4(LAN_HOST_IP)
+    )
+    assert isinstance(
+        party.forward(alice, ether(LAN_HOST, alice.mac, 0x0800, header + echo)), tuple
+    )

@@ -960,10 +960,14 @@ def test_malformed(data: bytes) -> None:
 
 def test_a_14_byte_frame_is_not_malformed() -> None:
     party = Party()
-    assert party.forward(party.alice, b"\x10" + BROADCAST + party.alice.mac + b"\x08\x06") == (
+    assert party.forward(party.alice, b"\x10" + BROADCAST + party.alice.mac + b"\x88\xb5") == (
         party.gateway,
         party.bob,
         party.carol,
+    )
+    # an ARP that short would be padded into a whole one on the wire: not passed
+    assert party.forward(party.alice, b"\x10" + BROADCAST + party.alice.mac + b"\x08\x06") is (
+        DropReason.SUSPICIOUS
     )
 
 
@@ -1072,7 +1076,7 @@ def test_total_rate_limit_counts_ethernet_frame_bytes_and_a_per_frame_cost() -> 
 
 def test_small_frames_cannot_buy_more_than_the_frames_per_second_allowance() -> None:
     party = Party(RelayLimits(client_pps=100, client_pps_burst=10))
-    tiny = datagram(party.bob.mac, party.alice.mac, payload=b"")
+    tiny = datagram(party.bob.mac, party.alice.mac, 0x88B5, payload=b"")
     results = [party.forward(party.alice, tiny, 0.0) for _ in range(50)]
     assert results.count((party.bob,)) == 10
     assert results.count(DropReason.RATE_LIMITED_FRAMES) == 40
@@ -1365,3 +1369,32 @@ def test_syn_mss_is_clamped_to_the_smallest_budget_in_the_room() -> None:
     # anything else goes through untouched, the same object
     plain = datagram(party.bob.mac, party.alice.mac, 0x0800, ip[:9] + b"\x11" + ip[10:] + tcp)
     assert party.switch.ingress(party.alice, plain, 1.0) is plain
+
+
+@pytest.mark.parametrize("ethertype", [b"\x08\x00", b"\x86\xdd", b"\x81\x00"])
+@pytest.mark.parametrize("sender", ["gateway", "alice"])
+def test_a_short_frame_in_fragments_is_judged_not_a_crash(ethertype: bytes, sender: str) -> None:
+    """Found by an attacker's review: it used to raise IndexError and end the relay."""
+    party = Party()
+    member = getattr(party, sender)
+    frame = BROADCAST + member.mac + ethertype  # 14 bytes: the shortest frame there is
+    parts = fragment_frame(frame, 0, 11)
+    assert parts is not None
+    results = through(party, member, parts)
+    assert len(results) == 1
+
+
+def test_a_full_binding_table_refuses_newcomers_instead_of_freeing_a_mac() -> None:
+    """Found by an attacker's review: throw-away ids used to evict an absent player's MAC."""
+    switch = Switch(RelayLimits(max_clients_per_room=1))
+    open_room(switch)
+    bob = admit(switch, client_hello(client_mac(2))).member
+    switch.leave(bob, 1.0)
+    for number in range(7):  # eight bindings per seat: bob's and seven throw-aways
+        throwaway = admit(switch, client_hello(f"02:00:00:00:09:{number:02x}"), 2.0).member
+        switch.leave(throwaway, 2.0)
+    error = rejection(switch, client_hello("02:00:00:00:09:ff"), 3.0)
+    assert error.reject_code is RejectCode.ROOM_FULL
+    thief = client_hello(client_mac(2), secret=b"t" * 32)
+    assert rejection(switch, thief, 3.0).reject_code is RejectCode.ROOM_FULL
+    admit(switch, client_hello(client_mac(2)), 4.0)  # bob himself gets back in
