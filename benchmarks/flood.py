@@ -28,10 +28,19 @@ During the attack a new member joins about every 2.5 s (open_session to
 ``welcome``, then leaves); one joins 5 s after it, and the relay is watched
 for 10 s after it. Reported per scenario: relay RSS before / max during /
 10 s after (VmRSS), relay CPU % during, the pair's round-trip loss and RTT
-p50/p99 before, during and after, join times, whether the relay is alive.
+p50/p99 before, during and after, join times, whether the relay is alive, and
+the relay's own counters (frames dropped by reason, Retries sent, Initials
+dropped), scraped from its ``--metrics`` endpoint.
+
+On a shared machine others' work would be measured as the relay's: before
+each scenario the benchmark waits (up to 10 minutes) until both CPUs are at
+least 90 % idle, and it reports how long the relay was runnable but waiting
+for CPU 0 (/proc/PID/schedstat) during the attack.
 
     python -m benchmarks.flood [--scenarios junk junk2000 replay replay-spoofed greedy]
                                [--retry auto always] [--seconds 10] [--json]
+
+prints each scenario as it ends (stderr) and a Markdown table (* met, ! missed).
 
 Every flood is bounded in time (--seconds) and count (--max-datagrams), and
 sends only to the relay on 127.0.0.1.
@@ -93,6 +102,9 @@ SOURCE_PORTS = 64
 SPOOFED_SOURCES = 256
 ATTACKER_HOST = "127.0.0.2"
 GREEDY_FRAME_BYTES = 28
+# Before each scenario: wait up to QUIET_WAIT_S for every CPU to be this idle.
+QUIET_IDLE_PCT = 90.0
+QUIET_WAIT_S = 600.0
 
 MAC_A, MAC_B = parse_mac("02:00:00:00:00:0a"), parse_mac("02:00:00:00:00:0b")
 GATEWAY_MAC = parse_mac("00:16:3e:00:00:01")
@@ -367,25 +379,62 @@ def runqueue_wait_s(pid: int) -> float:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
+def cpu_idle_pct(interval_s: float) -> list[float]:
+    """Each CPU's idle share over ``interval_s`` (/proc/stat; blocks)."""
+
+    def read() -> list[list[int]]:
+        lines = Path("/proc/stat").read_text().splitlines()
+        return [
+            [int(field) for field in line.split()[1:]]
+            for line in lines
+            if line.startswith("cpu") and line[3].isdigit()
+        ]
+
+    first = read()
+    time.sleep(interval_s)
+    second = read()
+    idle = []
+    for a, b in zip(first, second, strict=True):
+        total = sum(b) - sum(a)
+        idle.append(100 * ((b[3] - a[3]) + (b[4] - a[4])) / total if total else 100.0)
+    return idle
+
+
+async def wait_for_quiet(max_wait_s: float, min_idle_pct: float) -> list[float]:
+    """Wait (at most ``max_wait_s``) until every CPU is idle enough for 2 s: others' work
+    on a shared machine would be measured as the relay's otherwise. Returns the idle %."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        idle = await trio.to_thread.run_sync(cpu_idle_pct, 2.0)
+        if min(idle) >= min_idle_pct or time.monotonic() >= deadline:
+            return idle
+        print(f"waiting for a quiet machine (idle % {idle})", file=sys.stderr, flush=True)
+        await trio.sleep(3.0)
+
+
 def free_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def scrape_drops(port: int) -> dict[str, int]:
-    """The relay's dropped-frame counters, from its Prometheus endpoint."""
+def scrape_counters(port: int) -> dict[str, int]:
+    """The relay's dropped frames (by reason) and QUIC endpoint events, from its metrics."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
             text = answer.read().decode()
     except OSError:
         return {}
-    drops = {}
+    counters = {}
     for line in text.splitlines():
-        if line.startswith("lanparty_dropped_frames_total{"):
-            reason = line.split('reason="', 1)[1].split('"', 1)[0]
-            drops[reason] = int(float(line.rsplit(" ", 1)[1]))
-    return drops
+        for family, label in (
+            ("lanparty_dropped_frames_total", "reason"),
+            ("lanparty_transport_events_total", "kind"),
+        ):
+            if line.startswith(family + "{"):
+                name = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+                counters[name] = int(float(line.rsplit(" ", 1)[1]))
+    return counters
 
 
 async def start_attack(
@@ -419,6 +468,7 @@ async def run_scenario(
 ) -> dict[str, Any]:
     metrics_port = free_tcp_port()
     result: dict[str, Any] = {"scenario": scenario, "retry": retry}
+    result["idle_before_pct"] = await wait_for_quiet(QUIET_WAIT_S, QUIET_IDLE_PCT)
     with tempfile.TemporaryDirectory() as state:
         relay, endpoint = launch_relay(
             state, ["--retry", retry, "--metrics", f"127.0.0.1:{metrics_port}"]
@@ -431,6 +481,7 @@ async def run_scenario(
                 await trio.sleep(1.0)
                 base_start = time.perf_counter()
                 base_cpu = process_cpu_s(relay.pid)
+                base_sched = runqueue_wait_s(relay.pid)
                 result["join_before_s"] = await timed_join(endpoint, 1)
                 await trio.sleep(max(0.0, BASELINE_S - (time.perf_counter() - base_start)))
                 result["rss_before_mib"] = rss_bytes(relay.pid) / 2**20
@@ -438,7 +489,12 @@ async def run_scenario(
                 result["relay_cpu_before_pct"] = (
                     100 * (flood_cpu - base_cpu) / (time.perf_counter() - base_start)
                 )
-                drops_before = await trio.to_thread.run_sync(scrape_drops, metrics_port)
+                result["relay_runqueue_wait_before_pct"] = (
+                    100
+                    * (runqueue_wait_s(relay.pid) - base_sched)
+                    / (time.perf_counter() - base_start)
+                )
+                counters_before = await trio.to_thread.run_sync(scrape_counters, metrics_port)
                 attack = await start_attack(scenario, endpoint, seconds, max_datagrams, packet_file)
                 flood_start = time.perf_counter()
                 flood_cpu = process_cpu_s(relay.pid)
@@ -484,11 +540,11 @@ async def run_scenario(
                 result["join_after_s"] = join_after
                 probe.stop = True
                 await trio.sleep(2.0)  # late echoes
-                drops_after = await trio.to_thread.run_sync(scrape_drops, metrics_port)
-                result["relay_drops_during"] = {
-                    reason: count - drops_before.get(reason, 0)
-                    for reason, count in drops_after.items()
-                    if count != drops_before.get(reason, 0)
+                counters_after = await trio.to_thread.run_sync(scrape_counters, metrics_port)
+                result["relay_counters_during"] = {
+                    reason: count - counters_before.get(reason, 0)
+                    for reason, count in counters_after.items()
+                    if count != counters_before.get(reason, 0)
                 }
                 result["pair_before"] = probe.window(base_start, flood_start)
                 result["pair_during"] = probe.window(flood_start, flood_end)
@@ -553,7 +609,9 @@ def render_one(r: dict[str, Any]) -> str:
         f"relay RSS before {r['rss_before_mib']:.1f} MiB, max during "
         f"{r['rss_max_during_mib']:.1f}, 10 s after {r['rss_after_10s_mib']:.1f}; "
         f"CPU before {r['relay_cpu_before_pct']:.0f} %, during {r['relay_cpu_during_pct']:.0f} % "
-        f"(waiting for CPU 0: {r['relay_runqueue_wait_during_pct']:.0f} %)",
+        f"(runnable but waiting for CPU 0: before {r['relay_runqueue_wait_before_pct']:.0f} %, "
+        f"during {r['relay_runqueue_wait_during_pct']:.0f} %; idle % of the CPUs before the "
+        f"relay started {', '.join(f'{i:.0f}' for i in r['idle_before_pct'])})",
         f"pair loss % before {before['loss_pct']:.2f}, during {during['loss_pct']:.2f} "
         f"(A->B {during['loss_a_to_b_pct']:.2f}), after {after['loss_pct']:.2f}",
         f"pair RTT ms p50/p99 before {before['rtt_p50_ms']:.2f}/{before['rtt_p99_ms']:.2f}, "
@@ -564,7 +622,7 @@ def render_one(r: dict[str, Any]) -> str:
         f"{_ms(max(done)) if done else '-'}, median "
         f"{_ms(statistics.median(done)) if done else '-'}), 5 s after {_ms(r['join_after_s'])}; "
         f"alive {r['relay_alive']}",
-        f"relay drops during: {r['relay_drops_during']}",
+        f"relay counters during (frames dropped, QUIC endpoint): {r['relay_counters_during']}",
         f"met: {r['met']}",
     ]
     return "\n".join(lines)
@@ -577,8 +635,9 @@ def _thousands(value: float) -> str:
 def render_table(results: Sequence[dict[str, Any]]) -> str:
     """The results as a Markdown table (targets: * met, ! missed)."""
     head = (
-        "| scenario | --retry | attacker sent/s | relay CPU % | relay RSS MiB before / max / "
-        "+10 s | pair loss % before / during | pair RTT ms p50 / p99 before | during | "
+        "| scenario | --retry | attacker sent/s | relay CPU % (waiting for its CPU %) | "
+        "relay RSS MiB before / max / +10 s | pair loss % before / during | "
+        "pair RTT ms p50 / p99 before | during | "
         "joins during, ms | join +5 s, ms | alive |\n|" + "---|" * 11
     )
     rows = [head]
@@ -591,7 +650,8 @@ def render_table(results: Sequence[dict[str, Any]]) -> str:
         joins = ", ".join(_ms(j) for j in r["joins_during_s"]) or "-"
         rows.append(
             f"| {r['scenario']} | {r['retry']} | {_thousands(r['attack']['per_s'])} | "
-            f"{r['relay_cpu_during_pct']:.0f} | {r['rss_before_mib']:.1f} / "
+            f"{r['relay_cpu_during_pct']:.0f} ({r['relay_runqueue_wait_during_pct']:.0f}) | "
+            f"{r['rss_before_mib']:.1f} / "
             f"{r['rss_max_during_mib']:.1f}{met['rss_growth_lt_100mb']} / "
             f"{r['rss_after_10s_mib']:.1f}{met['rss_back_within_10pct']} | "
             f"{before['loss_pct']:.2f} / {during['loss_pct']:.2f}{met['pair_loss_lt_1pct']} | "
