@@ -281,6 +281,7 @@ class Endpoint:
         for connection, waiting in list(backlog.items()):
             if connection.terminated:
                 del backlog[connection]
+                self._forget(connection)
                 continue
             if len(waiting) <= share:
                 del backlog[connection]
@@ -321,6 +322,9 @@ class Endpoint:
     def flush(self, connection: Connection) -> None:
         """Send a connection's pending output now (called by its user tasks too)."""
         if connection.terminated:
+            # A send to a connection that was closing (e.g. a peer_left racing its
+            # close) may be what terminated it: forget it here, or nothing else will.
+            self._forget(connection)
             return
         now = trio.current_time()
         self._send(connection, now)
@@ -371,6 +375,7 @@ class Endpoint:
                 continue
             del self._scheduled[connection]
             if connection.terminated:
+                self._forget(connection)
                 continue
             real_at = connection.timer_at()
             if real_at is not None and real_at <= now:

@@ -7,6 +7,7 @@ never on durations.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import socket
 import weakref
@@ -16,6 +17,7 @@ import attrs
 import pytest
 import trio
 
+from lanparty.ctrl import Disconnect, DisconnectReason
 from lanparty.errors import TransportError
 from lanparty.transport import (
     Connection,
@@ -256,3 +258,30 @@ async def test_a_handshake_that_never_completes_is_given_up(
             await wait_until(lambda: not server.connections)
         assert server.endpoint.routed_connection_ids == 0
         assert admission.connections_from(b"\x7f\x00\x00\x01") == 0
+
+
+async def test_a_send_racing_the_peer_s_close_leaves_nothing_behind(
+    dev_identity: ServerIdentity, backend: QuicBackend
+) -> None:
+    """Found by the churn soak: such a send terminated the connection, which then stayed
+    for the server's life, holding its IDs and a slot of its source's cap."""
+    settings = TransportSettings(backend=backend)
+    peer_closed = trio.Event()
+
+    async def send_after_close(connection: Connection) -> None:
+        await connection.receive_control()
+        await peer_closed.wait()
+        await trio.sleep(0.05)  # the pump has fed the peer's CONNECTION_CLOSE to the library
+        with contextlib.suppress(TransportError):
+            connection.send_control(Disconnect(reason=DisconnectReason.RELAY_SHUTDOWN))
+        await trio.sleep_forever()
+
+    async with running_server(dev_identity, send_after_close, settings) as server:
+        async with connect(server, SpkiPin.parse(dev_identity.spki_pin), settings) as client:
+            client.send_control(Disconnect(reason=DisconnectReason.LEAVING))
+            await wait_until(lambda: len(server.connections) == 1)
+        peer_closed.set()
+        await wait_until(lambda: not server.connections)
+        assert server.endpoint.routed_connection_ids == 0
+        assert server.endpoint.admission is not None
+        assert server.endpoint.admission.connections_from(bytes([127, 0, 0, 1])) == 0
