@@ -142,7 +142,7 @@ def launch_relay(
 ) -> tuple[subprocess.Popen[str], RelayEndpoint]:
     """``python -m lanparty.relay`` on 127.0.0.1 (pinned to ``cpu``), with ``extra`` options.
 
-    Unlike ``benchmarks.relay.start_relay`` it keeps the relay's default limits.
+    ``benchmarks.relay.start_relay`` lifts the per-client limits on top of it.
     """
     prefix = ["taskset", "-c", str(cpu)] if _has_taskset() else []
     command = [

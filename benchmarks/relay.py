@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -32,9 +30,9 @@ from typing import Any
 import trio
 
 from benchmarks._common import (
-    REPO,
     client_credentials,
     gateway_credentials,
+    launch_relay,
     machine_summary,
     percentile,
     pin_to_cpu,
@@ -44,7 +42,6 @@ from benchmarks._common import (
 from lanparty.obs import configure_logging
 from lanparty.proto import parse_mac
 from lanparty.session import RelayEndpoint, Session, open_session
-from lanparty.transport import SpkiPin
 
 FRAME_BYTES = 1200
 RTT_RATE_PPS = 1000
@@ -60,25 +57,10 @@ _ETHERTYPE = b"\x88\xb5"
 def start_relay(
     state_dir: str, extra: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[str], RelayEndpoint]:
-    command = [
-        "taskset", "-c", "0", sys.executable, "-m", "lanparty.relay",
-        "--listen", "127.0.0.1:0", "--state-dir", state_dir, "--log-level", "warning",
-        "--client-bps", "100G", "--client-burst-bytes", str(64 * 2**20), *extra,
-    ]  # fmt: skip
-    relay = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    assert relay.stdout is not None
-    lines: list[str] = []
-    while not lines or not lines[-1].startswith("gateway:"):
-        line = relay.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the relay did not start: {lines}")
-        lines.append(line.strip())
-    text = "\n".join(lines)
-    port = re.search(r"listening on [\d.]+:(\d+)", text)
-    pin = re.search(r"^pin: (\S+)$", text, re.MULTILINE)
-    assert port, text
-    assert pin, text
-    return relay, RelayEndpoint("127.0.0.1", int(port.group(1)), SpkiPin.parse(pin.group(1)))
+    """A relay on CPU 0 with the per-client limits lifted: this measures forwarding."""
+    lifted = ["--client-bps", "100G", "--client-burst-bytes", str(64 * 2**20),
+              "--client-pps", "1e7", "--client-pps-burst", "1e7"]  # fmt: skip
+    return launch_relay(state_dir, [*lifted, *extra])
 
 
 def relay_rss_bytes(pid: int) -> int:
