@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lanparty.credentials import ClientCredentials, GatewayCredentials
-from lanparty.session import RelayEndpoint
+from lanparty.endpoint.session import RelayEndpoint
 from lanparty.transport import SpkiPin
 from lanparty.transport import client as client_module
 from lanparty.transport.udp import UdpSocket

@@ -80,10 +80,10 @@ from benchmarks._common import (
     rss_bytes,
     stop_child,
 )
+from lanparty.endpoint.session import RelayEndpoint, Session, open_session
 from lanparty.errors import LanpartyError
 from lanparty.obs import configure_logging
 from lanparty.proto import parse_mac
-from lanparty.session import RelayEndpoint, Session, open_session
 from lanparty.transport import SpkiPin, open_connection
 
 SCENARIOS = ("junk", "junk2000", "replay", "replay-spoofed", "greedy")

@@ -34,11 +34,11 @@ from benchmarks._common import machine_summary, process_cpu_s
 from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import Role
 from lanparty.demo.world import wait_for_invite
+from lanparty.endpoint.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.gateway.packet_socket import PacketSocket
 from lanparty.invite import Invite
 from lanparty.obs import configure_logging
 from lanparty.proto import parse_mac
-from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.transport import SpkiPin
 from tests.netns.lan import marked_frame
 from tests.netns.netns import inside

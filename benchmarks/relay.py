@@ -39,9 +39,9 @@ from benchmarks._common import (
     process_cpu_s,
     stop_child,
 )
+from lanparty.endpoint.session import RelayEndpoint, Session, open_session
 from lanparty.obs import configure_logging
 from lanparty.proto import parse_mac
-from lanparty.session import RelayEndpoint, Session, open_session
 
 FRAME_BYTES = 1200
 RTT_RATE_PPS = 1000

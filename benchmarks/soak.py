@@ -40,9 +40,9 @@ from benchmarks._common import (
     source_host,
     stop_child,
 )
+from lanparty.endpoint.session import RelayEndpoint, Session, open_session
 from lanparty.errors import LanpartyError
 from lanparty.obs import configure_logging
-from lanparty.session import RelayEndpoint, Session, open_session
 
 JOIN_TIMEOUT_S = 15.0
 _ETHERTYPE = b"\x88\xb5"

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 
 from benchmarks._common import client_credentials, gateway_credentials, machine_summary
+from lanparty.endpoint.session import hello_for
 from lanparty.obs import DropReason
 from lanparty.proto.fragments import fragment_frame
 from lanparty.relay.switch import Member, RelayLimits, Switch
-from lanparty.session import hello_for
 
 GATEWAY_MAC = bytes.fromhex("001122334455")
 LAN_HOST_MAC = bytes.fromhex("001122334466")

@@ -23,14 +23,14 @@ from lanparty import __version__
 from lanparty.client.identity import parse_virtual_mac
 from lanparty.client.platform import ClientPlatform, current_platform
 from lanparty.client.service import ClientConfig, run_client
-from lanparty.endpoint_options import (
+from lanparty.endpoint.options import (
     add_relay_arguments,
     relay_endpoint_from_args,
     required_invite_from_args,
 )
+from lanparty.endpoint.session import EvictedError, RejectedError
 from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.obs import add_log_level_argument, configure_logging
-from lanparty.session import EvictedError, RejectedError
 from lanparty.signals import wait_for_termination
 from lanparty.transport import QuicBackend, TransportSettings
 

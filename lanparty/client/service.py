@@ -51,10 +51,7 @@ from lanparty.client.platform import (
 )
 from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, RejectCode, Role
-from lanparty.errors import HostNetworkError, LanpartyError, ProtocolError, TransportError
-from lanparty.obs import TrafficCounters, events
-from lanparty.proto import format_mac
-from lanparty.session import (
+from lanparty.endpoint.session import (
     EvictedError,
     RejectedError,
     RelayEndpoint,
@@ -62,6 +59,9 @@ from lanparty.session import (
     open_session,
     raise_if_evicted,
 )
+from lanparty.errors import HostNetworkError, LanpartyError, ProtocolError, TransportError
+from lanparty.obs import TrafficCounters, events
+from lanparty.proto import format_mac
 from lanparty.transport import TransportSettings
 
 log = structlog.get_logger(component="client")

@@ -28,11 +28,12 @@ import trio
 
 from lanparty import __version__
 from lanparty.credentials import GatewayCredentials, is_room_name
-from lanparty.endpoint_options import (
+from lanparty.endpoint.options import (
     add_relay_arguments,
     parse_relay_address,
     relay_endpoint_from_args,
 )
+from lanparty.endpoint.session import EvictedError, RejectedError
 from lanparty.errors import ConfigError, LanpartyError, find_error
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S
 from lanparty.gateway.keys import (
@@ -49,7 +50,6 @@ from lanparty.obs import add_log_level_argument, configure_logging, events
 from lanparty.obs.journal import is_journal_stream
 from lanparty.obs.notify import notify_ready, notify_stopping
 from lanparty.secret_files import write_secret_text
-from lanparty.session import EvictedError, RejectedError
 from lanparty.signals import wait_for_termination
 from lanparty.transport import PinnedCertificate, QuicBackend, SpkiPin, TransportSettings, spki_pin
 

@@ -25,6 +25,13 @@ import trio
 from lanparty.backoff import Backoff
 from lanparty.credentials import GatewayCredentials
 from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role, Stats
+from lanparty.endpoint.session import (
+    RejectedError,
+    RelayEndpoint,
+    Session,
+    open_session,
+    raise_if_evicted,
+)
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
 from lanparty.gateway.bridge import GatewayBridge
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S, CamRefresher
@@ -32,13 +39,6 @@ from lanparty.gateway.offloads import receive_offloads_off
 from lanparty.gateway.packet_socket import PacketSocket
 from lanparty.obs import DropReason, events
 from lanparty.proto import format_mac, parse_mac
-from lanparty.session import (
-    RejectedError,
-    RelayEndpoint,
-    Session,
-    open_session,
-    raise_if_evicted,
-)
 from lanparty.transport import TransportSettings
 
 log = structlog.get_logger(component="gateway")

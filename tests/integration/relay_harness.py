@@ -18,8 +18,8 @@ import trio
 
 from lanparty.credentials import ClientCredentials, GatewayCredentials, room_id_for
 from lanparty.ctrl import Role
+from lanparty.endpoint.session import Credentials, RelayEndpoint, Session, open_session
 from lanparty.proto import parse_mac
-from lanparty.session import Credentials, RelayEndpoint, Session, open_session
 from lanparty.transport import SpkiPin, TransportSettings
 
 REPO = Path(__file__).resolve().parents[2]

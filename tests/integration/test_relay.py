@@ -24,7 +24,7 @@ from lanparty.ctrl import (
     Stats,
     encode_message,
 )
-from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
+from lanparty.endpoint.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.transport import (
     CLOSE_REFUSED,
     ConnectionClosedError,

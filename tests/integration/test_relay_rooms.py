@@ -25,7 +25,7 @@ from lanparty.ctrl import (
     Stats,
     Welcome,
 )
-from lanparty.session import RejectedError, Session, hello_for
+from lanparty.endpoint.session import RejectedError, Session, hello_for
 from lanparty.transport import CLOSE_REFUSED, Connection, TransportSettings, open_connection
 from tests.integration.relay_harness import (
     BROADCAST,

@@ -51,11 +51,11 @@ from lanparty.demo.world import (
     link,
     running_bridge,
 )
+from lanparty.endpoint.session import RelayEndpoint
 from lanparty.invite import Invite
 from lanparty.obs import events
 from lanparty.proto import parse_mac
 from lanparty.proto.mtu import DEFAULT_RELAY_MTU
-from lanparty.session import RelayEndpoint
 from lanparty.transport import SpkiPin
 
 pytestmark = pytest.mark.netns

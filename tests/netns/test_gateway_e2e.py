@@ -19,9 +19,9 @@ import trio
 
 from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import RejectCode, Role
+from lanparty.endpoint.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.invite import Invite
 from lanparty.proto import parse_mac
-from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.transport import SpkiPin
 from tests.netns.bridge import Bridge, running_bridge
 from tests.netns.lan import (

@@ -24,9 +24,9 @@ from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import RejectCode
 from lanparty.demo.netns import inside, run
 from lanparty.demo.world import Bridge, dhcp_server, running_bridge
+from lanparty.endpoint.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.invite import Invite
 from lanparty.proto import parse_mac
-from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.transport import SpkiPin
 from tests.netns.lan import BROADCAST, checksum, drain, raw_socket
 from tests.netns.topology import RELAY_FOR_CLIENT, RELAY_PORT

@@ -32,10 +32,10 @@ import trio
 
 from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import RejectCode, Role
+from lanparty.endpoint.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.gateway.offloads import _set_gro, gro_enabled, lro_enabled
 from lanparty.invite import Invite
 from lanparty.proto import parse_mac
-from lanparty.session import RejectedError, RelayEndpoint, Session, open_session
 from lanparty.transport import SpkiPin
 from lanparty.transport.certs import DEV_KEY_FILE
 from tests.netns.lan import arp_reply_from, arp_request, icmp_echo, is_echo_reply

@@ -27,9 +27,9 @@ from lanparty.client.platform import TapAddressKeeper, VirtualAdapter
 from lanparty.client.service import ClientConfig, ClientStatus, run_client
 from lanparty.credentials import ClientCredentials
 from lanparty.ctrl import Disconnect
+from lanparty.endpoint.session import RelayEndpoint, RelayEvent
 from lanparty.errors import HostNetworkError, find_error
 from lanparty.obs import TrafficCounters, events
-from lanparty.session import RelayEndpoint, RelayEvent
 from lanparty.transport import SpkiPin, TransportSettings
 from tests.fakes.hostnet import Call
 from tests.fakes.windows_hostnet import WindowsFakeHostNetwork

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lanparty.credentials import b64url
-from lanparty.endpoint_options import (
+from lanparty.endpoint.options import (
     add_relay_arguments,
     parse_relay_address,
     relay_endpoint_from_args,

@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lanparty.endpoint.session import RelayEndpoint
 from lanparty.errors import ConfigError
 from lanparty.invite import Invite
-from lanparty.session import RelayEndpoint
 from lanparty.transport import PinnedCertificate, QuicBackend, SpkiPin, SystemTrust, Trust
 
 DEFAULT_RELAY_PORT = 4433

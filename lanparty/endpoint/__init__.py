@@ -1,0 +1,1 @@
+"""The endpoint side, shared by the gateway and the client: options, session, supervision."""
