@@ -238,14 +238,21 @@ class Endpoint:
         """Pump the socket until cancelled."""
         udp = self.udp
         while True:
-            if self._backlog:
-                # Datagrams still wait from the last round: serve them now.
-                await trio.lowlevel.checkpoint()
-            else:
-                with trio.CancelScope(deadline=self._wake_at) as self._wait_scope:
-                    await udp.wait_readable()
-                self._wait_scope = None
-            self._round(udp.receive_batch(), trio.current_time())
+            # One cancel scope lives until a timer is due: its deadline follows
+            # the earliest timer, and no scope is made and torn down per wake-up.
+            with trio.CancelScope(deadline=self._wake_at) as scope:
+                self._wait_scope = scope
+                while True:
+                    if self._backlog:
+                        # Datagrams still wait from the last round: serve them now.
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        await udp.wait_readable()
+                    self._round(udp.receive_batch(), trio.current_time())
+                    if scope.deadline != self._wake_at:
+                        scope.deadline = self._wake_at
+            self._wait_scope = None
+            self._round([], trio.current_time())
 
     def _round(self, datagrams: list[Datagram], now: float) -> None:
         """One wake-up's work; its locals go with it, so a forgotten connection is freed."""
@@ -255,6 +262,7 @@ class Endpoint:
         self._fire_timers(now, touched)
         for connection in touched:
             self._service(connection, now)
+        self._drop_stale_timers()
 
     def _demux(self, datagrams: list[Datagram], now: float) -> None:
         """Queue each datagram for its connection (creating server connections)."""
@@ -333,6 +341,7 @@ class Endpoint:
             self._forget(connection)
         else:
             self._schedule(connection)
+            self._drop_stale_timers()
 
     def _send(self, connection: Connection, now: float) -> None:
         datagrams = connection.transmit(now)
@@ -360,6 +369,32 @@ class Endpoint:
             self._wake_at = at
             if self._wait_scope is not None:
                 self._wait_scope.deadline = at
+
+    def _drop_stale_timers(self) -> None:
+        """Make the earliest entry a real deadline before the pump sleeps on it.
+
+        A connection whose deadline moved later (an ACK came, a delayed ACK
+        went out with a packet) leaves its earlier entry behind; waking up
+        for it would cost a wake-up for nothing, at every packet.
+        """
+        timers = self._timers
+        while timers:
+            at, sequence = timers[0]
+            connection = self._timer_owner.get(sequence)
+            if connection is None:
+                heapq.heappop(timers)
+                continue
+            real_at = connection.timer_at()
+            if real_at is not None and real_at <= at:
+                break
+            heapq.heappop(timers)
+            del self._timer_owner[sequence]
+            del self._scheduled[connection]
+            if real_at is not None:
+                self._schedule(connection)
+        self._wake_at = timers[0][0] if timers else math.inf
+        if self._wait_scope is not None and self._wait_scope.deadline != self._wake_at:
+            self._wait_scope.deadline = self._wake_at
 
     def _unschedule(self, connection: Connection) -> None:
         scheduled = self._scheduled.pop(connection, None)

@@ -96,3 +96,50 @@ def test_a_terminated_connection_is_not_fed() -> None:
     endpoint._feed(0.0, {})
     assert gone.fed == []
     assert not endpoint._backlog
+
+
+class TimedConnection(FakeConnection):
+    """A stand-in whose deadline the test moves."""
+
+    def __init__(self, at: float | None) -> None:
+        super().__init__()
+        self.at = at
+        self.timers_handled: list[float] = []
+
+    def timer_at(self) -> float | None:
+        return self.at
+
+    def handle_timer(self, now: float) -> None:
+        self.timers_handled.append(now)
+
+
+def test_a_deadline_that_moved_later_does_not_wake_the_pump() -> None:
+    endpoint = endpoint_with({})
+    moved, kept = TimedConnection(1.0), TimedConnection(5.0)
+    endpoint._schedule(cast(Any, moved))
+    endpoint._schedule(cast(Any, kept))
+    assert endpoint._wake_at == 1.0
+    moved.at = 3.0  # e.g. the ACK it waited to send went out with a packet
+    endpoint._drop_stale_timers()
+    assert endpoint._wake_at == 3.0
+    moved.at = None
+    endpoint._drop_stale_timers()
+    assert endpoint._wake_at == 5.0
+    kept.at = None
+    endpoint._drop_stale_timers()
+    assert endpoint._wake_at == float("inf")
+    assert not endpoint._timers
+
+
+def test_a_deadline_that_moved_earlier_is_kept_and_fires() -> None:
+    endpoint = endpoint_with({})
+    connection = TimedConnection(5.0)
+    endpoint._schedule(cast(Any, connection))
+    connection.at = 2.0
+    endpoint._schedule(cast(Any, connection))
+    endpoint._drop_stale_timers()
+    assert endpoint._wake_at == 2.0
+    touched: dict[Any, None] = {}
+    endpoint._fire_timers(2.0, touched)
+    assert connection.timers_handled == [2.0]
+    assert set(touched) == {connection}
