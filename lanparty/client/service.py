@@ -2,9 +2,9 @@
 
 run_client
 ├── load the identity (the virtual MAC); restore what a killed run left (journal)
-├── session supervision (_supervise): connect, hand the session to the pumps,
-│   and after a loss reconnect with capped exponential backoff and jitter
-│   (a permanent reject ends the client). The first session gives the room MTU.
+├── the first session (``SessionSupervisor.admitted``): tried, with capped
+│   exponential backoff and jitter, until the relay admits us (a permanent
+│   reject ends the client); it gives the room MTU
 └── host set-up, once, kept across reconnects:
     ├── the host's best route to the relay, asked before the TAP exists
     ├── the TAP device, opened with the room MTU, its link still down
@@ -15,9 +15,13 @@ run_client
     │   from an earlier run must not take the relay's traffic)
     └── tasks, until cancelled or ``stop`` is set (then the DHCP lease is
         released while the session still carries it, and they end):
-        ├── per session (_SessionPumps): TAP -> relay and relay events as tasks;
-        │   relay -> TAP inside the transport's pump (``relay_to_tap``);
-        │   between sessions the TAP is drained, its frames discarded (stale
+        ├── session supervision (``SessionSupervisor.run``): the first
+        │   session, then after a loss a new one (backoff and jitter; an
+        │   eviction or the TAP going away ends the client)
+        │   └── per session (``run_device_bridge`` with the TAP as its
+        │       device, ``_SessionPumps``): TAP -> relay and relay events as
+        │       tasks; relay -> TAP inside the transport's pump
+        ├── between sessions: the TAP drained, its frames discarded (stale
         │   by the next session)
         ├── the TAP's address by DHCP (Linux; Windows' own client does it)
         ├── routes through the TAP beyond the LAN removed as the OS adds them
@@ -29,9 +33,9 @@ The status text comes from ``ClientStatus.describe`` (no I/O).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
@@ -50,16 +54,11 @@ from lanparty.client.platform import (
     current_platform,
 )
 from lanparty.credentials import ClientCredentials
-from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, RejectCode, Role
-from lanparty.endpoint.session import (
-    EvictedError,
-    RejectedError,
-    RelayEndpoint,
-    Session,
-    open_session,
-    raise_if_evicted,
-)
-from lanparty.errors import HostNetworkError, LanpartyError, ProtocolError, TransportError
+from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role
+from lanparty.endpoint.bridge import run_device_bridge
+from lanparty.endpoint.session import RelayEndpoint, Session, open_session, raise_if_evicted
+from lanparty.endpoint.supervisor import SessionEnd, SessionSupervisor
+from lanparty.errors import HostNetworkError, TransportError
 from lanparty.obs import TrafficCounters, events
 from lanparty.proto import format_mac
 from lanparty.transport import TransportSettings
@@ -135,37 +134,6 @@ class ClientStatus:
         )
 
 
-class _Link:
-    """Hands each session from the supervisor to the pumps, and the loss back."""
-
-    def __init__(self) -> None:
-        self.session: Session | None = None
-        self._arrived = trio.Event()
-        self._lost = trio.Event()
-        self._reason = ""
-
-    async def serve(self, session: Session) -> str:
-        """Publish ``session`` until the pumps report it lost; returns why."""
-        self.session, self._lost, self._reason = session, trio.Event(), ""
-        self._arrived.set()
-        try:
-            await self._lost.wait()
-            return self._reason
-        finally:
-            if self.session is session:
-                self.session, self._arrived = None, trio.Event()
-
-    async def next_session(self) -> Session:
-        while self.session is None:
-            await self._arrived.wait()
-        return self.session
-
-    def lost(self, reason: str) -> None:
-        self.session, self._arrived = None, trio.Event()
-        self._reason = reason
-        self._lost.set()
-
-
 async def run_client(
     config: ClientConfig,
     *,
@@ -187,12 +155,23 @@ async def run_client(
     with platform.open_host_network() as hostnet:
         await restore_pending(journal, hostnet)  # before anything else: a killed run's leftovers
         relay_address = await _resolve(config.relay.host)
-        link = _Link()
-        async with trio.open_nursery() as nursery:
-            credentials = ClientCredentials(
-                room_id=config.room, client_key=config.client_key, identity_secret=identity.secret
-            )
-            mtu: int = await nursery.start(_supervise, config, credentials, identity.mac, link)
+        credentials = ClientCredentials(
+            room_id=config.room, client_key=config.client_key, identity_secret=identity.secret
+        )
+        supervisor = SessionSupervisor(
+            functools.partial(
+                open_session,
+                config.relay,
+                credentials=credentials,
+                mac=identity.mac,
+                settings=config.settings,
+            ),
+            Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s),
+            room=config.room_name or config.room,
+            log=log,
+        )
+        async with supervisor.admitted() as first:
+            mtu = first.mtu
             before_tap = await hostnet.best_route(relay_address)
             async with platform.open_adapter(
                 config.tap_name, mac=identity.mac, mtu=mtu, connect_media=False
@@ -231,10 +210,9 @@ async def run_client(
                             metric=TAP_METRIC,
                         )
                     task_status.started(tap.name)
-                    await _Client(config, tap, guards, link, keeper).run(
-                        trio.Event() if stop is None else stop
+                    await _Client(config, tap, guards, keeper).run(
+                        trio.Event() if stop is None else stop, supervisor, first
                     )
-            nursery.cancel_scope.cancel()
 
 
 async def _resolve(host: str) -> IPAddress:
@@ -249,47 +227,6 @@ async def _resolve(host: str) -> IPAddress:
     return ipaddress.ip_address(infos[0][4][0])
 
 
-async def _supervise(
-    config: ClientConfig,
-    credentials: ClientCredentials,
-    mac: bytes,
-    link: _Link,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Keep a session with the relay; ``task_status`` gets the first session's MTU."""
-    backoff = Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s)
-    started = False
-    while True:
-        try:
-            async with open_session(
-                config.relay, credentials=credentials, mac=mac, settings=config.settings
-            ) as session:
-                backoff.reset()
-                if not started:
-                    task_status.started(session.mtu)
-                    started = True
-                reason = await link.serve(session)
-        except RejectedError as exc:
-            if exc.permanent:
-                raise
-            if exc.code is RejectCode.ROOM_NOT_OPEN:
-                delay_s = backoff.next_delay_s()
-                log.warning(
-                    events.WAITING_FOR_GATEWAY,
-                    status="the party's gateway is not connected to the relay: waiting for it",
-                    room=config.room_name or config.room,
-                    in_s=round(delay_s, 2),
-                )
-                await trio.sleep(delay_s)
-                continue
-            reason = str(exc)
-        except (TransportError, ProtocolError) as exc:
-            reason = str(exc)
-        delay_s = backoff.next_delay_s()
-        log.warning(events.SESSION_RECONNECTING, reason=reason, in_s=round(delay_s, 2))
-        await trio.sleep(delay_s)
-
-
 class _Client:
     """The tasks that run while the TAP and the guards are in place."""
 
@@ -298,23 +235,28 @@ class _Client:
         config: ClientConfig,
         tap: VirtualAdapter,
         guards: ClientGuards,
-        link: _Link,
         keeper: TapAddressKeeper | None = None,
     ) -> None:
         self.config = config
         self.tap = tap
         self.guards = guards
-        self.link = link
         self.keeper = keeper
         self.counters = TrafficCounters()  # rx: relay -> TAP, tx: TAP -> relay
         self.mtu = tap.mtu
-        self.peers = 0
+        self.session: Session | None = None
+        """The session carrying the TAP's frames; None between sessions."""
+        self._nursery: trio.Nursery | None = None
+        # Between sessions a task drains the TAP; none before the first.
+        self._draining = trio.CancelScope()
+        self._drained = trio.Event()
+        self._drained.set()
 
-    async def run(self, stop: trio.Event) -> None:
+    async def run(self, stop: trio.Event, supervisor: SessionSupervisor, first: Session) -> None:
         """The tasks, until cancelled, or until ``stop`` is set (then the lease is released)."""
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.carry_sessions)
+                self._nursery = nursery
+                nursery.start_soon(functools.partial(supervisor.run, self.carry, first=first))
                 nursery.start_soon(self.guards.tap_routes.run)
                 nursery.start_soon(self.watchdog)
                 nursery.start_soon(self.report)
@@ -340,31 +282,32 @@ class _Client:
                 await trio.sleep(0.01)
             await trio.sleep(RELEASE_FLUSH_S / 4)  # the release itself, if that was its ARP
 
-    async def carry_sessions(self) -> None:
-        while True:
-            session = await self.next_session()
-            if session.mtu != self.mtu:
-                log.warning(events.ROOM_MTU_CHANGED, room_mtu=session.mtu, tap_mtu=self.mtu)
-            self.tap.set_discarding(False)
-            try:
-                reason = await _SessionPumps(session, self).run()
-            finally:
-                self.tap.set_discarding(True)
-            self.link.lost(reason)
+    async def carry(self, session: Session) -> SessionEnd:
+        """Carry one session's frames; until the next session the TAP is drained."""
+        self._draining.cancel()
+        await self._drained.wait()  # one reader at a time: the drain has left the TAP
+        if session.mtu != self.mtu:
+            log.warning(events.ROOM_MTU_CHANGED, room_mtu=session.mtu, tap_mtu=self.mtu)
+        self.tap.set_discarding(False)
+        self.session = session
+        try:
+            return await _SessionPumps(session, self).run()
+        finally:
+            self.session = None
+            self.tap.set_discarding(True)
+            self._draining, self._drained = trio.CancelScope(), trio.Event()
+            assert self._nursery is not None
+            self._nursery.start_soon(self.drain_tap, self._draining, self._drained)
 
-    async def next_session(self) -> Session:
-        """The next session; until it comes, the TAP is drained (it is discarding)."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.drain_tap)
-            session = await self.link.next_session()
-            nursery.cancel_scope.cancel()
-        return session
-
-    async def drain_tap(self) -> None:
+    async def drain_tap(self, scope: trio.CancelScope, drained: trio.Event) -> None:
         # The Linux TAP reads only while a task waits in receive_batch, which
         # returns nothing while discarding.
-        while True:
-            await self.tap.receive_batch()
+        try:
+            with scope:
+                while True:
+                    await self.tap.receive_batch()
+        finally:
+            drained.set()
 
     async def watchdog(self) -> None:
         while True:
@@ -384,7 +327,7 @@ class _Client:
             log.info(events.CLIENT_STATUS, status=status.describe(), **attrs.asdict(status))
 
     def status(self) -> ClientStatus:
-        session = self.link.session
+        session = self.session
         drops = self.tap.dropped_frames + sum(self.counters.drops.values())
         if session is not None:
             drops += sum(session.counters.drops.values())
@@ -405,55 +348,30 @@ class _Client:
 
 
 class _SessionPumps:
-    """The tasks that carry frames between the TAP and one relay session."""
+    """The TAP's side of one relay session: the bridge's device and the relay events."""
 
     def __init__(self, session: Session, client: _Client) -> None:
         self.session = session
         self.tap = client.tap
         self.counters = client.counters
-        self.tap_failure: HostNetworkError | None = None
-        self.tap_failed = trio.Event()
 
-    async def run(self) -> str:
-        ended: list[str | BaseException] = []
-        self.session.deliver_frames_to(self.relay_to_tap)
-        try:
-            async with trio.open_nursery() as nursery:
-                for task in (self.tap_to_relay, self.until_tap_fails, self.relay_events):
-                    nursery.start_soon(_until_ended, task, ended, nursery.cancel_scope)
-        finally:
-            self.session.deliver_frames_to(None)
-        outcome = ended[0] if ended else "cancelled"
-        if isinstance(outcome, HostNetworkError | EvictedError):
-            raise outcome  # the TAP went away, or the room ended our place: no reconnect fixes it
-        return str(outcome)
+    async def run(self) -> SessionEnd:
+        return await run_device_bridge(self.session, self, self.relay_events)
 
-    async def tap_to_relay(self) -> None:
-        tap, session, counters = self.tap, self.session, self.counters
-        while True:
-            frames = await tap.receive_batch()
-            session.send_frames(frames)
-            counters.tx_frames += len(frames)
-            counters.tx_bytes += sum(len(frame) for frame in frames)
+    async def read_for_relay(self) -> list[bytes]:
+        """The PC's next frames for the relay."""
+        frames = await self.tap.receive_batch()
+        counters = self.counters
+        counters.tx_frames += len(frames)
+        counters.tx_bytes += sum(len(frame) for frame in frames)
+        return frames
 
-    def relay_to_tap(self, frames: list[bytes]) -> None:
+    def write_from_relay(self, frames: list[bytes]) -> None:
         """Frames from the relay to the PC, called by the transport's pump (no waiting)."""
-        if self.tap_failure is not None:
-            return
-        try:
-            written = self.tap.send_batch(frames)
-        except HostNetworkError as exc:  # the TAP went away: the session's tasks end
-            self.tap_failure = exc
-            self.tap_failed.set()
-            return
+        written = self.tap.send_batch(frames)
         counters = self.counters
         counters.rx_frames += written
         counters.rx_bytes += sum(len(frame) for frame in frames[:written])
-
-    async def until_tap_fails(self) -> None:
-        await self.tap_failed.wait()
-        assert self.tap_failure is not None
-        raise self.tap_failure
 
     async def relay_events(self) -> str:
         while True:
@@ -466,16 +384,3 @@ class _SessionPumps:
                 )
             elif isinstance(event, Disconnect):
                 return raise_if_evicted(event, Role.CLIENT)
-
-
-async def _until_ended(
-    task: Callable[[], Awaitable[object]], ended: list[str | BaseException], scope: trio.CancelScope
-) -> None:
-    """Run one pump; when it ends (or the connection does), end its siblings."""
-    try:
-        result = await task()
-    except LanpartyError as exc:
-        ended.append(exc)
-    else:
-        ended.append(str(result))
-    scope.cancel()

@@ -1,1 +1,1 @@
-"""The endpoint side, shared by the gateway and the client: options, session, supervision."""
+"""The endpoint side, shared by gateway and client: options, session, supervision, bridge."""

@@ -1,21 +1,23 @@
 """The gateway's Trio shell: the LAN interface bridged into a room, kept alive.
 
 run_gateway
-├── session supervision: connect, bridge, and after a loss reconnect
-│   with capped exponential backoff and jitter (a permanent reject ends it)
-└── per session (_bridge):
-    ├── LAN -> relay: packet socket batch -> GatewayBridge.from_lan -> session
-    ├── relay -> LAN: inside the transport's pump, each wake-up's frames ->
-    │   learn remote sources -> packet socket (``relay_to_lan``, no task switch)
-    ├── CAM refresher: keeps remote MACs on the gateway's switch port
-    ├── relay events: peer_joined / peer_left / disconnect
-    └── stats, logged every ``stats_interval_s``
+├── packet socket opened, receive offloads off
+└── session supervision (``SessionSupervisor``): connect, bridge, and after
+    a loss reconnect with capped exponential backoff and jitter (a permanent
+    reject, an eviction or the interface going away ends it)
+    └── per session (``run_device_bridge`` with the LAN as its device):
+        ├── LAN -> relay: packet socket batch -> GatewayBridge.from_lan -> session
+        ├── relay -> LAN: inside the transport's pump, each wake-up's frames ->
+        │   learn remote sources -> packet socket (``write_from_relay``, no task switch)
+        ├── relay events: peer_joined / peer_left / disconnect
+        ├── CAM refresher: keeps remote MACs on the gateway's switch port
+        └── stats, logged every ``stats_interval_s``
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
@@ -25,14 +27,9 @@ import trio
 from lanparty.backoff import Backoff
 from lanparty.credentials import GatewayCredentials
 from lanparty.ctrl import Disconnect, PeerJoined, PeerLeft, Role, Stats
-from lanparty.endpoint.session import (
-    RejectedError,
-    RelayEndpoint,
-    Session,
-    open_session,
-    raise_if_evicted,
-)
-from lanparty.errors import LanpartyError, ProtocolError, TransportError
+from lanparty.endpoint.bridge import run_device_bridge
+from lanparty.endpoint.session import RelayEndpoint, Session, open_session, raise_if_evicted
+from lanparty.endpoint.supervisor import SessionEnd, SessionSupervisor
 from lanparty.gateway.bridge import GatewayBridge
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S, CamRefresher
 from lanparty.gateway.offloads import receive_offloads_off
@@ -67,57 +64,43 @@ async def run_gateway(
     *,
     task_status: trio.TaskStatus[PacketSocket] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Bridge until cancelled. Raises ``RejectedError`` for a permanent refusal."""
+    """Bridge until cancelled. Raises ``RejectedError`` for a permanent refusal,
+    ``EvictedError`` when the room ended our place, ``HostNetworkError`` when the
+    interface went away."""
     sock = PacketSocket.open(config.interface, native=config.native)
     try:
         with receive_offloads_off(config.interface):
-            await _supervise(config, sock, task_status)
+            log.info(
+                "gateway_started",
+                interface=config.interface,
+                mac=format_mac(sock.interface_mac),
+                native_io=sock.native,
+                relay=f"{config.relay.host}:{config.relay.port}",
+                room=config.credentials.room_id,
+                room_name=config.credentials.room_name,
+                state_dir=None if config.state_dir is None else str(config.state_dir),
+                new_keys=config.keys_created,
+            )
+            task_status.started(sock)
+            supervisor = SessionSupervisor(
+                functools.partial(
+                    open_session,
+                    config.relay,
+                    credentials=config.credentials,
+                    mac=sock.interface_mac,
+                    settings=config.settings,
+                ),
+                Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s),
+                room=config.credentials.room_name or config.credentials.room_id,
+                log=log,
+            )
+            await supervisor.run(lambda session: _SessionBridge(session, sock, config).run())
     finally:
         sock.close()
 
 
-async def _supervise(
-    config: GatewayConfig,
-    sock: PacketSocket,
-    task_status: trio.TaskStatus[PacketSocket],
-) -> None:
-    """Keep a session with the relay, reconnecting after a loss."""
-    log.info(
-        "gateway_started",
-        interface=config.interface,
-        mac=format_mac(sock.interface_mac),
-        native_io=sock.native,
-        relay=f"{config.relay.host}:{config.relay.port}",
-        room=config.credentials.room_id,
-        room_name=config.credentials.room_name,
-        state_dir=None if config.state_dir is None else str(config.state_dir),
-        new_keys=config.keys_created,
-    )
-    task_status.started(sock)
-    backoff = Backoff(initial_s=config.reconnect_initial_s, cap_s=config.reconnect_cap_s)
-    while True:
-        try:
-            async with open_session(
-                config.relay,
-                credentials=config.credentials,
-                mac=sock.interface_mac,
-                settings=config.settings,
-            ) as session:
-                backoff.reset()
-                reason = await _SessionBridge(session, sock, config).run()
-        except RejectedError as exc:
-            if exc.permanent:
-                raise
-            reason = str(exc)
-        except (TransportError, ProtocolError) as exc:
-            reason = str(exc)
-        delay_s = backoff.next_delay_s()
-        log.warning(events.SESSION_RECONNECTING, reason=reason, in_s=round(delay_s, 2))
-        await trio.sleep(delay_s)
-
-
 class _SessionBridge:
-    """The tasks that bridge the LAN and one relay session."""
+    """The LAN's side of one relay session: the bridge's device, relay events, CAM, stats."""
 
     def __init__(self, session: Session, sock: PacketSocket, config: GatewayConfig) -> None:
         self.session = session
@@ -127,33 +110,16 @@ class _SessionBridge:
         self.cam = CamRefresher(sock.interface_mac, config.cam_refresh_s)
         self.peer_macs: dict[int, bytes] = {}
         self.cam_changed = trio.Event()
-        self.lan_failure: LanpartyError | None = None
-        self.lan_failed = trio.Event()
         for peer in session.peers.values():
             if peer.role is Role.CLIENT:
                 self.peer_joined(peer.peer_id, peer.mac)
 
-    async def run(self) -> str:
-        ended: list[str | BaseException] = []
-        tasks = (
-            self.lan_to_relay,
-            self.until_lan_fails,
-            self.refresh_cam,
-            self.report,
-            self.relay_events,
+    async def run(self) -> SessionEnd:
+        end = await run_device_bridge(
+            self.session, self, self.relay_events, also=(self.refresh_cam, self.report)
         )
-        self.session.deliver_frames_to(self.relay_to_lan)
-        try:
-            async with trio.open_nursery() as nursery:
-                for task in tasks:
-                    nursery.start_soon(_until_ended, task, ended, nursery.cancel_scope)
-        finally:
-            self.session.deliver_frames_to(None)
         self.log_stats()
-        outcome = ended[0] if ended else "cancelled"
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return end
 
     def add_remote(self, mac: bytes) -> None:
         self.bridge.remote_macs.add(mac)
@@ -171,37 +137,23 @@ class _SessionBridge:
             self.cam.remove(mac)
             self.bridge.forget(mac)
 
-    async def lan_to_relay(self) -> None:
-        sock, bridge, session = self.sock, self.bridge, self.session
-        while True:
-            await sock.wait_readable()
-            frames = bridge.from_lan(sock.receive_batch())
-            if frames:
-                session.send_frames(frames)
+    async def read_for_relay(self) -> list[bytes]:
+        """The LAN's next frames for the relay (those ``GatewayBridge.from_lan`` lets through)."""
+        sock = self.sock
+        await sock.wait_readable()
+        return self.bridge.from_lan(sock.receive_batch())
 
-    def relay_to_lan(self, frames: list[bytes]) -> None:
+    def write_from_relay(self, frames: list[bytes]) -> None:
         """Frames from the relay onto the LAN, called by the transport's pump (no waiting)."""
-        if self.lan_failure is not None:
-            return
         for mac in self.bridge.learn_remote_sources(frames):
             self.add_remote(mac)
-        try:
-            sent = self.sock.send_batch(frames)
-        except LanpartyError as exc:  # the interface went away: the session's tasks end
-            self.lan_failure = exc
-            self.lan_failed.set()
-            return
+        sent = self.sock.send_batch(frames)
         counters = self.bridge.lan_counters
         counters.tx_frames += sent
         # Exact unless the kernel refused a frame mid-batch (then approximate).
         counters.tx_bytes += sum(len(f) for f in frames[:sent])
         if sent < len(frames):
             counters.drops[DropReason.SEND_QUEUE_FULL] += len(frames) - sent
-
-    async def until_lan_fails(self) -> None:
-        await self.lan_failed.wait()
-        assert self.lan_failure is not None
-        raise self.lan_failure
 
     async def refresh_cam(self) -> None:
         cam = self.cam
@@ -250,16 +202,3 @@ class _SessionBridge:
             lan_checksummed_frames=self.sock.checksummed_frames,
             lan_offload_drops={str(reason): n for reason, n in self.sock.offload_drops.items()},
         )
-
-
-async def _until_ended(
-    task: Callable[[], Awaitable[object]], ended: list[str | BaseException], scope: trio.CancelScope
-) -> None:
-    """Run one bridge task; when it ends (or the connection does), end its siblings."""
-    try:
-        result = await task()
-    except LanpartyError as exc:  # the connection closed, or the relay broke the protocol
-        ended.append(exc)
-    else:
-        ended.append(str(result))
-    scope.cancel()

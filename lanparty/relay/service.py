@@ -23,7 +23,6 @@ import collections
 import contextlib
 import functools
 import math
-from collections.abc import Awaitable, Callable
 
 import attrs
 import structlog
@@ -43,11 +42,12 @@ from lanparty.ctrl import (
     Stats,
     UnknownMessage,
 )
-from lanparty.errors import TransportError
+from lanparty.errors import LanpartyError, TransportError
 from lanparty.obs import DropReason, events
 from lanparty.proto import format_mac
 from lanparty.relay.metrics import MetricsSnapshot, SnapshotCollector
 from lanparty.relay.switch import Eviction, Member, RelayLimits, Switch
+from lanparty.tasks import TasksThatEndTogether, open_tasks_that_end_together
 from lanparty.transport import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -89,9 +89,6 @@ class RelayConfig:
     # source (an address, an IPv6 /64). Beyond them a connection is closed at once.
     max_pending_hellos: int = MAX_PENDING_HELLOS
     max_pending_hellos_per_source: int = MAX_PENDING_HELLOS_PER_SOURCE
-
-
-MemberLoop = Callable[[Member], Awaitable[PeerLeftReason]]
 
 
 class Relay:
@@ -151,18 +148,23 @@ class Relay:
                 del pending[source]
         if member is None:
             return
-        # The first of the member's loops to end decides why it left.
-        reasons: list[PeerLeftReason] = []
+        # The first of the member's loops to end decides why it left. Not the endpoints'
+        # SessionSupervisor and bridge: a member is served, not kept (no reconnect), and
+        # its frames go to other members, not to a device. A frame path that gives up
+        # on the member does not end the loops from the pump: the malformed watch must
+        # first tell the member ``disconnect`` and wait for its delivery.
         self._malformed[member] = trio.Event()
         connection.datagram_handler = functools.partial(self._forward_batch, member)
+        loops: TasksThatEndTogether[PeerLeftReason] | None = None
         try:
-            async with trio.open_nursery() as nursery:
+            async with open_tasks_that_end_together(_left_when_closed) as loops:
                 for loop in (self._malformed_watch, self._control_loop, self._stats_loop):
-                    nursery.start_soon(_run_until_leaving, loop, member, reasons, nursery)
+                    loops.start_soon(functools.partial(loop, member))
         finally:
             connection.datagram_handler = self._drop_early_frames
             del self._malformed[member]
-            self._leave(member, reasons[0] if reasons else PeerLeftReason.CLOSED)
+            reason = None if loops is None else loops.outcome
+            self._leave(member, reason or PeerLeftReason.CLOSED)
 
     async def _admit(self, connection: Connection, source: SourceKey) -> Member | None:
         with trio.move_on_after(self.config.hello_timeout_s):
@@ -431,16 +433,11 @@ def _send_control(member: Member, message: PeerJoined | PeerLeft | Stats | Disco
         member.handle.send_control(message)
 
 
-async def _run_until_leaving(
-    loop: MemberLoop, member: Member, reasons: list[PeerLeftReason], nursery: trio.Nursery
-) -> None:
-    """Run one of a member's loops; when it ends, record why and end its siblings."""
-    try:
-        reason = await loop(member)
-    except ConnectionClosedError as exc:
-        reason = PeerLeftReason.TIMEOUT if exc.info.idle_timeout else PeerLeftReason.CLOSED
-    reasons.append(reason)
-    nursery.cancel_scope.cancel()
+def _left_when_closed(error: LanpartyError) -> PeerLeftReason:
+    """Why a member left whose loop saw its connection close; other errors are bugs."""
+    if isinstance(error, ConnectionClosedError):
+        return PeerLeftReason.TIMEOUT if error.info.idle_timeout else PeerLeftReason.CLOSED
+    raise error
 
 
 def _log_decision(

@@ -10,7 +10,7 @@ replaced by ``FakeRelay``, which admits a session each time the test lets it.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
@@ -58,6 +58,8 @@ class FakeAdapter:
         self.discarded_frames = 0
         self.unread: list[bytes] = []
         self.read: list[bytes] = []
+        self.received: list[bytes] = []  # what the PC got from the relay
+        self.gone = False
         self._pc_sent = trio.lowlevel.ParkingLot()
 
     def ipv4_address(self) -> str | None:
@@ -88,6 +90,9 @@ class FakeAdapter:
             self.discarded_frames += len(frames)
 
     def send_batch(self, frames: Sequence[bytes]) -> int:
+        if self.gone:
+            raise HostNetworkError("the TAP went away")
+        self.received += frames
         return len(frames)
 
 
@@ -136,14 +141,15 @@ class FakeSession:
         self.counters = TrafficCounters()
         self.connection = FakeConnection()
         self.sent: list[bytes] = []
+        self.handler: Callable[[list[bytes]], None] | None = None
         self._send_event, self._events = trio.open_memory_channel[RelayEvent](10)
 
     def send_frames(self, frames: Sequence[bytes]) -> int:
         self.sent += frames
         return len(frames)
 
-    def deliver_frames_to(self, handler: object) -> None:
-        pass
+    def deliver_frames_to(self, handler: Callable[[list[bytes]], None] | None) -> None:
+        self.handler = handler
 
     async def next_event(self) -> RelayEvent:
         return await self._events.receive()
@@ -342,6 +348,36 @@ async def test_frames_are_discarded_until_the_first_session_carries_them(
         await nursery.start(run)
         assert discarding == [True]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_tap_that_goes_away_under_the_pump_ends_the_client(
+    tmp_path: Path,
+    net: WindowsFakeHostNetwork,
+    relay: FakeRelay,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    platform = FakePlatform(net)
+    before = net.snapshot()
+
+    async def client() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                functools.partial(run_client, client_config(tmp_path), platform=platform)
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            adapter, session = platform.adapter, relay.sessions[0]
+            assert adapter is not None
+            assert session.handler is not None
+            session.handler([frame(1)])  # the transport's pump
+            assert adapter.received == [frame(1)]
+            adapter.gone = True
+            session.handler([frame(2)])  # no error into the pump: the client ends instead
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await client()
+    assert isinstance(find_error(caught.value, HostNetworkError), HostNetworkError)
+    assert len(relay.sessions) == 1  # no reconnect fixes a TAP that is gone
+    assert net.snapshot() == before
 
 
 # the status line
