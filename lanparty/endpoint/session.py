@@ -38,8 +38,8 @@ from lanparty.ctrl import (
     Welcome,
 )
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
-from lanparty.obs import DropReason, TrafficCounters, events
-from lanparty.proto import MIN_FRAME_BYTES, OVERLAY_ETHERNET, format_mac
+from lanparty.obs import TrafficCounters, events
+from lanparty.proto import MIN_FRAME_BYTES, OVERLAY_ETHERNET, DropReason, format_mac
 from lanparty.proto.fragments import OVERLAY_FRAGMENT, FragmentError, Reassembler, fragment_frame
 from lanparty.transport import (
     CLOSE_NORMAL,

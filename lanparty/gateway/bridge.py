@@ -9,7 +9,8 @@ remote, so the first rule holds even for MACs no ``peer_joined`` named.
 
 from __future__ import annotations
 
-from lanparty.obs import DropReason, TrafficCounters
+from lanparty.obs import TrafficCounters
+from lanparty.proto import DropReason
 
 # A LAN frame whose source is a remote MAC: ours, coming back.
 LOOP = DropReason.SOURCE_CONFLICT

@@ -20,8 +20,8 @@ means ``suspicious``: a frame the relay cannot judge is not passed.
 
 from __future__ import annotations
 
-from lanparty.obs.counters import DropReason
 from lanparty.proto.classification import FragmentState, FrameClass
+from lanparty.proto.drops import DropReason
 from lanparty.proto.ethernet import (
     MIN_ETHERTYPE,
     SWITCH_CONTROL_LAST_OCTET_MAX,

@@ -44,8 +44,8 @@ from lanparty.ctrl import (
     UnknownMessage,
 )
 from lanparty.errors import TransportError
-from lanparty.obs import DropReason, events
-from lanparty.proto import format_mac
+from lanparty.obs import events
+from lanparty.proto import DropReason, format_mac
 from lanparty.relay.metrics import MetricsSnapshot, SnapshotCollector
 from lanparty.relay.switch import Eviction, Member, RelayLimits, Switch
 from lanparty.transport import (

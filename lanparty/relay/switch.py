@@ -66,7 +66,8 @@ from lanparty.credentials import keys_match, room_id_for, sha256_hex
 from lanparty.ctrl.errors import HelloRejectedError
 from lanparty.ctrl.messages import DisconnectReason, Hello, PeerInfo, RejectCode, Role, Welcome
 from lanparty.errors import ConfigError
-from lanparty.obs.counters import DropReason, TrafficCounters
+from lanparty.obs.counters import TrafficCounters
+from lanparty.proto.drops import DropReason
 from lanparty.proto.ethernet import VLAN_TAG_ETHERTYPES
 from lanparty.proto.fragments import OVERLAY_FRAGMENT, FragmentError, Reassembler, fragment_frame
 from lanparty.proto.mac import parse_mac

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lanparty.obs.counters import DropReason
+from lanparty.proto import DropReason
 from lanparty.proto.ethernet import classify_frame
 from lanparty.relay.filters import client_verdict, safety_drop, safety_drop_at
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lanparty.credentials import client_id_for, room_id_for, sha256_hex
 from lanparty.ctrl import DisconnectReason, Hello, HelloRejectedError, PeerInfo, RejectCode, Role
 from lanparty.errors import ConfigError
-from lanparty.obs.counters import DropReason
+from lanparty.proto import DropReason
 from lanparty.proto.fragments import Reassembler, fragment_frame
 from lanparty.relay.switch import FRAME_COST_BYTES, Admission, Member, RelayLimits, Switch
 
