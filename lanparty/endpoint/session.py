@@ -39,7 +39,13 @@ from lanparty.ctrl import (
 )
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
 from lanparty.obs import TrafficCounters, events
-from lanparty.proto import MIN_FRAME_BYTES, OVERLAY_ETHERNET, DropReason, format_mac
+from lanparty.proto import (
+    DropReason,
+    MalformedDatagramError,
+    decode_datagram,
+    encode_datagram,
+    format_mac,
+)
 from lanparty.proto.fragments import OVERLAY_FRAGMENT, FragmentError, Reassembler, fragment_frame
 from lanparty.transport import (
     CLOSE_NORMAL,
@@ -54,7 +60,6 @@ log = structlog.get_logger(component="session")
 
 WELCOME_TIMEOUT_S = 10.0
 SOFTWARE = f"lanparty/{__version__}"
-_OVERLAY_HEADER = bytes([OVERLAY_ETHERNET])
 
 # Refusals that a retry cannot fix: the user has to change something.
 PERMANENT_REJECTS = frozenset(
@@ -206,11 +211,15 @@ class Session:
         max_frame = self.max_frame
         budget = self.connection.max_datagram_payload - 1
         counters = self.counters
+        encode = encode_datagram
         datagrams = []
         for frame in frames:
             size = len(frame)
             if size <= budget and size <= max_frame:
-                datagrams.append(_OVERLAY_HEADER + frame)
+                try:
+                    datagrams.append(encode(frame))
+                except ValueError:  # shorter than an Ethernet header: the relay would drop it
+                    counters.count_drop(DropReason.MALFORMED)
             elif size > max_frame:
                 counters.count_drop(DropReason.JUMBO)
             else:
@@ -228,15 +237,17 @@ class Session:
         return parts
 
     def _frames_of(self, datagrams: list[bytes]) -> list[bytes]:
+        decode = decode_datagram
         frames = []
         for datagram in datagrams:
-            if len(datagram) > MIN_FRAME_BYTES and datagram[0] == OVERLAY_ETHERNET:
-                frames.append(datagram[1:])
-            elif datagram and datagram[0] == OVERLAY_FRAGMENT:
+            if datagram and datagram[0] == OVERLAY_FRAGMENT:
                 frame = self._reassemble(datagram)
                 if frame is not None:
                     frames.append(frame)
-            else:
+                continue
+            try:
+                frames.append(decode(datagram))
+            except MalformedDatagramError:
                 self.counters.count_drop(DropReason.MALFORMED)
         return frames
 

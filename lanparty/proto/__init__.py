@@ -20,7 +20,6 @@ from lanparty.proto.ethernet import (
     VLAN_TAG_ETHERTYPES,
     classify_frame,
     destination_mac,
-    is_switch_control,
     source_mac,
 )
 from lanparty.proto.ip import (
@@ -116,7 +115,6 @@ __all__ = [
     "format_mac",
     "is_locally_administered",
     "is_multicast",
-    "is_switch_control",
     "is_unicast",
     "max_frame",
     "normalize_mac",

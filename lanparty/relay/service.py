@@ -46,6 +46,8 @@ from lanparty.ctrl import (
 from lanparty.errors import TransportError
 from lanparty.obs import events
 from lanparty.proto import DropReason, format_mac
+from lanparty.proto.ethernet import DESTINATION, SOURCE
+from lanparty.proto.overlay import FRAME
 from lanparty.relay.metrics import MetricsSnapshot, SnapshotCollector
 from lanparty.relay.switch import Eviction, Member, RelayLimits, Switch
 from lanparty.transport import (
@@ -446,14 +448,14 @@ async def _run_until_leaving(
 def _log_decision(
     member: Member, datagram: bytes, decision: tuple[Member, ...] | DropReason
 ) -> None:
-    frame = datagram[1:]
+    frame = datagram[FRAME]
     dropped = isinstance(decision, DropReason)
     log.debug(
         events.FRAME_DROPPED if dropped else events.FRAME_FORWARDED,
         room=member.room.id,
         peer_id=member.peer_id,
-        src=format_mac(frame[6:12]) if len(frame) >= 12 else None,
-        dst=format_mac(frame[0:6]) if len(frame) >= 6 else None,
+        src=format_mac(frame[SOURCE]) if len(frame) >= SOURCE.stop else None,
+        dst=format_mac(frame[DESTINATION]) if len(frame) >= DESTINATION.stop else None,
         ethertype=f"0x{int.from_bytes(frame[12:14], 'big'):04x}" if len(frame) >= 14 else None,
         action="drop" if dropped else "forward",
         reason=str(decision) if dropped else None,
