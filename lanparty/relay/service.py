@@ -38,10 +38,16 @@ from lanparty.ctrl import (
     PeerJoined,
     PeerLeft,
     PeerLeftReason,
+    Received,
     Reject,
     RejectCode,
+    RelayState,
+    Side,
+    State,
     Stats,
     UnknownMessage,
+    Verdict,
+    next_state,
 )
 from lanparty.errors import TransportError
 from lanparty.obs import events
@@ -175,10 +181,9 @@ class Relay:
                 return None
             except ConnectionClosedError:
                 return None
-            if not isinstance(message, Hello):
-                await self._refuse(
-                    connection, RejectCode.MALFORMED, "the first control message must be hello"
-                )
+            outcome = next_state(Side.RELAY, RelayState.AWAITING_HELLO, message)
+            if outcome.verdict is not Verdict.ACCEPT or not isinstance(message, Hello):
+                await self._refuse(connection, RejectCode.MALFORMED, outcome.reason)
                 return None
             try:
                 admission = self.switch.admit(
@@ -346,25 +351,29 @@ class Relay:
 
     async def _control_loop(self, member: Member) -> PeerLeftReason:
         connection: Connection = member.handle
+        state: State = RelayState.MEMBER
         while True:
             try:
-                message = await connection.receive_control()
+                message: Received = await connection.receive_control()
             except ControlProtocolError as exc:
+                outcome = next_state(Side.RELAY, state, exc)
                 log.info(events.CONTROL_PROTOCOL_ERROR, peer_id=member.peer_id, error=str(exc))
-                connection.close(CLOSE_PROTOCOL_ERROR, "malformed control frame")
+                connection.close(CLOSE_PROTOCOL_ERROR, outcome.reason)
                 return PeerLeftReason.CLOSED
-            if isinstance(message, Disconnect):
+            outcome = next_state(Side.RELAY, state, message)
+            state = outcome.state
+            if outcome.verdict is Verdict.PROTOCOL_ERROR:
+                log.info(
+                    events.CONTROL_PROTOCOL_ERROR, peer_id=member.peer_id, error=outcome.reason
+                )
+                connection.close(CLOSE_PROTOCOL_ERROR, outcome.reason)
+                return PeerLeftReason.CLOSED
+            if outcome.verdict is Verdict.ACCEPT and isinstance(message, Disconnect):
                 log.info(
                     "peer_disconnecting", peer_id=member.peer_id, reason=message.reason[:_SHOWN]
                 )
                 connection.close(CLOSE_NORMAL, "bye")
                 return PeerLeftReason.DISCONNECT
-            if isinstance(message, Hello):
-                log.info(
-                    events.CONTROL_PROTOCOL_ERROR, peer_id=member.peer_id, error="second hello"
-                )
-                connection.close(CLOSE_PROTOCOL_ERROR, "second hello")
-                return PeerLeftReason.CLOSED
             if isinstance(message, UnknownMessage):
                 log.debug(events.CONTROL_MESSAGE_IGNORED, peer_id=member.peer_id, type=message.type)
 
