@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from benchmarks._common import client_credentials, gateway_credentials, machine_summary
 from lanparty.endpoint.session import hello_for
-from lanparty.obs import DropReason
+from lanparty.proto import DropReason
 from lanparty.proto.fragments import fragment_frame
 from lanparty.relay.switch import Member, RelayLimits, Switch
 

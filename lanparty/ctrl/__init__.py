@@ -1,4 +1,4 @@
-"""The control stream: messages, their JSON codec and validation, and framing (sans-I/O)."""
+"""The control stream: messages, codec, validation, framing, when each is allowed (sans-I/O)."""
 
 from lanparty.ctrl.codec import converter, make_converter, structure_message, unstructure_message
 from lanparty.ctrl.errors import (
@@ -42,6 +42,7 @@ from lanparty.ctrl.messages import (
     Stats,
     Welcome,
 )
+from lanparty.ctrl.rules import EndpointState, Outcome, RelayState, State, Verdict, next_state
 from lanparty.ctrl.validation import (
     validate_hello,
     validate_relay_message,
@@ -56,6 +57,7 @@ __all__ = [
     "Disconnect",
     "DisconnectReason",
     "DropCounts",
+    "EndpointState",
     "FramingError",
     "Hello",
     "HelloRejectedError",
@@ -68,6 +70,7 @@ __all__ = [
     "MissingTypeError",
     "NotAnObjectError",
     "NotUtf8Error",
+    "Outcome",
     "PeerInfo",
     "PeerJoined",
     "PeerLeft",
@@ -76,15 +79,19 @@ __all__ = [
     "Reject",
     "RejectCode",
     "RelayMessage",
+    "RelayState",
     "Role",
     "Side",
+    "State",
     "Stats",
     "UnknownMessage",
     "UnknownTypeError",
+    "Verdict",
     "Welcome",
     "converter",
     "encode_message",
     "make_converter",
+    "next_state",
     "structure_message",
     "unstructure_message",
     "validate_hello",

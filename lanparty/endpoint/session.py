@@ -26,20 +26,32 @@ from lanparty.ctrl import (
     ControlProtocolError,
     Disconnect,
     DisconnectReason,
+    EndpointState,
     Hello,
     PeerInfo,
     PeerJoined,
     PeerLeft,
+    Received,
     Reject,
     RejectCode,
     Role,
+    Side,
+    State,
     Stats,
     UnknownMessage,
+    Verdict,
     Welcome,
+    next_state,
 )
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
-from lanparty.obs import DropReason, TrafficCounters, events
-from lanparty.proto import MIN_FRAME_BYTES, OVERLAY_ETHERNET, format_mac
+from lanparty.obs import TrafficCounters, events
+from lanparty.proto import (
+    DropReason,
+    MalformedDatagramError,
+    decode_datagram,
+    encode_datagram,
+    format_mac,
+)
 from lanparty.proto.fragments import OVERLAY_FRAGMENT, FragmentError, Reassembler, fragment_frame
 from lanparty.transport import (
     CLOSE_NORMAL,
@@ -54,7 +66,6 @@ log = structlog.get_logger(component="session")
 
 WELCOME_TIMEOUT_S = 10.0
 SOFTWARE = f"lanparty/{__version__}"
-_OVERLAY_HEADER = bytes([OVERLAY_ETHERNET])
 
 # Refusals that a retry cannot fix: the user has to change something.
 PERMANENT_REJECTS = frozenset(
@@ -72,6 +83,7 @@ PERMANENT_REJECTS = frozenset(
 )
 
 RelayEvent = PeerJoined | PeerLeft | Stats | Disconnect
+_RELAY_EVENTS = (PeerJoined, PeerLeft, Stats, Disconnect)
 
 
 class RejectedError(LanpartyError):
@@ -186,6 +198,8 @@ class Session:
         self.mac = mac
         self.relay_software = welcome.software
         self.peers: dict[int, PeerInfo] = {peer.peer_id: peer for peer in welcome.peers}
+        # Where the control stream stands (lanparty.ctrl.rules).
+        self.state: State = EndpointState.ADMITTED
         # Frames the relay sent us that we could not use, and ours too big to send.
         self.counters = TrafficCounters()
         # Frames larger than one datagram travel in fragments (PROTOCOL.md 11).
@@ -206,11 +220,15 @@ class Session:
         max_frame = self.max_frame
         budget = self.connection.max_datagram_payload - 1
         counters = self.counters
+        encode = encode_datagram
         datagrams = []
         for frame in frames:
             size = len(frame)
             if size <= budget and size <= max_frame:
-                datagrams.append(_OVERLAY_HEADER + frame)
+                try:
+                    datagrams.append(encode(frame))
+                except ValueError:  # shorter than an Ethernet header: the relay would drop it
+                    counters.count_drop(DropReason.MALFORMED)
             elif size > max_frame:
                 counters.count_drop(DropReason.JUMBO)
             else:
@@ -228,15 +246,17 @@ class Session:
         return parts
 
     def _frames_of(self, datagrams: list[bytes]) -> list[bytes]:
+        decode = decode_datagram
         frames = []
         for datagram in datagrams:
-            if len(datagram) > MIN_FRAME_BYTES and datagram[0] == OVERLAY_ETHERNET:
-                frames.append(datagram[1:])
-            elif datagram and datagram[0] == OVERLAY_FRAGMENT:
+            if datagram and datagram[0] == OVERLAY_FRAGMENT:
                 frame = self._reassemble(datagram)
                 if frame is not None:
                     frames.append(frame)
-            else:
+                continue
+            try:
+                frames.append(decode(datagram))
+            except MalformedDatagramError:
                 self.counters.count_drop(DropReason.MALFORMED)
         return frames
 
@@ -283,44 +303,51 @@ class Session:
     async def next_event(self) -> RelayEvent:
         """The next peer event, stats report or disconnect from the relay.
 
-        Keeps ``peers`` up to date. Unknown message types are logged and
+        Keeps ``peers`` up to date. What is allowed is ``lanparty.ctrl.rules``'
+        call: ignored messages (unknown types among them) are logged and
         skipped; a malformed control frame closes the connection (code 2)
         and raises the ``ProtocolError``.
         """
         while True:
             try:
-                message = await self.connection.receive_control()
+                message: Received = await self.connection.receive_control()
             except ControlProtocolError as exc:
-                self.connection.close(CLOSE_PROTOCOL_ERROR, "malformed control frame")
+                outcome = next_state(Side.ENDPOINT, self.state, exc)
+                self.state = outcome.state
+                self.connection.close(CLOSE_PROTOCOL_ERROR, outcome.reason)
                 raise ProtocolError(f"the relay sent a malformed control frame: {exc}") from exc
+            outcome = next_state(Side.ENDPOINT, self.state, message)
+            self.state = outcome.state
+            if outcome.verdict is Verdict.IGNORE or not isinstance(message, _RELAY_EVENTS):
+                shown = (
+                    message.type if isinstance(message, UnknownMessage) else type(message).__name__
+                )
+                log.debug(events.CONTROL_MESSAGE_IGNORED, type=shown)
+                continue
             if isinstance(message, PeerJoined):
                 self.peers[message.peer_id] = PeerInfo(
                     peer_id=message.peer_id, role=message.role, mac=message.mac
                 )
-                return message
-            if isinstance(message, PeerLeft):
+            elif isinstance(message, PeerLeft):
                 self.peers.pop(message.peer_id, None)
-                return message
-            if isinstance(message, Stats | Disconnect):
-                return message
-            if isinstance(message, UnknownMessage):
-                log.debug(events.CONTROL_MESSAGE_IGNORED, type=message.type)
-                continue
-            log.debug(events.CONTROL_MESSAGE_IGNORED, type=type(message).__name__)
+            return message
 
 
 async def _await_welcome(connection: Connection) -> Welcome:
     with trio.move_on_after(WELCOME_TIMEOUT_S):
+        state = EndpointState.AWAITING_WELCOME
         try:
-            answer = await connection.receive_control()
+            answer: Received = await connection.receive_control()
         except ControlProtocolError as exc:
-            connection.close(CLOSE_PROTOCOL_ERROR, "malformed control frame")
+            connection.close(CLOSE_PROTOCOL_ERROR, next_state(Side.ENDPOINT, state, exc).reason)
             raise ProtocolError(f"the relay answered hello with garbage: {exc}") from exc
-        if isinstance(answer, Welcome):
-            return answer
-        if isinstance(answer, Reject):
-            raise RejectedError(answer.code, answer.message)
-        connection.close(CLOSE_PROTOCOL_ERROR, "expected welcome or reject")
+        outcome = next_state(Side.ENDPOINT, state, answer)
+        if outcome.verdict is Verdict.ACCEPT:
+            if isinstance(answer, Welcome):
+                return answer
+            if isinstance(answer, Reject):
+                raise RejectedError(answer.code, answer.message)
+        connection.close(CLOSE_PROTOCOL_ERROR, outcome.reason)
         raise ProtocolError(f"the relay answered hello with {type(answer).__name__}")
     raise TransportError(f"the relay did not answer hello within {WELCOME_TIMEOUT_S:g} s")
 

@@ -9,7 +9,10 @@ remote, so the first rule holds even for MACs no ``peer_joined`` named.
 
 from __future__ import annotations
 
-from lanparty.obs import DropReason, TrafficCounters
+from lanparty.obs import TrafficCounters
+from lanparty.proto import DropReason
+from lanparty.proto.ethernet import SOURCE
+from lanparty.proto.mac import is_multicast
 
 # A LAN frame whose source is a remote MAC: ours, coming back.
 LOOP = DropReason.SOURCE_CONFLICT
@@ -34,7 +37,7 @@ class GatewayBridge:
             counters.rx_bytes += len(frame)
             if len(frame) > max_frame:
                 counters.drops[DropReason.JUMBO] += 1
-            elif frame[6:12] in remote:
+            elif frame[SOURCE] in remote:
                 counters.drops[LOOP] += 1
             else:
                 passed.append(frame)
@@ -45,8 +48,8 @@ class GatewayBridge:
         remote = self.remote_macs
         new: list[bytes] = []
         for frame in frames:
-            source = frame[6:12]
-            if source not in remote and not source[0] & 1:
+            source = frame[SOURCE]
+            if source not in remote and not is_multicast(source):
                 remote.add(source)
                 new.append(source)
         return new

@@ -1,4 +1,4 @@
-"""Traffic counters shared by every role, and the reasons a frame is dropped.
+"""Traffic counters shared by every role.
 
 ``TrafficCounters`` is mutated on the hot path (plain int attributes, a
 ``Counter`` of drops); ``snapshot()`` freezes it for the ``stats`` message
@@ -8,45 +8,14 @@ and for logs.
 from __future__ import annotations
 
 from collections import Counter
-from enum import StrEnum
 from typing import Any
 
 import attrs
 
+from lanparty.proto.drops import DropReason
 
-class DropReason(StrEnum):
-    """Why a frame was not delivered; values are PROTOCOL.md's wire strings."""
-
-    # forwarding and filters at the relay (PROTOCOL.md sections 5-8)
-    MALFORMED = "malformed"
-    SPOOFED_SOURCE = "spoofed_source"
-    SOURCE_CONFLICT = "source_conflict"
-    JUMBO = "jumbo"
-    SWITCH_CONTROL = "switch_control"
-    DHCP_SERVER = "dhcp_server"
-    IPV6_RA = "ipv6_ra"
-    SUSPICIOUS = "suspicious"
-    RATE_LIMITED_BROADCAST = "rate_limited_broadcast"
-    RATE_LIMITED_UNKNOWN_UNICAST = "rate_limited_unknown_unicast"
-    RATE_LIMITED_TOTAL = "rate_limited_total"
-    RATE_LIMITED_FRAMES = "rate_limited_frames"  # every datagram, before parsing (not contract)
-    REFLECTION = "reflection"
-    # the L2 guard (relay/guard.py)
-    ARP_SPOOF = "arp_spoof"
-    ND_SPOOF = "nd_spoof"
-    DHCP_SPOOF = "dhcp_spoof"
-    RATE_LIMITED_DHCP = "rate_limited_dhcp"
-    VLAN_TAGGED = "vlan_tagged"
-    ICMP_REDIRECT = "icmp_redirect"
-    NO_GATEWAY = "no_gateway"  # to the LAN while the room's gateway is away (grace period)
-    # fragments (PROTOCOL.md 11)
-    FRAGMENT_INVALID = "fragment_invalid"
-    FRAGMENT_TIMEOUT = "fragment_timeout"
-    # transport
-    OVERSIZE = "oversize"  # larger than the QUIC packet or the receiver's max_datagram
-    SEND_QUEUE_FULL = "send_queue_full"
-    RECEIVE_QUEUE_FULL = "receive_queue_full"
-    NOT_ESTABLISHED = "not_established"  # sent before the handshake completed
+# DropReason is re-exported for modules not yet importing it from lanparty.proto (transport).
+__all__ = ["DropReason", "TrafficCounters", "TrafficSnapshot"]
 
 
 @attrs.frozen(kw_only=True)

@@ -2,6 +2,7 @@
 
 - ``overlay``: the one-byte datagram header around each Ethernet frame;
 - ``mtu``: room MTU and datagram budget arithmetic;
+- ``drops``: ``DropReason``, why a frame was not delivered (wire strings of ``stats``);
 - ``mac``: MAC address text, validation and generation;
 - ``ethernet`` and ``ip``: frame classification for the relay's switch and
   safety filters, with the result type in ``classification``;
@@ -10,6 +11,7 @@
 """
 
 from lanparty.proto.classification import FragmentState, FrameClass, Uncertainty
+from lanparty.proto.drops import DropReason
 from lanparty.proto.ethernet import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPX,
@@ -18,7 +20,6 @@ from lanparty.proto.ethernet import (
     VLAN_TAG_ETHERTYPES,
     classify_frame,
     destination_mac,
-    is_switch_control,
     source_mac,
 )
 from lanparty.proto.ip import (
@@ -91,6 +92,7 @@ __all__ = [
     "OVERLAY_ETHERNET",
     "VLAN_TAG_ETHERTYPES",
     "VNET_HDR_BYTES",
+    "DropReason",
     "FragmentState",
     "FrameClass",
     "InvalidMacError",
@@ -113,7 +115,6 @@ __all__ = [
     "format_mac",
     "is_locally_administered",
     "is_multicast",
-    "is_switch_control",
     "is_unicast",
     "max_frame",
     "normalize_mac",

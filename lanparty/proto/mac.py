@@ -15,7 +15,9 @@ MAC_LENGTH = 6
 BROADCAST_MAC = b"\xff" * MAC_LENGTH
 ZERO_MAC = b"\x00" * MAC_LENGTH
 
-_MULTICAST_BIT = 0x01
+# The I/G bit of the first octet; the hot path tests ``mac[0] & MULTICAST_BIT``
+# itself, as ``is_multicast`` does, to save a call per frame.
+MULTICAST_BIT = 0x01
 _LOCAL_BIT = 0x02
 _MAC_TEXT = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 
@@ -45,11 +47,11 @@ def normalize_mac(text: str) -> str:
 
 def is_multicast(mac: bytes) -> bool:
     """True for group addresses (broadcast included): the I/G bit is set."""
-    return bool(mac[0] & _MULTICAST_BIT)
+    return bool(mac[0] & MULTICAST_BIT)
 
 
 def is_unicast(mac: bytes) -> bool:
-    return not mac[0] & _MULTICAST_BIT
+    return not mac[0] & MULTICAST_BIT
 
 
 def is_locally_administered(mac: bytes) -> bool:
@@ -78,5 +80,5 @@ def check_endpoint_mac(mac: bytes, *, must_be_local: bool) -> None:
 def random_local_mac() -> bytes:
     """A random unicast, locally administered MAC (first octet x2, x6, xA or xE)."""
     raw = bytearray(secrets.token_bytes(MAC_LENGTH))
-    raw[0] = (raw[0] & ~_MULTICAST_BIT & 0xFF) | _LOCAL_BIT
+    raw[0] = (raw[0] & ~MULTICAST_BIT & 0xFF) | _LOCAL_BIT
     return bytes(raw)

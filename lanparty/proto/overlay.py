@@ -4,7 +4,10 @@ Every QUIC DATAGRAM carries one byte of header and one Ethernet frame
 without FCS. The header's high nibble is the overlay version, its low
 nibble the kind of payload; version 1 only knows kind 0 (Ethernet frame).
 
-This runs for every datagram, so decoding is one comparison and a slice.
+This runs for every datagram, so decoding is one comparison and a slice;
+the relay's switch, which never copies the frame out, makes the same check
+with these constants (its tests hold it to ``decode_datagram``) and reads
+the MACs through the ``DATAGRAM_*`` slices.
 Frames longer than a room's ``max_frame`` are not malformed here: the
 relay drops them as ``jumbo`` against the room's limit.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import enum
 
 from lanparty.errors import ProtocolError
+from lanparty.proto.mac import MAC_LENGTH
 
 OVERLAY_VERSION = 1
 OVERLAY_KIND_ETHERNET = 0
@@ -22,7 +26,13 @@ OVERLAY_HEADER_BYTES = 1
 MIN_FRAME_BYTES = 14
 MIN_DATAGRAM_BYTES = OVERLAY_HEADER_BYTES + MIN_FRAME_BYTES
 
-_HEADER = bytes([OVERLAY_ETHERNET])
+# The header of every datagram carrying a whole Ethernet frame.
+OVERLAY_HEADER = bytes([OVERLAY_ETHERNET])
+# Where a datagram holds its frame, and the frame's MACs: ``datagram[DATAGRAM_SOURCE]``
+# reads the source MAC without copying the frame out first.
+FRAME = slice(OVERLAY_HEADER_BYTES, None)
+DATAGRAM_DESTINATION = slice(OVERLAY_HEADER_BYTES, OVERLAY_HEADER_BYTES + MAC_LENGTH)
+DATAGRAM_SOURCE = slice(OVERLAY_HEADER_BYTES + MAC_LENGTH, OVERLAY_HEADER_BYTES + 2 * MAC_LENGTH)
 
 
 class MalformedReason(enum.StrEnum):
@@ -54,7 +64,7 @@ def encode_datagram(frame: bytes) -> bytes:
     """
     if len(frame) < MIN_FRAME_BYTES:
         raise ValueError(f"an Ethernet frame has at least 14 bytes, not {len(frame)}")
-    return _HEADER + frame
+    return OVERLAY_HEADER + frame
 
 
 def decode_datagram(datagram: bytes) -> bytes:
@@ -64,7 +74,7 @@ def decode_datagram(datagram: bytes) -> bytes:
     header byte, or a frame shorter than 14 bytes.
     """
     if len(datagram) >= MIN_DATAGRAM_BYTES and datagram[0] == OVERLAY_ETHERNET:
-        return datagram[OVERLAY_HEADER_BYTES:]
+        return datagram[FRAME]
     raise _malformed(datagram)
 
 

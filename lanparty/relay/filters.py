@@ -20,12 +20,13 @@ means ``suspicious``: a frame the relay cannot judge is not passed.
 
 from __future__ import annotations
 
-from lanparty.obs.counters import DropReason
 from lanparty.proto.classification import FragmentState, FrameClass
+from lanparty.proto.drops import DropReason
 from lanparty.proto.ethernet import (
+    DESTINATION,
     MIN_ETHERTYPE,
-    SWITCH_CONTROL_LAST_OCTET_MAX,
-    SWITCH_CONTROL_PREFIX,
+    SWITCH_CONTROL_FIRST,
+    SWITCH_CONTROL_LAST,
     VLAN_TAG_ETHERTYPES,
     classify_frame,
 )
@@ -41,6 +42,7 @@ from lanparty.proto.ip import (
     IPPROTO_ICMPV6,
     IPPROTO_UDP,
 )
+from lanparty.proto.mac import MAC_LENGTH
 
 # Type fields after which the classifier may find IP: IP itself, a VLAN tag
 # (IP may follow it), and anything below 0x0600 (an 802.3 length: LLC/SNAP may
@@ -74,20 +76,25 @@ def safety_drop_at(data: bytes, start: int, from_client: bool, max_frame: int) -
     The switch passes the whole datagram and ``start=1`` (after the overlay
     byte): the frame is then copied out only when the classifier needs it.
     """
-    reason = member_drop_at(data, start, max_frame)
+    destination = data[start : start + DESTINATION.stop]
+    reason = member_drop(destination, len(data) - start, max_frame)
     if reason is not None or not from_client:
         return reason
     frame_class = client_frame_class(data, start)
     return None if frame_class is None else client_verdict(frame_class)
 
 
-def member_drop_at(data: bytes, start: int, max_frame: int) -> DropReason | None:
-    """The filters for every member's frame: ``jumbo``, ``switch_control``."""
-    if len(data) - start > max_frame:
+def member_drop(destination: bytes, frame_bytes: int, max_frame: int) -> DropReason | None:
+    """The filters for every member's frame: ``jumbo``, ``switch_control``.
+
+    ``destination`` is the frame's destination MAC and ``frame_bytes`` its
+    length: the switch has both at hand without copying the frame.
+    """
+    if frame_bytes > max_frame:
         return _JUMBO
     if (
-        data[start : start + 5] == SWITCH_CONTROL_PREFIX
-        and data[start + 5] <= SWITCH_CONTROL_LAST_OCTET_MAX
+        SWITCH_CONTROL_FIRST <= destination <= SWITCH_CONTROL_LAST
+        and len(destination) == MAC_LENGTH
     ):
         return _SWITCH_CONTROL
     return None

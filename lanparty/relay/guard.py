@@ -41,8 +41,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from lanparty.obs.counters import DropReason
 from lanparty.proto.classification import FragmentState, FrameClass
+from lanparty.proto.drops import DropReason
 from lanparty.proto.ethernet import ETHERTYPE_ARP, VLAN_TAG_ETHERTYPES
 from lanparty.proto.ip import (
     DHCP_CLIENT_PORT,

@@ -37,14 +37,22 @@ from lanparty.ctrl import (
     PeerJoined,
     PeerLeft,
     PeerLeftReason,
+    Received,
     Reject,
     RejectCode,
+    RelayState,
+    Side,
+    State,
     Stats,
     UnknownMessage,
+    Verdict,
+    next_state,
 )
 from lanparty.errors import LanpartyError, TransportError
-from lanparty.obs import DropReason, events
-from lanparty.proto import format_mac
+from lanparty.obs import events
+from lanparty.proto import DropReason, format_mac
+from lanparty.proto.ethernet import DESTINATION, SOURCE
+from lanparty.proto.overlay import FRAME
 from lanparty.relay.metrics import MetricsSnapshot, SnapshotCollector
 from lanparty.relay.switch import Eviction, Member, RelayLimits, Switch
 from lanparty.tasks import TasksThatEndTogether, open_tasks_that_end_together
@@ -175,10 +183,9 @@ class Relay:
                 return None
             except ConnectionClosedError:
                 return None
-            if not isinstance(message, Hello):
-                await self._refuse(
-                    connection, RejectCode.MALFORMED, "the first control message must be hello"
-                )
+            outcome = next_state(Side.RELAY, RelayState.AWAITING_HELLO, message)
+            if outcome.verdict is not Verdict.ACCEPT or not isinstance(message, Hello):
+                await self._refuse(connection, RejectCode.MALFORMED, outcome.reason)
                 return None
             try:
                 admission = self.switch.admit(
@@ -346,25 +353,29 @@ class Relay:
 
     async def _control_loop(self, member: Member) -> PeerLeftReason:
         connection: Connection = member.handle
+        state: State = RelayState.MEMBER
         while True:
             try:
-                message = await connection.receive_control()
+                message: Received = await connection.receive_control()
             except ControlProtocolError as exc:
+                outcome = next_state(Side.RELAY, state, exc)
                 log.info(events.CONTROL_PROTOCOL_ERROR, peer_id=member.peer_id, error=str(exc))
-                connection.close(CLOSE_PROTOCOL_ERROR, "malformed control frame")
+                connection.close(CLOSE_PROTOCOL_ERROR, outcome.reason)
                 return PeerLeftReason.CLOSED
-            if isinstance(message, Disconnect):
+            outcome = next_state(Side.RELAY, state, message)
+            state = outcome.state
+            if outcome.verdict is Verdict.PROTOCOL_ERROR:
+                log.info(
+                    events.CONTROL_PROTOCOL_ERROR, peer_id=member.peer_id, error=outcome.reason
+                )
+                connection.close(CLOSE_PROTOCOL_ERROR, outcome.reason)
+                return PeerLeftReason.CLOSED
+            if outcome.verdict is Verdict.ACCEPT and isinstance(message, Disconnect):
                 log.info(
                     "peer_disconnecting", peer_id=member.peer_id, reason=message.reason[:_SHOWN]
                 )
                 connection.close(CLOSE_NORMAL, "bye")
                 return PeerLeftReason.DISCONNECT
-            if isinstance(message, Hello):
-                log.info(
-                    events.CONTROL_PROTOCOL_ERROR, peer_id=member.peer_id, error="second hello"
-                )
-                connection.close(CLOSE_PROTOCOL_ERROR, "second hello")
-                return PeerLeftReason.CLOSED
             if isinstance(message, UnknownMessage):
                 log.debug(events.CONTROL_MESSAGE_IGNORED, peer_id=member.peer_id, type=message.type)
 
@@ -443,14 +454,14 @@ def _left_when_closed(error: LanpartyError) -> PeerLeftReason:
 def _log_decision(
     member: Member, datagram: bytes, decision: tuple[Member, ...] | DropReason
 ) -> None:
-    frame = datagram[1:]
+    frame = datagram[FRAME]
     dropped = isinstance(decision, DropReason)
     log.debug(
         events.FRAME_DROPPED if dropped else events.FRAME_FORWARDED,
         room=member.room.id,
         peer_id=member.peer_id,
-        src=format_mac(frame[6:12]) if len(frame) >= 12 else None,
-        dst=format_mac(frame[0:6]) if len(frame) >= 6 else None,
+        src=format_mac(frame[SOURCE]) if len(frame) >= SOURCE.stop else None,
+        dst=format_mac(frame[DESTINATION]) if len(frame) >= DESTINATION.stop else None,
         ethertype=f"0x{int.from_bytes(frame[12:14], 'big'):04x}" if len(frame) >= 14 else None,
         action="drop" if dropped else "forward",
         reason=str(decision) if dropped else None,

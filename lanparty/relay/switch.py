@@ -66,14 +66,23 @@ from lanparty.credentials import keys_match, room_id_for, sha256_hex
 from lanparty.ctrl.errors import HelloRejectedError
 from lanparty.ctrl.messages import DisconnectReason, Hello, PeerInfo, RejectCode, Role, Welcome
 from lanparty.errors import ConfigError
-from lanparty.obs.counters import DropReason, TrafficCounters
+from lanparty.obs.counters import TrafficCounters
+from lanparty.proto.drops import DropReason
 from lanparty.proto.ethernet import VLAN_TAG_ETHERTYPES
 from lanparty.proto.fragments import OVERLAY_FRAGMENT, FragmentError, Reassembler, fragment_frame
-from lanparty.proto.mac import parse_mac
+from lanparty.proto.mac import MULTICAST_BIT, parse_mac
 from lanparty.proto.mtu import DEFAULT_RELAY_MTU, admit_mtu, check_relay_mtu, max_frame
-from lanparty.proto.overlay import MIN_DATAGRAM_BYTES, OVERLAY_ETHERNET
+from lanparty.proto.overlay import (
+    DATAGRAM_DESTINATION,
+    DATAGRAM_SOURCE,
+    FRAME,
+    OVERLAY_ETHERNET,
+    OVERLAY_HEADER,
+    OVERLAY_HEADER_BYTES,
+)
+from lanparty.proto.overlay import MIN_DATAGRAM_BYTES as _MIN_DATAGRAM_BYTES
 from lanparty.proto.tcp import clamp_mss, mss_for
-from lanparty.relay.filters import client_frame_class, client_verdict, member_drop_at
+from lanparty.relay.filters import client_frame_class, client_verdict, member_drop
 from lanparty.relay.guard import ClientBindings, RoomGuard
 from lanparty.relay.ratelimit import TokenBucket
 
@@ -93,7 +102,6 @@ _ETHERTYPE_IPV6 = 0x86DD
 _IPPROTO_TCP = 6
 # Overlay byte, Ethernet header and an IPv4 header up to its protocol field.
 _MIN_TCP_DATAGRAM = 25
-_ETHERNET_OVERLAY = bytes([OVERLAY_ETHERNET])
 _FRAGMENT_INVALID = DropReason.FRAGMENT_INVALID
 _FRAGMENT_TIMEOUT = DropReason.FRAGMENT_TIMEOUT
 _OVERSIZE = DropReason.OVERSIZE
@@ -813,11 +821,9 @@ class Switch:
         if not member.active or not datagram:
             return None
         if datagram[0] == OVERLAY_FRAGMENT:
-            datagram_bucket = member.datagram_bucket
-            if datagram_bucket.refill(now) < 1.0:
+            if not member.datagram_bucket.take(now):
                 self._drop(member, _RATE_LIMITED_FRAMES)
                 return None
-            datagram_bucket.tokens -= 1.0
             fragments = self.fragments
             fragments["received"] += 1
             reassembler = member.reassembler
@@ -834,7 +840,8 @@ class Switch:
             if frame is None:
                 return None
             fragments["reassembled"] += 1
-            datagram = _ETHERNET_OVERLAY + frame
+            # Not encode_datagram: a short frame must reach forward, which counts it malformed.
+            datagram = OVERLAY_HEADER + frame
         elif datagram[0] != OVERLAY_ETHERNET:
             return datagram
         # Reassembled frames too: a 14-byte frame in two fragments is short as well.
@@ -847,7 +854,7 @@ class Switch:
             or type_field in VLAN_TAG_ETHERTYPES
         ):
             room = member.room
-            clamped = clamp_mss(datagram, 1, room.mss_ipv4, room.mss_ipv6)
+            clamped = clamp_mss(datagram, OVERLAY_HEADER_BYTES, room.mss_ipv4, room.mss_ipv6)
             if clamped is not None:
                 self.fragments["mss_clamped"] += 1
                 return clamped
@@ -861,7 +868,7 @@ class Switch:
         """
         frame_id = target.next_frame_id
         target.next_frame_id = (frame_id + 1) & 0xFFFF
-        parts = fragment_frame(datagram[1:], frame_id, target.max_datagram)
+        parts = fragment_frame(datagram[FRAME], frame_id, target.max_datagram)
         if parts is None:
             self.drops[_OVERSIZE] += 1
             return []
@@ -887,39 +894,42 @@ class Switch:
 
         # 0. every datagram costs one token of the frames/s allowance, before any
         # parsing: a flood of tiny or junk datagrams stops here, cheaply.
-        datagram_bucket = member.datagram_bucket
-        if datagram_bucket.refill(now) < 1.0:
+        if not member.datagram_bucket.take(now):
             return self._drop(member, _RATE_LIMITED_FRAMES)
-        datagram_bucket.tokens -= 1.0
 
-        # 1. malformed
-        if size_bytes < MIN_DATAGRAM_BYTES or datagram[0] != OVERLAY_ETHERNET:
+        # 1. malformed: what decode_datagram refuses (tests hold the two together)
+        if size_bytes < _MIN_DATAGRAM_BYTES or datagram[0] != OVERLAY_ETHERNET:
             member.count_malformed(now, self.limits.malformed_window_s)
             return self._drop(member, _MALFORMED)
 
         # 2. source
         room = member.room
-        source = datagram[7:13]
+        source = datagram[DATAGRAM_SOURCE]
         if member.is_client:
             if source != member.mac:
                 return self._drop(member, _SPOOFED_SOURCE)
-        elif source[0] & 1 or source in room.clients:
+        elif source[0] & MULTICAST_BIT or source in room.clients:
             return self._drop(member, _SOURCE_CONFLICT)
         elif source != member.mac:
             room.learn(source, now)
 
         # 3. safety filters, then the L2 guard on the same classification
-        reason = member_drop_at(datagram, 1, room.max_frame)
+        destination = datagram[DATAGRAM_DESTINATION]
+        reason = member_drop(destination, size_bytes - OVERLAY_HEADER_BYTES, room.max_frame)
         if reason is not None:
             return self._drop(member, reason)
         type_field = datagram[13] << 8 | datagram[14]
         if member.is_client:
-            frame_class = client_frame_class(datagram, 1)
+            frame_class = client_frame_class(datagram, OVERLAY_HEADER_BYTES)
             if frame_class is None:
                 if type_field == _ETHERTYPE_ARP:
-                    reason = room.guard.client_drop(member, datagram, 1, None, now)
+                    reason = room.guard.client_drop(
+                        member, datagram, OVERLAY_HEADER_BYTES, None, now
+                    )
             elif (reason := client_verdict(frame_class)) is None and frame_class.guarded:
-                reason = room.guard.client_drop(member, datagram, 1, frame_class, now)
+                reason = room.guard.client_drop(
+                    member, datagram, OVERLAY_HEADER_BYTES, frame_class, now
+                )
             if reason is not None:
                 return self._drop(member, reason)
         elif (
@@ -937,12 +947,11 @@ class Switch:
                 and datagram[21] in _LAN_FACTS_IPV6
             )
         ):
-            room.guard.learn_from_gateway(datagram, 1, room.clients)
+            room.guard.learn_from_gateway(datagram, OVERLAY_HEADER_BYTES, room.clients)
 
         # 5. destination, resolved before 4 because it decides which buckets apply
-        destination = datagram[1:7]
         frame_bucket: TokenBucket | None = None
-        if destination[0] & 1:
+        if destination[0] & MULTICAST_BIT:
             targets = member.others
             frame_bucket = member.broadcast_bucket
             frame_limited = _RATE_LIMITED_BROADCAST
@@ -962,15 +971,14 @@ class Switch:
         # 4. rate limits
         byte_bucket = member.byte_bucket
         if byte_bucket is not None:
-            frame_bytes = size_bytes - 1 + FRAME_COST_BYTES
-            if frame_bucket is not None and frame_bucket.refill(now) < 1.0:
-                return self._drop(member, frame_limited)
-            if byte_bucket.refill(now) < frame_bytes:
-                return self._drop(member, _RATE_LIMITED_TOTAL)
-            # Charged only once the frame has passed all its buckets.
-            if frame_bucket is not None:
-                frame_bucket.tokens -= 1.0
-            byte_bucket.tokens -= frame_bytes
+            frame_bytes = size_bytes - OVERLAY_HEADER_BYTES + FRAME_COST_BYTES
+            if frame_bucket is None:
+                if not byte_bucket.take(now, frame_bytes):
+                    return self._drop(member, _RATE_LIMITED_TOTAL)
+            elif (refused := frame_bucket.take_both(byte_bucket, now, frame_bytes)) is not None:
+                return self._drop(
+                    member, frame_limited if refused is frame_bucket else _RATE_LIMITED_TOTAL
+                )
 
         # 6. never back to the sender
         if targets is member.as_target:

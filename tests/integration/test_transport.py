@@ -12,7 +12,7 @@ import trio
 
 from lanparty.ctrl import Disconnect, Received
 from lanparty.errors import TransportError
-from lanparty.obs.counters import DropReason
+from lanparty.proto import DropReason
 from lanparty.transport import (
     CLOSE_NORMAL,
     Connection,

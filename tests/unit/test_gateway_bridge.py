@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lanparty.gateway.bridge import LOOP, GatewayBridge
-from lanparty.obs import DropReason
+from lanparty.proto import DropReason
 
 LAN_HOST, REMOTE = bytes.fromhex("00163e000099"), bytes.fromhex("02000000000a")
 BROADCAST = b"\xff" * 6

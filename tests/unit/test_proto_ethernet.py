@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lanparty.proto import ethernet as ethernet_module
 from lanparty.proto.classification import FrameClass, Uncertainty
 from lanparty.proto.ethernet import (
     ETHERTYPE_ARP,
@@ -23,11 +24,17 @@ from lanparty.proto.ethernet import (
     VLAN_TAG_ETHERTYPES,
     classify_frame,
     destination_mac,
-    is_switch_control,
     source_mac,
 )
 from lanparty.proto.ip import ETHERTYPE_IPV4, ETHERTYPE_IPV6
-from lanparty.proto.overlay import MalformedDatagramError, MalformedReason
+from lanparty.proto.overlay import (
+    DATAGRAM_DESTINATION,
+    DATAGRAM_SOURCE,
+    FRAME,
+    MalformedDatagramError,
+    MalformedReason,
+    encode_datagram,
+)
 
 DESTINATION = bytes.fromhex("ffffffffffff")
 SOURCE = bytes.fromhex("020000000001")
@@ -72,32 +79,12 @@ def assert_dhcp_reply_seen(frame_class: FrameClass) -> None:
 
 def test_mac_slices() -> None:
     frame = ethernet(b"", ETHERTYPE_ARP)
-    assert destination_mac(frame) == DESTINATION
-    assert source_mac(frame) == SOURCE
-
-
-@pytest.mark.parametrize("last_octet", range(0x10))
-def test_switch_control_range(last_octet: int) -> None:
-    assert is_switch_control(bytes([0x01, 0x80, 0xC2, 0, 0, last_octet]))
-
-
-@pytest.mark.parametrize(
-    "mac",
-    [
-        "0180c2000010",
-        "0180c20000ff",
-        "0180c2000100",
-        "0080c2000000",
-        "01005e000001",
-        "ffffffffffff",
-    ],
-)
-def test_not_switch_control(mac: str) -> None:
-    assert not is_switch_control(bytes.fromhex(mac))
-
-
-def test_switch_control_needs_a_whole_mac() -> None:
-    assert not is_switch_control(bytes.fromhex("0180c20000"))
+    assert destination_mac(frame) == frame[ethernet_module.DESTINATION] == DESTINATION
+    assert source_mac(frame) == frame[ethernet_module.SOURCE] == SOURCE
+    datagram = encode_datagram(frame)
+    assert datagram[DATAGRAM_DESTINATION] == DESTINATION
+    assert datagram[DATAGRAM_SOURCE] == SOURCE
+    assert datagram[FRAME] == frame
 
 
 @pytest.mark.parametrize("length", [0, 1, 13])

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lanparty.obs.counters import DropReason
+from lanparty.proto import DropReason
 from lanparty.proto.ethernet import classify_frame
-from lanparty.relay.filters import client_verdict, safety_drop, safety_drop_at
+from lanparty.relay.filters import client_verdict, member_drop, safety_drop, safety_drop_at
 
 MAX_FRAME = 1418
 BROADCAST = b"\xff" * 6
@@ -381,3 +381,36 @@ def test_never_raises_and_agrees_with_the_full_classification(
         return
     expected = client_verdict(classify_frame(frame)) if from_client else None
     assert reason is expected
+
+
+@pytest.mark.parametrize("last_octet", range(0x10))
+def test_switch_control_range_is_dropped(last_octet: int) -> None:
+    assert member_drop(bytes([0x01, 0x80, 0xC2, 0, 0, last_octet]), 60, MAX_FRAME) is (
+        DropReason.SWITCH_CONTROL
+    )
+
+
+@pytest.mark.parametrize(
+    "mac",
+    [
+        "0180c2000010",
+        "0180c20000ff",
+        "0180c2000100",
+        "0080c2000000",
+        "01005e000001",
+        "ffffffffffff",
+    ],
+)
+def test_not_switch_control_passes(mac: str) -> None:
+    assert member_drop(bytes.fromhex(mac), 60, MAX_FRAME) is None
+
+
+def test_switch_control_needs_a_whole_mac() -> None:
+    assert member_drop(bytes.fromhex("0180c20000"), 60, MAX_FRAME) is None
+    assert member_drop(bytes.fromhex("0180c2000000ff"), 60, MAX_FRAME) is None
+
+
+def test_jumbo_is_judged_before_switch_control() -> None:
+    switch_control = bytes.fromhex("0180c2000000")
+    assert member_drop(switch_control, MAX_FRAME + 1, MAX_FRAME) is DropReason.JUMBO
+    assert member_drop(BROADCAST, MAX_FRAME, MAX_FRAME) is None

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lanparty.obs.counters import DropReason
+from lanparty.proto import DropReason
 from lanparty.relay.guard import MAX_ADDRESSES_PER_CLIENT, MAX_LAN_ADDRESSES
 from lanparty.relay.switch import Member, RelayLimits
 from tests.unit.test_relay_switch import BROADCAST, LAN_HOST, Party, admit, client_hello, client_mac

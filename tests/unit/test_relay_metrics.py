@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from lanparty.obs import DropReason
+from lanparty.proto import DropReason
 from lanparty.relay.metrics import MetricsSnapshot, SnapshotCollector
 from lanparty.relay.switch import RelayLimits, Switch
 

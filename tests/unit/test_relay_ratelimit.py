@@ -99,3 +99,41 @@ def test_level_stays_between_zero_and_the_burst(
         taken = bucket.take(now, amount)
         assert taken == (before >= amount)
         assert 0 <= bucket.peek(now) <= burst
+
+
+def test_take_both_takes_from_both_or_from_neither() -> None:
+    frames = TokenBucket(rate_per_s=1, burst=1)
+    data = TokenBucket(rate_per_s=100, burst=1000)
+    assert frames.take_both(data, 0.0, 1500) is data
+    assert frames.peek(0.0) == 1
+    assert data.peek(0.0) == 1000
+    assert frames.take_both(data, 0.0, 600) is None
+    assert frames.peek(0.0) == 0
+    assert data.peek(0.0) == 400
+    # both would refuse: the frames bucket is named, and the data bucket keeps its tokens
+    assert frames.take_both(data, 0.0, 500) is frames
+    assert data.peek(0.0) == 400
+    assert frames.take_both(data, 1.0, 500) is None
+    assert data.peek(1.0) == 0
+
+
+@given(steps=st.lists(st.tuples(st.floats(0, 5), st.floats(0, 300)), min_size=1, max_size=40))
+def test_take_both_agrees_with_would_allow_and_consume(
+    steps: list[tuple[float, float]],
+) -> None:
+    frames, data = TokenBucket(4, 3), TokenBucket(100, 250)
+    twin_frames, twin_data = TokenBucket(4, 3), TokenBucket(100, 250)
+    now = 0.0
+    for elapsed_s, amount in steps:
+        now += elapsed_s
+        refused = frames.take_both(data, now, amount)
+        if not twin_frames.would_allow(now):
+            assert refused is frames
+        elif not twin_data.would_allow(now, amount):
+            assert refused is data
+        else:
+            assert refused is None
+            twin_frames.consume()
+            twin_data.consume(amount)
+        assert frames.peek(now) == twin_frames.peek(now)
+        assert data.peek(now) == twin_data.peek(now)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lanparty.credentials import client_id_for, room_id_for, sha256_hex
 from lanparty.ctrl import DisconnectReason, Hello, HelloRejectedError, PeerInfo, RejectCode, Role
 from lanparty.errors import ConfigError
-from lanparty.obs.counters import DropReason
+from lanparty.proto import DropReason, MalformedDatagramError, decode_datagram
 from lanparty.proto.fragments import Reassembler, fragment_frame
 from lanparty.relay.switch import FRAME_COST_BYTES, Admission, Member, RelayLimits, Switch
 
@@ -956,6 +956,23 @@ def test_malformed(data: bytes) -> None:
     assert party.forward(party.gateway, data) is DropReason.MALFORMED
     assert party.alice.counters.drops == {DropReason.MALFORMED: 1}
     assert party.switch.drops == {DropReason.MALFORMED: 2}
+
+
+@settings(max_examples=300)
+@given(
+    header=st.integers(0, 255),
+    frame=st.binary(max_size=40),
+)
+def test_malformed_is_what_decode_datagram_refuses(header: int, frame: bytes) -> None:
+    # The switch checks the overlay in place; it must agree with the codec.
+    party = Party()
+    data = bytes([header]) + frame[:6] + party.gateway.mac[: max(0, len(frame) - 6)] + frame[12:]
+    try:
+        decode_datagram(data)
+    except MalformedDatagramError:
+        assert party.forward(party.gateway, data) is DropReason.MALFORMED
+    else:
+        assert party.forward(party.gateway, data) is not DropReason.MALFORMED
 
 
 def test_a_14_byte_frame_is_not_malformed() -> None:
