@@ -175,7 +175,7 @@ class _SessionBridge:
         sock, bridge, session = self.sock, self.bridge, self.session
         while True:
             await sock.wait_readable()
-            frames = bridge.from_lan(sock.receive_batch())
+            frames = bridge.from_lan(sock.read_batch())
             if frames:
                 session.send_frames(frames)
 
@@ -186,7 +186,7 @@ class _SessionBridge:
         for mac in self.bridge.learn_remote_sources(frames):
             self.add_remote(mac)
         try:
-            sent = self.sock.send_batch(frames)
+            sent = self.sock.write_batch(frames)
         except LanpartyError as exc:  # the interface went away: the session's tasks end
             self.lan_failure = exc
             self.lan_failed.set()
@@ -208,7 +208,7 @@ class _SessionBridge:
         while True:
             frames = cam.due_frames(trio.current_time())
             if frames:
-                self.sock.send_batch(frames)
+                self.sock.write_batch(frames)
             with trio.move_on_at(cam.next_due_at() or math.inf):
                 await self.cam_changed.wait()
 
