@@ -158,7 +158,7 @@ async def lan_to_relay(
             # Closed loop: at most IN_FLIGHT_FRAMES on their way, so the gateway
             # forwards what it reads instead of dropping it at a full queue.
             if sent - received < IN_FLIGHT_FRAMES:
-                sent += lan.send_batch(batch)
+                sent += lan.write_batch(batch)
             await trio.lowlevel.checkpoint()
         await trio.sleep(0.5)
         duration, cpu = time.perf_counter() - start, process_cpu_s(gateway_pid) - cpu0
@@ -188,7 +188,7 @@ async def relay_to_lan(
 
 def _drain(lan: PacketSocket) -> int:
     total = 0
-    while batch := lan.receive_batch():
+    while batch := lan.read_batch():
         total += len(batch)
     return total
 

@@ -7,12 +7,12 @@ rounds each, the table shows the median.
 
 - **receive**: the shim's socket on ``peer0`` sends a burst of 2000 frames
   (fewer than the receive buffer holds; the veth delivers each one, softirq
-  included, before the send call returns), then ``receive_batch`` drains
+  included, before the send call returns), then ``read_batch`` drains
   them. *thread* CPU is the drain's; *machine* CPU adds what the delivery to
   our socket cost inside the sender's system call (the burst's CPU minus
   the same burst with no socket on ``lan0``): on a real NIC that part is
   spent in softirq, so it is the honest total.
-- **send**: ``send_batch`` of ``BATCH_FRAMES`` frames at a time out of
+- **send**: ``write_batch`` of ``BATCH_FRAMES`` frames at a time out of
   ``lan0``; its CPU includes the veth delivering them to ``peer0`` (the
   same for both paths).
 
@@ -88,7 +88,7 @@ def queue_bursts(
     while not until(fill):
         with fill.timing():
             for batch in batches:
-                fill.frames += peer.send_batch(batch)
+                fill.frames += peer.write_batch(batch)
         with drained.timing():
             drained.frames += drain()
     return fill, drained
@@ -97,7 +97,7 @@ def queue_bursts(
 def drain_burst(sock: PacketSocket) -> int:
     got = 0
     for _ in range(BURST_FRAMES * 2):
-        batch = sock.receive_batch()
+        batch = sock.read_batch()
         got += len(batch)
         if got >= BURST_FRAMES:
             break
@@ -114,7 +114,7 @@ def bench_send(sock: PacketSocket, size: int, until: Callable[[Totals], bool]) -
     while not until(sent):
         with sent.timing():
             for _ in range(30):
-                sent.frames += sock.send_batch(batch)
+                sent.frames += sock.write_batch(batch)
     return sent
 
 

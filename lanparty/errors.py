@@ -6,10 +6,28 @@
   mapped to it at the transport edge and never leak upward.
 - ``HostNetworkError``: the operating system refused a network change.
 
-Messages are sentences a user can act on.
+Messages are sentences a user can act on. ``ExitCode`` is what the
+programs (relay, gateway, client, demo) end with.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """The exit codes of every lanparty program; README.md and the systemd units rely on them."""
+
+    # Stopped by Ctrl+C or SIGTERM (the host restored), or a command that did its work.
+    OK = 0
+    # Any other failure: a restart may help.
+    FAILED = 1
+    # A configuration error (a missing capability included), also argparse's code
+    # for bad arguments: no restart can help (RestartPreventExitStatus=2).
+    CONFIG = 2
+    # The relay refused us for good (a stale invite, no operator token it accepts,
+    # our place taken by another gateway with our keys).
+    REFUSED = 3
 
 
 class LanpartyError(Exception):

@@ -1,9 +1,9 @@
 """``lanparty-client`` / ``python -m lanparty.client --invite lanparty://...``.
 
-Exit codes: 0 after Ctrl+C or SIGTERM (the host restored, the TAP gone),
-1 for another failure, 2 for a configuration error, 3 when the relay
-refuses us for good (an invite whose key no longer opens the room, a MAC
-it will not take, ...).
+Exit codes (``lanparty.errors.ExitCode``): 0 after Ctrl+C or SIGTERM (the
+host restored, the TAP gone), 1 for another failure, 2 for a configuration
+error, 3 when the relay refuses us for good (an invite whose key no longer
+opens the room, a MAC it will not take, ...).
 
 Windows also has commands of its own (``lanparty-client install-shortcut
 INVITE``, ...), given as the first argument and run by
@@ -29,14 +29,10 @@ from lanparty.endpoint.options import (
     required_invite_from_args,
 )
 from lanparty.endpoint.session import EvictedError, RejectedError
-from lanparty.errors import ConfigError, LanpartyError, find_error
+from lanparty.errors import ConfigError, ExitCode, LanpartyError, find_error
 from lanparty.obs import add_log_level_argument, configure_logging
 from lanparty.signals import wait_for_termination
 from lanparty.transport import QuicBackend, TransportSettings
-
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_REFUSED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,10 +154,10 @@ def _main(argv: Sequence[str] | None) -> int:
         config = build_config(args)
         platform = current_platform(private_network=config.private_network)
         if not platform.ensure_privileges(arguments):
-            return 0  # an elevated copy of this program runs in our place
+            return ExitCode.OK  # an elevated copy of this program runs in our place
     except ConfigError as exc:
         print(f"lanparty-client: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     try:
         trio.run(_run, config, platform)
     except (LanpartyError, BaseExceptionGroup) as exc:
@@ -174,19 +170,19 @@ def _main(argv: Sequence[str] | None) -> int:
                 "for a current invite.",
                 file=sys.stderr,
             )
-            return EXIT_REFUSED
+            return ExitCode.REFUSED
         if isinstance(error, EvictedError):
             print(f"lanparty-client: {error}.", file=sys.stderr)
-            return EXIT_REFUSED
+            return ExitCode.REFUSED
         print(f"lanparty-client: {error}", file=sys.stderr)
-        return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_FAILED
-    return 0
+        return ExitCode.CONFIG if isinstance(error, ConfigError) else ExitCode.FAILED
+    return ExitCode.OK
 
 
 def _windows_command(arguments: list[str]) -> int:
     if sys.platform != "win32":
         print(f"lanparty-client: {arguments[0]} is a Windows command", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     from lanparty.client.windows.commands import run_command  # noqa: PLC0415
 
     return run_command(arguments[0], arguments[1:])

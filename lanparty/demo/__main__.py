@@ -6,7 +6,7 @@ player), starts the three programs, waits for the client to take its TAP's
 DHCP lease through the bridge (a default route another DHCP client would
 add through the TAP is removed at once), pings both ways, exchanges a game-style broadcast
 announcement both ways, prints a short report and removes everything.
-Exit code 0 when every step worked.
+Exit code 0 when every step worked, 1 when one failed, 2 when this host cannot run it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from lanparty.demo.world import (
     link,
     running_bridge,
 )
+from lanparty.errors import ExitCode
 from lanparty.invite import redact_invite
 
 
@@ -179,12 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = _check_host()
     if problem is not None:
         print(f"lanparty demo: {problem}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     if args.keep_logs is not None:
         args.keep_logs.mkdir(parents=True, exist_ok=True)
-        return 0 if demo(args.keep_logs) else 1
+        return ExitCode.OK if demo(args.keep_logs) else ExitCode.FAILED
     with tempfile.TemporaryDirectory(prefix="lanparty-demo-") as state_dir:
-        return 0 if demo(Path(state_dir)) else 1
+        return ExitCode.OK if demo(Path(state_dir)) else ExitCode.FAILED
 
 
 if __name__ == "__main__":

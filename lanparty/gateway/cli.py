@@ -10,8 +10,8 @@ prints the same line again without connecting.
 Under systemd (``Type=notify``) it says ``READY=1`` once the packet socket
 is open and GRO/LRO are off, and ``STOPPING=1`` on SIGTERM.
 
-Exit codes: 0 after Ctrl+C or SIGTERM, 1 for another failure, 2 for a
-configuration error (a missing capability included), 3 when the relay
+Exit codes (``lanparty.errors.ExitCode``): 0 after Ctrl+C or SIGTERM, 1
+for another failure, 2 for a configuration error (a missing capability included), 3 when the relay
 refuses us for good (no operator token it accepts, another gateway with
 our keys took our place, ...).
 """
@@ -34,7 +34,7 @@ from lanparty.endpoint.options import (
     relay_endpoint_from_args,
 )
 from lanparty.endpoint.session import EvictedError, RejectedError
-from lanparty.errors import ConfigError, LanpartyError, find_error
+from lanparty.errors import ConfigError, ExitCode, LanpartyError, find_error
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S
 from lanparty.gateway.keys import (
     check_private_state_dir,
@@ -54,8 +54,6 @@ from lanparty.signals import wait_for_termination
 from lanparty.transport import PinnedCertificate, QuicBackend, SpkiPin, TransportSettings, spki_pin
 
 log = structlog.get_logger(component="gateway")
-
-EXIT_REFUSED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,9 +196,9 @@ def print_invite(argv: Sequence[str]) -> int:
         invite = read_invite(state_dir)
     except ConfigError as exc:
         print(f"lanparty-gateway invite: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     print(f"invite: {invite.format()}")
-    return 0
+    return ExitCode.OK
 
 
 async def _stop_on_termination(
@@ -236,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_secret_text(args.invite_out, invite.format() + "\n", private_dir=False)
     except ConfigError as exc:
         print(f"lanparty-gateway: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     if config.invite_rotated:
         print("a new invite key was made: players on the old invite are disconnected")
     print(f"room: {config.credentials.room_id} ({config.credentials.room_name or 'no name'})")
@@ -261,6 +259,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lanparty-gateway: {error}", file=sys.stderr)
         if isinstance(error, RejectedError | EvictedError):
-            return EXIT_REFUSED
-        return 2 if isinstance(error, ConfigError) else 1
-    return 0
+            return ExitCode.REFUSED
+        return ExitCode.CONFIG if isinstance(error, ConfigError) else ExitCode.FAILED
+    return ExitCode.OK

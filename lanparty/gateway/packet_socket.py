@@ -1,9 +1,10 @@
 """The gateway's packet I/O: an AF_PACKET raw socket on the wired LAN interface.
 
-Frames move in batches: one Trio wake-up, one ``receive_batch`` of every
-frame waiting (up to ``BATCH_FRAMES``). With the C shim (``lanparty._native``,
-built from ``native/`` by the package install) a batch is one ``recvmmsg`` or
-``sendmmsg`` system call; without it, a loop of ``recvfrom_into`` / ``sendmsg``.
+Frames move in batches (``lanparty.batchio.BatchIO``): one Trio wake-up,
+one ``read_batch`` of every frame waiting (up to ``BATCH_FRAMES``). With
+the C shim (``lanparty._native``, built from ``native/`` by the package
+install) a batch is one ``recvmmsg`` or ``sendmmsg`` system call;
+without it, a loop of ``recvfrom_into`` / ``sendmsg``.
 
 Why ``PACKET_VNET_HDR``: a packet socket is handed the kernel's buffers as
 the sender built them. A frame from a veth or tap (a container, a VM, a
@@ -37,12 +38,13 @@ import socket
 import struct
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import trio
 
-from lanparty._native_loader import load_native as _load_native
 from lanparty._native_loader import native_available
+from lanparty.batchio import BATCH_FRAMES, select_shim
 from lanparty.capabilities import Capability, lacks, missing_capability
 from lanparty.errors import ConfigError, HostNetworkError
 from lanparty.proto.offload import (
@@ -71,8 +73,7 @@ MAX_FRAME_BYTES = 9216
 # The largest packet read whole: a GSO super-packet (64 KiB). A longer one
 # (BIG TCP) is counted in truncated_frames too.
 MAX_PACKET_BYTES = 65536
-# Frames per receive_batch call, and per sendmmsg system call.
-BATCH_FRAMES = 64
+# BATCH_FRAMES (lanparty.batchio): frames per read_batch call, and per sendmmsg system call.
 # Kernel socket buffers asked for (SO_RCVBUFFORCE as root, else capped by
 # net.core.rmem_max / wmem_max): room for a burst of ~2000 full frames.
 BUFFER_BYTES = 4 * 1024 * 1024
@@ -134,15 +135,9 @@ class PacketSocket:
             raise ConfigError(
                 f"the gateway needs Linux (AF_PACKET raw sockets); this is {sys.platform}"
             )
-        module = None
-        if native is not False:
-            module = _load_native()
-            if module is None and native:
-                raise ConfigError(
-                    "the native packet I/O shim (lanparty._native) is not built: reinstall "
-                    "lanparty with a C compiler present (apt-get install gcc libc6-dev; "
-                    "pip install -e .), or run without requiring it (--no-native)"
-                )
+        module = select_shim(
+            native, device="packet I/O", without="run without requiring it (--no-native)"
+        )
         ifindex = _interface_index(interface)
         sock = _open_raw_socket(interface, socket.AF_PACKET)
         try:
@@ -191,7 +186,7 @@ class PacketSocket:
             return
         await trio.lowlevel.wait_readable(self._sock)
 
-    def receive_batch(self) -> list[bytes]:
+    def read_batch(self) -> list[bytes]:
         """Every frame waiting, up to ``BATCH_FRAMES``; never blocks; [] if none.
 
         Raises ``HostNetworkError`` when the interface went down or away.
@@ -201,7 +196,7 @@ class PacketSocket:
         except OSError as exc:
             raise _host_error(self.interface, "receive from", exc) from exc
 
-    def send_batch(self, frames: list[bytes]) -> int:
+    def write_batch(self, frames: Sequence[bytes]) -> int:
         """Send ``frames`` without blocking; return how many went out.
 
         The others are dropped: all of the rest when the kernel's queue is
@@ -295,7 +290,7 @@ class _NativeIO:
             if dropped[code]
         }
 
-    def send(self, frames: list[bytes]) -> tuple[int, int]:
+    def send(self, frames: Sequence[bytes]) -> tuple[int, int]:
         lengths = self._ffi.new("uint32_t[]", [len(frame) for frame in frames])
         sent: int = self._lib.lp_send_batch(
             self._fd, b"".join(frames), lengths, len(frames), self._stop_errno
@@ -381,7 +376,7 @@ class _PythonIO:
     def offload_drops(self) -> dict[OffloadDropReason, int]:
         return {reason: count for reason, count in self._drops.items() if count}
 
-    def send(self, frames: list[bytes]) -> tuple[int, int]:
+    def send(self, frames: Sequence[bytes]) -> tuple[int, int]:
         # The header joined to the frame: a copy, but sendmsg([header, frame]) costs
         # 0.2 us more per frame in CPython (it builds an iovec and a msghdr).
         send, header = self._sock.send, _NO_OFFLOAD_HEADER

@@ -141,13 +141,13 @@ class _SessionBridge:
         """The LAN's next frames for the relay (those ``GatewayBridge.from_lan`` lets through)."""
         sock = self.sock
         await sock.wait_readable()
-        return self.bridge.from_lan(sock.receive_batch())
+        return self.bridge.from_lan(sock.read_batch())
 
     def write_from_relay(self, frames: list[bytes]) -> None:
         """Frames from the relay onto the LAN, called by the transport's pump (no waiting)."""
         for mac in self.bridge.learn_remote_sources(frames):
             self.add_remote(mac)
-        sent = self.sock.send_batch(frames)
+        sent = self.sock.write_batch(frames)
         counters = self.bridge.lan_counters
         counters.tx_frames += sent
         # Exact unless the kernel refused a frame mid-batch (then approximate).
@@ -160,7 +160,7 @@ class _SessionBridge:
         while True:
             frames = cam.due_frames(trio.current_time())
             if frames:
-                self.sock.send_batch(frames)
+                self.sock.write_batch(frames)
             with trio.move_on_at(cam.next_due_at() or math.inf):
                 await self.cam_changed.wait()
 

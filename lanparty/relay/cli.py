@@ -1,4 +1,9 @@
-"""``lanparty-relay`` / ``python -m lanparty.relay``: the command line."""
+"""``lanparty-relay`` / ``python -m lanparty.relay``: the command line.
+
+Exit codes (``lanparty.errors.ExitCode``): 0 after Ctrl+C or SIGTERM, 1 for
+another failure, 2 for a configuration error (a port it may not listen on
+included).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import trio
 from lanparty import __version__
 from lanparty.capabilities import Capability, lacks, missing_capability
 from lanparty.credentials import is_sha256_hex
-from lanparty.errors import ConfigError, LanpartyError, find_error
+from lanparty.errors import ConfigError, ExitCode, LanpartyError, find_error
 from lanparty.invite import check_invite_host
 from lanparty.obs import add_log_level_argument, configure_logging, events
 from lanparty.obs.notify import notify_ready, notify_stopping
@@ -446,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = build_config(args, identity)
     except (ConfigError, OSError) as exc:
         print(f"lanparty-relay: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     try:
         trio.run(run, config, args, certificate)
     except (OSError, LanpartyError, BaseExceptionGroup) as exc:
@@ -458,9 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             refusal = listen_refusal(port, error)
             if refusal is not None:  # no restart can help: a configuration error
                 print(f"lanparty-relay: {refusal}", file=sys.stderr)
-                return 2
+                return ExitCode.CONFIG
             print(f"lanparty-relay: cannot listen on {host}:{port}: {error}", file=sys.stderr)
         else:
             print(f"lanparty-relay: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.FAILED
+    return ExitCode.OK

@@ -116,7 +116,7 @@ async def receive_test_frames(
     with trio.move_on_after(timeout_s):
         while len(frames) < count:
             await sock.wait_readable()
-            batch = sock.receive_batch()
+            batch = sock.read_batch()
             batch_sizes.append(len(batch))
             frames += [frame for frame in batch if is_make_frame(frame)]
     return frames, batch_sizes
@@ -157,14 +157,14 @@ async def test_our_sends_reach_the_peer_and_never_come_back(lan: Lan, native: bo
             make_frame(STRANGER, n, size, source=sock.interface_mac)
             for n, size in enumerate([60, 100, 1514, 9014, 200])
         ]
-        assert sock.send_batch(ours) == len(ours)
+        assert sock.write_batch(ours) == len(ours)
         assert lan.peer_receive(len(ours)) == ours
         # Everything queued for our socket before the peer's sentinel is in front of it.
         sentinel = make_frame(sock.interface_mac, 999, 60)
         lan.peer_send([sentinel])
         received, _ = await receive_test_frames(sock, 1)
         assert received == [sentinel]
-        assert sock.receive_batch() == []
+        assert sock.read_batch() == []
 
 
 @pytest.mark.parametrize("kernel_filter", [True, False], ids=["ignore-outgoing", "pkttype-check"])
@@ -195,9 +195,9 @@ async def test_a_frame_the_kernel_refuses_is_skipped_and_the_rest_still_go(
     with lan.open(native) as sock:
         first, after = (make_frame(STRANGER, n, 100, source=sock.interface_mac) for n in (1, 2))
         too_long = make_frame(STRANGER, 3, LINK_MTU + 100, source=sock.interface_mac)
-        assert sock.send_batch([first, too_long, after]) == 2
+        assert sock.write_batch([first, too_long, after]) == 2
         assert lan.peer_receive(2) == [first, after]
-        assert sock.send_batch([]) == 0
+        assert sock.write_batch([]) == 0
 
 
 async def test_promiscuous_while_open_and_not_after_close(lan: Lan, native: bool) -> None:
@@ -234,7 +234,7 @@ async def test_the_interface_going_down_is_a_host_network_error(lan: Lan, native
 async def receive_until_an_error(sock: PacketSocket) -> None:
     for _ in range(100):
         await sock.wait_readable()
-        sock.receive_batch()
+        sock.read_batch()
 
 
 def test_the_socket_knows_its_interface(lan: Lan, native: bool) -> None:
@@ -245,7 +245,7 @@ def test_the_socket_knows_its_interface(lan: Lan, native: bool) -> None:
         address = ip("link", "show", "lan0", namespace=lan.namespace)
         assert sock.interface_mac.hex(":") in address
         assert sock.fileno() >= 0
-        assert sock.receive_batch() == []
+        assert sock.read_batch() == []
 
 
 def test_a_missing_interface_is_a_clear_error(lan: Lan, native: bool) -> None:
@@ -387,7 +387,7 @@ async def collect_while(sock: PacketSocket, done: trio.Event) -> tuple[list[byte
         while not done.is_set() or quiet < 3:
             with trio.move_on_after(0.2):
                 await sock.wait_readable()
-            batch = sock.receive_batch()
+            batch = sock.read_batch()
             batch_sizes.append(len(batch))
             frames += batch
             quiet = 0 if batch else quiet + 1
@@ -498,12 +498,12 @@ async def test_segments_beyond_a_batch_come_in_the_next_one(
             sender.sendto(payload, (GATEWAY_IP, UDP_PORT))
         with trio.fail_after(TIMEOUT_S):
             await sock.wait_readable()
-        first = sock.receive_batch()
+        first = sock.read_batch()
         assert len(first) == BATCH_FRAMES
         with trio.fail_after(1):  # nothing new arrives: the rest is already read
             await sock.wait_readable()
-        frames = first + sock.receive_batch()
-        assert sock.receive_batch() == []
+        frames = first + sock.read_batch()
+        assert sock.read_batch() == []
         datagrams = [far_ipv4(frame) for frame in frames]
         assert [found[1][8:] for found in datagrams if found] == [
             payload[i : i + 50] for i in range(0, len(payload), 50)

@@ -9,7 +9,7 @@ import pytest
 from lanparty.client import cli
 from lanparty.client.service import ClientConfig
 from lanparty.credentials import b64url
-from lanparty.errors import ConfigError
+from lanparty.errors import ConfigError, ExitCode
 from lanparty.transport import SpkiPin
 
 PIN = "sha256:" + "ab" * 32
@@ -88,14 +88,14 @@ def test_a_malformed_number_is_a_usage_error() -> None:
 def test_private_network_is_a_windows_option_on_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.platform", "linux")
     argv = ["--invite", INVITE, "--private-network"]
-    assert cli.main(argv) == cli.EXIT_CONFIG
+    assert cli.main(argv) == ExitCode.CONFIG
 
 
 def test_windows_commands_elsewhere_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("sys.platform", "linux")
-    assert cli.main(["install-shortcut", INVITE]) == cli.EXIT_CONFIG
+    assert cli.main(["install-shortcut", INVITE]) == ExitCode.CONFIG
     assert "install-shortcut is a Windows command" in capsys.readouterr().err
 
 
@@ -103,5 +103,5 @@ def test_an_unsupported_platform_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("sys.platform", "darwin")
-    assert cli.main(["--invite", INVITE]) == cli.EXIT_CONFIG
+    assert cli.main(["--invite", INVITE]) == ExitCode.CONFIG
     assert "runs on Linux and Windows, not on darwin" in capsys.readouterr().err

@@ -11,14 +11,14 @@ not persistent: it disappears when ``close`` closes the file descriptor, or
 when the process dies. A name already taken by any interface is refused
 (``IFF_TUN_EXCL``), never attached to. Needs root or CAP_NET_ADMIN.
 
-Frames move in batches: one Trio wake-up, one ``read_batch`` of every frame
-waiting (up to ``BATCH_FRAMES``); one ``write_batch`` of what the relay
-delivered. A tun fd has no system call for several frames, so a batch is a
-loop of ``read()`` / ``write()`` either way; with the C shim
-(``lanparty._native``: ``lp_tap_read_batch``, ``lp_tap_write_batch``) the
-loop runs in C and Python makes one call per batch; without it (not built,
-or ``native=False``), the same loop runs in Python with ``os.read`` /
-``os.write``. Both behave the same.
+Frames move in batches (``lanparty.batchio.BatchIO``): one Trio wake-up,
+one ``read_batch`` of every frame waiting (up to ``BATCH_FRAMES``); one
+``write_batch`` of what the relay delivered. A tun fd has no system call
+for several frames, so a batch is a loop of ``read()`` / ``write()``
+either way; with the C shim (``lanparty._native``: ``lp_tap_read_batch``,
+``lp_tap_write_batch``) the loop runs in C and Python makes one call per
+batch; without it (not built, or ``native=False``), the same loop runs in
+Python with ``os.read`` / ``os.write``. Both behave the same.
 
 Reads land in slots sized from the device's MTU (``read_slot_bytes``): room
 for the longest frame the MTU allows with an 802.1Q tag, plus one byte to
@@ -48,7 +48,7 @@ from typing import Any
 
 import trio
 
-from lanparty._native_loader import load_native
+from lanparty.batchio import BATCH_FRAMES, select_shim
 from lanparty.errors import ConfigError, HostNetworkError
 from lanparty.proto.mac import InvalidMacError, check_endpoint_mac, format_mac
 from lanparty.proto.mtu import max_frame
@@ -62,8 +62,6 @@ __all__ = [
 ]
 
 DEFAULT_TAP_NAME = "lanparty0"
-# Frames per read_batch call: one Trio wake-up drains at most this many.
-BATCH_FRAMES = 64
 # The largest frame a TAP device of the largest MTU hands us: a 65535-byte
 # MTU, the Ethernet header and a VLAN tag. Reads use slots sized from the
 # device's own MTU (read_slot_bytes), never longer than this plus one byte
@@ -167,15 +165,7 @@ class TapDevice:
             raise ConfigError(f"cannot give the TAP device {name} that MAC: {exc}") from exc
         if not MIN_MTU <= mtu <= MAX_MTU:
             raise ConfigError(f"a TAP device's MTU is {MIN_MTU} to {MAX_MTU}, not {mtu}")
-        shim = None
-        if native is not False:
-            shim = load_native()
-            if shim is None and native:
-                raise ConfigError(
-                    "the native TAP I/O shim (lanparty._native) is not built: reinstall "
-                    "lanparty with a C compiler present (apt-get install gcc libc6-dev; "
-                    "pip install -e .), or open the TAP without requiring it"
-                )
+        shim = select_shim(native, device="TAP I/O", without="open the TAP without requiring it")
         fd = _open_tun(name)
         try:
             flags = struct.pack("16sH", encoded, _IFF_TAP | _IFF_NO_PI | _IFF_TUN_EXCL)

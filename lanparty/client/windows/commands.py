@@ -34,7 +34,6 @@ from typing import Final
 
 import attrs
 
-from lanparty.client.cli import EXIT_CONFIG, EXIT_FAILED
 from lanparty.client.identity import load_or_create_identity
 from lanparty.client.windows.adapters import (
     RegistryAccessError,
@@ -43,7 +42,7 @@ from lanparty.client.windows.adapters import (
     find_tap_adapters,
     format_network_address,
 )
-from lanparty.errors import ConfigError, HostNetworkError, LanpartyError
+from lanparty.errors import ConfigError, ExitCode, HostNetworkError, LanpartyError
 from lanparty.proto.mac import format_mac
 
 __all__ = [
@@ -111,7 +110,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 
 def run_command(name: str, arguments: Sequence[str]) -> int:
-    """Run ``lanparty-client NAME ARGUMENTS...``; the exit code (that of ``cli.main``)."""
+    """Run ``lanparty-client NAME ARGUMENTS...``; an ``ExitCode``, as ``cli.main``."""
     try:
         args = build_parser(name).parse_args(list(arguments))
         if name == SET_ADAPTER_MAC:
@@ -119,7 +118,7 @@ def run_command(name: str, arguments: Sequence[str]) -> int:
         return install_shortcut(args, _install_shortcuts)
     except LanpartyError as exc:
         print(f"lanparty-client {name}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED
+        return ExitCode.CONFIG if isinstance(exc, ConfigError) else ExitCode.FAILED
 
 
 def netsh_admin_command(connection_name: str, *, enabled: bool) -> str:
@@ -165,7 +164,7 @@ def set_adapter_mac(args: argparse.Namespace, tools: WindowsTools) -> int:
         f'restarted "{adapter.name}" (disabled, then enabled) so that it takes the MAC '
         f"{format_mac(identity.mac)}; start lanparty-client again"
     )
-    return 0
+    return ExitCode.OK
 
 
 def _restart(connection_name: str, tools: WindowsTools) -> None:
@@ -199,7 +198,7 @@ def install_shortcut(
     """``install-shortcut``: make the shortcuts, print where they are."""
     for path in install(args.invite, args.name):
         print(f"made the shortcut {path}")
-    return 0
+    return ExitCode.OK
 
 
 def _install_shortcuts(invite: str, name: str | None) -> list[Path]:
