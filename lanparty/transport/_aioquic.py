@@ -139,9 +139,9 @@ class AioquicEngine:
         if idle:
             self._idle_close = quic._close_event
 
-    def send_stream_data(self, stream_id: int, data: bytes) -> None:
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         try:
-            self._quic.send_stream_data(stream_id, data)
+            self._quic.send_stream_data(stream_id, data, end_stream)
         except _ERRORS as exc:
             raise _library_error(exc) from exc
 

@@ -127,9 +127,9 @@ class Qh3Engine:
         except _ERRORS as exc:
             raise _library_error(exc) from exc
 
-    def send_stream_data(self, stream_id: int, data: bytes) -> None:
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         try:
-            self._quic.send_stream_data(stream_id, data)
+            self._quic.send_stream_data(stream_id, data, end_stream)
         except _ERRORS as exc:
             raise _library_error(exc) from exc
 
