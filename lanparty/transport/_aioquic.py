@@ -8,6 +8,8 @@ change in any release.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aioquic._crypto import CryptoError
 from aioquic.quic import events as library_events
 from aioquic.quic.configuration import QuicConfiguration
@@ -95,29 +97,41 @@ class AioquicEngine:
         except _ERRORS as exc:
             raise _library_error(exc) from exc
 
-    def events(self) -> list[QuicEvent]:
-        translated: list[QuicEvent] = []
+    def events(self) -> Sequence[QuicEvent]:
         next_event = self._quic.next_event
+        event = next_event()
+        if event is None:
+            # The usual answer to the pump's every flush: no allocation.
+            return ()
+        translated: list[QuicEvent] = []
         run: list[bytes] | None = None
-        while (event := next_event()) is not None:
+        while event is not None:
             if isinstance(event, library_events.DatagramFrameReceived):
                 if run is None:
                     run = []
                     translated.append(DatagramsReceived(run))
                 run.append(event.data)
-                continue
-            run = None
-            if isinstance(event, library_events.StreamDataReceived):
-                translated.append(StreamDataReceived(event.stream_id, event.data, event.end_stream))
-            elif isinstance(event, library_events.HandshakeCompleted):
-                translated.append(HandshakeCompleted(event.alpn_protocol))
-            elif isinstance(event, library_events.ConnectionTerminated):
-                translated.append(self._terminated(event))
-            elif isinstance(event, library_events.ConnectionIdIssued):
-                translated.append(ConnectionIdIssued(bytes(event.connection_id)))
-            elif isinstance(event, library_events.ConnectionIdRetired):
-                translated.append(ConnectionIdRetired(bytes(event.connection_id)))
+            else:
+                run = None
+                ours = self._translate(event)
+                if ours is not None:
+                    translated.append(ours)
+            event = next_event()
         return translated
+
+    def _translate(self, event: library_events.QuicEvent) -> QuicEvent | None:
+        if isinstance(event, library_events.StreamDataReceived):
+            return StreamDataReceived(event.stream_id, event.data, event.end_stream)
+        if isinstance(event, library_events.HandshakeCompleted):
+            return HandshakeCompleted(event.alpn_protocol)
+        if isinstance(event, library_events.ConnectionTerminated):
+            return self._terminated(event)
+        if isinstance(event, library_events.ConnectionIdIssued):
+            return ConnectionIdIssued(bytes(event.connection_id))
+        if isinstance(event, library_events.ConnectionIdRetired):
+            return ConnectionIdRetired(bytes(event.connection_id))
+        # Events the driver does not act on (ProtocolNegotiated, PingAcknowledged...).
+        return None
 
     def timer_at(self) -> float | None:
         return self._quic.get_timer()

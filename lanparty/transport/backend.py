@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -155,7 +156,7 @@ class QuicEngine(Protocol):
 
     def datagrams_to_send(self, now: float) -> list[Datagram]: ...
 
-    def events(self) -> list[QuicEvent]:
+    def events(self) -> Sequence[QuicEvent]:
         """Every event the library has queued, translated, in order."""
 
     def timer_at(self) -> float | None:
