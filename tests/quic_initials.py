@@ -8,26 +8,21 @@ Retry and returns the Initials it sends back with the token.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from lanparty import ALPN
-from lanparty.transport import QuicBackend
-from lanparty.transport.backend import load_library
+from lanparty.transport import QuicBackend, TransportSettings
+from lanparty.transport.backend import QuicEngine, load_library
 from lanparty.transport.udp import Address
 
 SERVER_ADDRESS: Address = ("127.0.0.1", 4433)
 
 
-def client_connection(backend: QuicBackend, now: float = 0.0) -> Any:
+def client_connection(backend: QuicBackend, now: float = 0.0) -> QuicEngine:
     """A started client connection of ``backend``'s library (its Initial is queued)."""
     library = load_library(backend)
-    configuration = library.configuration_class(
-        is_client=True, alpn_protocols=[ALPN], max_datagram_size=1452
+    connection = library.client_connection(
+        TransportSettings(backend=backend), "lanparty-relay.local", connection_id_bytes=8
     )
-    configuration.verify_mode = 0
-    configuration.server_name = "lanparty-relay.local"
-    connection = library.connection_class(configuration=configuration)
-    connection.connect(SERVER_ADDRESS, now=now)
+    connection.connect(SERVER_ADDRESS, now)
     return connection
 
 
@@ -36,9 +31,9 @@ def first_flight(backend: QuicBackend, now: float = 0.0) -> list[bytes]:
     return [data for data, _ in client_connection(backend, now).datagrams_to_send(now)]
 
 
-def answer_retry(connection: Any, retry_packet: bytes, now: float = 0.0) -> list[bytes]:
+def answer_retry(connection: QuicEngine, retry_packet: bytes, now: float = 0.0) -> list[bytes]:
     """Feed the client a Retry; the datagrams it sends next (its Initials with the token)."""
-    connection.receive_datagram(retry_packet, SERVER_ADDRESS, now=now)
+    connection.receive_datagram(retry_packet, SERVER_ADDRESS, now)
     return [data for data, _ in connection.datagrams_to_send(now)]
 
 

@@ -1,8 +1,12 @@
-"""The two QUIC libraries behind one small surface.
+"""The two QUIC libraries behind one typed surface.
 
-qh3 and aioquic share the sans-I/O ``QuicConnection`` API (same module paths,
-same methods), so the driver is written once. What differs, and is handled
-only here (docs/TRANSPORT.md has the measurements behind each point):
+qh3 and aioquic share the sans-I/O ``QuicConnection`` API, but the driver
+(``connection.py``) needs more than that API gives: private state for a few
+answers, and exceptions it can catch by name. So the driver speaks only to
+``QuicEngine`` (one library connection) and ``QuicLibrary`` (the factory);
+one adapter per library implements them, in ``_qh3.py`` and ``_aioquic.py``,
+and all reaching into a library's private fields lives there. What differs
+between the two (docs/TRANSPORT.md has the measurements behind each point):
 
 - how the server's certificate is loaded (qh3 wants PEM bytes, aioquic takes
   ``cryptography`` objects);
@@ -11,8 +15,12 @@ only here (docs/TRANSPORT.md has the measurements behind each point):
   control at all, aioquic queues them without bound behind its window; the
   driver asks ``send_budget_bytes`` before handing frames over;
 - the peer's ``max_datagram_frame_size`` (private attribute in both);
-- which exceptions each library raises (``errors``), so the transport
-  catches those by name and maps them, and nothing else;
+- which exceptions each library raises: each adapter catches those by name
+  in one place and raises ``QuicLibraryError`` instead, so nothing of the
+  library escapes the transport;
+- how an idle timeout is known (qh3: the kind of the timer that fired;
+  aioquic: the close it makes in ``handle_timer``), and whether the timer's
+  kind is known at all (``TimerKind``: qh3 only);
 - the reference cycles inside each library's connection object, broken
   when a connection is forgotten (``release``: the object is emptied), so
   that it is freed at once, without the cyclic garbage collector;
@@ -28,14 +36,16 @@ from __future__ import annotations
 
 import enum
 import importlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from lanparty.errors import ConfigError
+from lanparty.errors import ConfigError, TransportError
+
+if TYPE_CHECKING:
+    from lanparty.transport.settings import TransportSettings
+    from lanparty.transport.udp import Address, Datagram
 
 
 class QuicBackend(enum.StrEnum):
@@ -45,176 +55,211 @@ class QuicBackend(enum.StrEnum):
     AIOQUIC = "aioquic"
 
 
-# aioquic keeps a deque of DATAGRAM frames that its pacer releases; more than
-# this many waiting there means the path is full, so frames stay in our queue.
-_AIOQUIC_PENDING_LIMIT = 32
-_AIOQUIC_FRAME_BUDGET_BYTES = 1500
+class QuicLibraryError(TransportError):
+    """The QUIC library raised; the adapter's message names the library's exception."""
+
+
+class TimerKind(enum.StrEnum):
+    """What a library timer is for (qh3 says; aioquic does not)."""
+
+    ACK_INITIAL = "ack_initial"
+    ACK_HANDSHAKE = "ack_handshake"
+    # The delayed ACK of 1-RTT packets.
+    ACK_APPLICATION = "ack_application"
+    LOSS_DETECTION = "loss_detection"
+    PACING = "pacing"
+    PMTU = "pmtu"
+    # The end of the closing or draining period.
+    CLOSE = "close"
+    IDLE = "idle"
+
+
+# ------------------------------------------------------------------ events
+# The library events the driver acts on, in the library's order; the others
+# (ProtocolNegotiated, PingAcknowledged, stream resets...) are dropped by the
+# adapters.
 
 
 @attrs.frozen
-class QuicLibrary:
-    """One QUIC library's entry points, loaded lazily by ``load_library``."""
+class DatagramsReceived:
+    """DATAGRAM frames received one after another (one event per run, not per frame)."""
 
-    backend: QuicBackend
-    configuration_class: Any
-    connection_class: Any
-    events: Any
-    _peer_chain_der: Callable[[Any], list[bytes]]
-    _send_budget_bytes: Callable[[Any], int]
-    _load_identity: Callable[[Any, bytes, bytes], None]
-    _control_delivered: Callable[[Any, float], bool]
-    # qh3's QuicConnection has receive_many_datagrams (used after the
-    # handshake); aioquic takes one datagram per call.
-    has_receive_many: bool
-    # What the library's connection may raise from any call.
-    errors: tuple[type[Exception], ...]
+    payloads: list[bytes]
+
+
+@attrs.frozen
+class StreamDataReceived:
+    stream_id: int
+    data: bytes
+    end_stream: bool
+
+
+@attrs.frozen
+class HandshakeCompleted:
+    alpn_protocol: str | None
+
+
+@attrs.frozen
+class ConnectionTerminated:
+    """The library is done with the connection (or, from ``pending_close``, about to be)."""
+
+    error_code: int
+    reason: str
+    # The library ended it because nothing was heard for the idle timeout.
+    idle_timeout: bool
+
+
+@attrs.frozen
+class ConnectionIdIssued:
+    connection_id: bytes
+
+
+@attrs.frozen
+class ConnectionIdRetired:
+    connection_id: bytes
+
+
+QuicEvent = (
+    DatagramsReceived
+    | StreamDataReceived
+    | HandshakeCompleted
+    | ConnectionTerminated
+    | ConnectionIdIssued
+    | ConnectionIdRetired
+)
+
+
+class QuicEngine(Protocol):
+    """One library connection, as the driver uses it.
+
+    Every method that calls into the library raises ``QuicLibraryError``
+    (and nothing else of the library's) when the library raises.
+    """
+
+    @property
+    def backend(self) -> QuicBackend: ...
+
+    # qh3 takes a run of datagrams from one address in one call (after the
+    # handshake); aioquic one datagram per call.
+    @property
+    def receives_many(self) -> bool: ...
+
+    @property
+    def host_connection_id(self) -> bytes: ...
+
+    def connect(self, address: Address, now: float) -> None: ...
+
+    def receive_datagram(self, data: bytes, address: Address, now: float) -> None: ...
+
+    def receive_many_datagrams(self, datagrams: list[bytes], address: Address, now: float) -> None:
+        """Only where ``receives_many``."""
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]: ...
+
+    def events(self) -> Sequence[QuicEvent]:
+        """Every event the library has queued, translated, in order."""
+
+    def timer_at(self) -> float | None:
+        """When ``handle_timer`` is due (the pump asks often: no allocation)."""
+
+    def timer(self) -> tuple[float, TimerKind | None] | None:
+        """When ``handle_timer`` is due and, where the library says, what for."""
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None: ...
+
+    def send_datagram_frame(self, payload: bytes) -> None: ...
+
+    def send_ping(self, uid: int) -> None: ...
+
+    def close(self, error_code: int, reason: str) -> None: ...
+
+    def pending_close(self) -> ConnectionTerminated | None:
+        """The close the library has decided on but not reported yet (or reported)."""
+
+    def send_budget_bytes(self) -> int:
+        """How many bytes of DATAGRAM frames the library should take now."""
+
+    def peer_max_datagram_frame_size(self) -> int | None: ...
+
+    def peer_certificate_chain(self) -> list[bytes]:
+        """The peer's certificate chain as DER, leaf first (empty if none)."""
+
+    def cipher_suite(self) -> int | None:
+        """The negotiated TLS 1.3 cipher suite's code point, None before the handshake."""
+
+    def stream_delivered(self, stream_id: int, now: float) -> bool:
+        """True once everything sent on the stream has been acknowledged."""
+
+    def release(self) -> None:
+        """Break the library connection's reference cycles; it must not be used after."""
+
+
+class ServerConfiguration(Protocol):
+    """A library's server configuration with the identity loaded (opaque to the driver)."""
+
+
+class QuicLibrary(Protocol):
+    """One QUIC library: makes ``QuicEngine``s."""
+
+    @property
+    def backend(self) -> QuicBackend: ...
+
     # Whether bytes padding a datagram after its packets count towards the
     # server's anti-amplification budget (see the module docstring).
-    credits_padding: bool
-    _release: Callable[[Any], None]
+    @property
+    def credits_padding(self) -> bool: ...
 
-    def peer_chain_der(self, connection: Any) -> list[bytes]:
-        """The peer's certificate chain as DER, leaf first (empty if none)."""
-        return self._peer_chain_der(connection)
+    def client_connection(
+        self, settings: TransportSettings, server_name: str | None, *, connection_id_bytes: int
+    ) -> QuicEngine:
+        """A client connection, not started (``connect`` starts it)."""
 
-    def send_budget_bytes(self, connection: Any) -> int:
-        """How many bytes of DATAGRAM frames the library should take now."""
-        return self._send_budget_bytes(connection)
+    def server_configuration(
+        self,
+        settings: TransportSettings,
+        cert_pem: bytes,
+        key_pem: bytes,
+        *,
+        connection_id_bytes: int,
+    ) -> ServerConfiguration:
+        """Loaded once: every server connection shares the parsed certificate and key."""
 
-    def load_identity(self, configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
-        self._load_identity(configuration, cert_pem, key_pem)
-
-    def release(self, connection: Any) -> None:
-        """Break the library connection's reference cycles; it must not be used after."""
-        self._release(connection)
-
-    def control_delivered(self, connection: Any, now: float) -> bool:
-        """True once everything sent on the control stream has been acknowledged."""
-        return self._control_delivered(connection, now)
-
-    @staticmethod
-    def peer_max_datagram_frame_size(connection: Any) -> int | None:
-        value = connection._remote_max_datagram_frame_size
-        return None if value is None else int(value)
-
-
-def _qh3_peer_chain(connection: Any) -> list[bytes]:
-    leaf = connection.get_peercert()
-    if leaf is None:
-        return []
-    return [leaf.public_bytes()] + [c.public_bytes() for c in connection.get_issuercerts()]
+    def server_connection(
+        self,
+        configuration: ServerConfiguration,
+        *,
+        original_destination_cid: bytes,
+        retry_source_cid: bytes | None,
+    ) -> QuicEngine: ...
 
 
-def _qh3_budget(connection: Any) -> int:
-    # qh3 would put every frame on the wire at once; its congestion window,
-    # which still counts DATAGRAM bytes, is the budget we give it.
-    core = connection._core
-    if core is None:
-        return 0
-    return int(core.congestion_window - core.bytes_in_flight)
+def configuration_options(
+    settings: TransportSettings, *, is_client: bool, connection_id_bytes: int
+) -> dict[str, Any]:
+    """The ``QuicConfiguration`` arguments both libraries take alike."""
+    return {
+        "is_client": is_client,
+        "alpn_protocols": [settings.alpn],
+        "idle_timeout": settings.idle_timeout_s,
+        "max_datagram_size": settings.max_udp_payload_bytes,
+        "max_datagram_frame_size": 65536,
+        "connection_id_length": connection_id_bytes,
+    }
 
 
-def _qh3_load_identity(configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
-    configuration.load_cert_chain(cert_pem, key_pem)
-
-
-def _qh3_control_delivered(connection: Any, now: float) -> bool:
-    # Queued bytes are counted by get_send_buffer_size; sent ones are in
-    # flight until the peer acknowledges them.
-    return connection.get_send_buffer_size(0) == 0 and not connection.should_wait_for_ack(now)
-
-
-def _qh3_release(connection: Any) -> None:
-    # The TLS bridge holds the connection's bound _set_version, and its TLS
-    # context holds the bridge's bound callbacks: cut both cycles.
-    bridge = connection._tls
-    if bridge is not None:
-        bridge._version_change_handler = None
-        bridge.tls = None
-    vars(connection).clear()
-
-
-def _aioquic_peer_chain(connection: Any) -> list[bytes]:
-    tls = connection.tls
-    leaf = None if tls is None else tls._peer_certificate
-    if leaf is None:
-        return []
-    chain = [leaf, *tls._peer_certificate_chain]
-    return [c.public_bytes(serialization.Encoding.DER) for c in chain]
-
-
-def _aioquic_budget(connection: Any) -> int:
-    free = _AIOQUIC_PENDING_LIMIT - len(connection._datagrams_pending)
-    return free * _AIOQUIC_FRAME_BUDGET_BYTES
-
-
-def _aioquic_control_delivered(connection: Any, now: float) -> bool:
-    stream = connection._streams.get(0)
-    if stream is None:
-        return True
-    sender = stream.sender
-    # Acknowledged data leaves the front of the sender's buffer.
-    return bool(sender._buffer_start == sender._buffer_stop)
-
-
-def _aioquic_load_identity(configuration: Any, cert_pem: bytes, key_pem: bytes) -> None:
-    certificates = x509.load_pem_x509_certificates(cert_pem)
-    configuration.certificate = certificates[0]
-    configuration.certificate_chain = certificates[1:]
-    configuration.private_key = serialization.load_pem_private_key(key_pem, password=None)
-
-
-def _aioquic_release(connection: Any) -> None:
-    # aioquic's connection is woven of its own bound methods (loss recovery,
-    # TLS and key callbacks, delivery handlers of sent packets); those
-    # cycles run through the connection's attributes, but for one: a packet
-    # space and its sent packets, whose delivery handlers name the space.
-    for space in connection._loss.spaces:
-        space.sent_packets.clear()
-    vars(connection).clear()
+# Client side: trust is decided by lanparty.transport.trust after the
+# handshake; the library still checks the handshake signature.
+VERIFY_NONE = 0  # ssl.CERT_NONE
 
 
 def load_library(backend: QuicBackend) -> QuicLibrary:
-    """Import the chosen library; a missing one is a clear ``ConfigError``."""
-    name = backend.value
+    """Import the chosen library's adapter; a missing library is a clear ``ConfigError``."""
     try:
-        configuration = importlib.import_module(f"{name}.quic.configuration")
-        connection = importlib.import_module(f"{name}.quic.connection")
-        events = importlib.import_module(f"{name}.quic.events")
-        crypto = importlib.import_module(
-            "qh3._hazmat" if backend is QuicBackend.QH3 else "aioquic.quic.crypto"
-        )
+        adapter = importlib.import_module(f"lanparty.transport._{backend.value}")
     except ImportError as exc:
         extra = " (pip install 'lanparty[aioquic]')" if backend is QuicBackend.AIOQUIC else ""
-        raise ConfigError(f"the QUIC library {name} is not installed{extra}") from exc
-    # ValueError covers both libraries' BufferReadError and BufferWriteError;
-    # RuntimeError what qh3's native core raises outside its own mapping.
-    errors: tuple[type[Exception], ...] = (
-        connection.QuicConnectionError,
-        crypto.CryptoError,
-        ValueError,
-        RuntimeError,
-        AssertionError,
-    )
-    if backend is QuicBackend.QH3:
-        chain, budget, identity = _qh3_peer_chain, _qh3_budget, _qh3_load_identity
-        delivered, release = _qh3_control_delivered, _qh3_release
-    else:
-        chain, budget, identity = _aioquic_peer_chain, _aioquic_budget, _aioquic_load_identity
-        delivered, release = _aioquic_control_delivered, _aioquic_release
-        stream = importlib.import_module("aioquic.quic.stream")
-        errors += (stream.FinalSizeError, stream.StreamFinishedError)
-    return QuicLibrary(
-        backend=backend,
-        configuration_class=configuration.QuicConfiguration,
-        connection_class=connection.QuicConnection,
-        events=events,
-        peer_chain_der=chain,
-        send_budget_bytes=budget,
-        load_identity=identity,
-        control_delivered=delivered,
-        has_receive_many=backend is QuicBackend.QH3,
-        errors=errors,
-        credits_padding=backend is not QuicBackend.QH3,
-        release=release,
-    )
+        raise ConfigError(f"the QUIC library {backend.value} is not installed{extra}") from exc
+    library: QuicLibrary = adapter.LIBRARY
+    return library

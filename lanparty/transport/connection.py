@@ -11,10 +11,15 @@ messages. The rules the libraries do not keep for us live here:
 - received frames wait in a bounded list for the user task;
 - a PING goes out whenever the connection has sent nothing for the
   keep-alive interval, so NAT bindings stay open;
-- the library's exceptions (``QuicLibrary.errors``, by name) never escape:
-  the connection closes and the reason is recorded in ``close_info``;
+- the library's exceptions (``QuicLibraryError`` from the adapter) never
+  escape: the connection closes and the reason is recorded in ``close_info``;
 - the peer ending its control stream (FIN on stream 0) closes the
-  connection like a peer's close, normal code.
+  connection like a peer's close, normal code;
+- a server handshake not complete by ``handshake_deadline`` is abandoned
+  without a word to the peer, and a peer offering another ALPN is refused.
+
+The library is reached only through ``QuicEngine`` (``backend.py``), whose
+events are our own.
 
 A connection holds no reference cycle of its own (its event handlers are a
 table of plain functions shared by all connections), so once the endpoint
@@ -25,11 +30,9 @@ the cyclic garbage collector.
 from __future__ import annotations
 
 import collections
-import functools
 import math
 from collections.abc import Callable, Iterable
-from types import ModuleType
-from typing import Any
+from typing import Any, TypeVarTuple
 
 import attrs
 import structlog
@@ -38,7 +41,18 @@ import trio
 from lanparty.ctrl import ControlDecoder, Message, Received, Side, encode_message
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
 from lanparty.obs.counters import DropReason, TrafficCounters
-from lanparty.transport.backend import QuicLibrary
+from lanparty.transport.backend import (
+    ConnectionIdIssued,
+    ConnectionIdRetired,
+    ConnectionTerminated,
+    DatagramsReceived,
+    HandshakeCompleted,
+    QuicEngine,
+    QuicEvent,
+    QuicLibraryError,
+    StreamDataReceived,
+    TimerKind,
+)
 from lanparty.transport.settings import TransportSettings
 from lanparty.transport.udp import Address, Datagram, runs_by_address
 
@@ -57,6 +71,8 @@ CLOSE_PROTOCOL_ERROR = 2
 _PACKET_OVERHEAD_BYTES = 1 + 20 + 4 + 16
 _DATAGRAM_FRAME_OVERHEAD_BYTES = 1 + 2
 
+
+_Args = TypeVarTuple("_Args")
 
 _TLS13_CIPHER_SUITES = {
     0x1301: "TLS_AES_128_GCM_SHA256",
@@ -103,8 +119,7 @@ class Connection:
 
     def __init__(
         self,
-        library: QuicLibrary,
-        quic: Any,
+        engine: QuicEngine,
         settings: TransportSettings,
         peer_address: Address,
         request_flush: Callable[[Connection], None],
@@ -117,8 +132,7 @@ class Connection:
         self.counters = TrafficCounters()
         self.close_info: CloseInfo | None = None
         self.max_datagram_payload = 0
-        self._library = library
-        self._quic = quic
+        self._engine = engine
         self._request_flush = request_flush
         self._handshake_done = False
         # The endpoint opens stream 0; the relay can answer only once it has.
@@ -155,7 +169,6 @@ class Connection:
         # Server side: when a handshake still not complete is given up, which
         # frees its place under max_pending_handshakes and the per-source cap.
         self.handshake_deadline: float | None = None
-        self._handlers = _event_handlers(library.events)
         # Set once the endpoint forgot the connection and emptied the library's object.
         self._released = False
 
@@ -163,7 +176,7 @@ class Connection:
 
     @property
     def backend(self) -> str:
-        return self._library.backend.value
+        return self._engine.backend.value
 
     @property
     def is_established(self) -> bool:
@@ -179,20 +192,19 @@ class Connection:
 
     @property
     def host_connection_id(self) -> bytes:
-        return b"" if self._released else bytes(self._quic.host_cid)
+        return b"" if self._released else self._engine.host_connection_id
 
     @property
     def cipher_suite(self) -> str:
         """The negotiated TLS 1.3 cipher suite's name, e.g. TLS_AES_128_GCM_SHA256."""
-        tls = None if self._released else self._quic.tls
-        suite = None if tls is None else getattr(tls.key_schedule, "cipher_suite", None)
+        suite = None if self._released else self._engine.cipher_suite()
         if suite is None:
             return "none"
-        return _TLS13_CIPHER_SUITES.get(int(suite), f"0x{int(suite):04x}")
+        return _TLS13_CIPHER_SUITES.get(suite, f"0x{suite:04x}")
 
     def peer_certificate_chain(self) -> list[bytes]:
         """The peer's certificate chain as DER, leaf first (empty once forgotten)."""
-        return [] if self._released else self._library.peer_chain_der(self._quic)
+        return [] if self._released else self._engine.peer_certificate_chain()
 
     async def wait_established(self) -> None:
         """Wait for the handshake; raise ``ConnectionClosedError`` if it failed."""
@@ -291,14 +303,14 @@ class Connection:
             raise TransportError("control messages need a completed handshake")
         if not self._control_stream_open:
             raise TransportError("the peer has not opened the control stream yet")
-        self._call(self._quic.send_stream_data, CONTROL_STREAM_ID, encode_message(message))
+        self._call(self._engine.send_stream_data, CONTROL_STREAM_ID, encode_message(message))
         self._request_flush(self)
         self._raise_if_closed()
 
     def send_raw_control(self, data: bytes) -> None:
         """Write raw bytes on the control stream (tests and diagnostics: no framing)."""
         self._raise_if_closed()
-        self._call(self._quic.send_stream_data, CONTROL_STREAM_ID, data)
+        self._call(self._engine.send_stream_data, CONTROL_STREAM_ID, data)
         self._request_flush(self)
 
     async def receive_control(self) -> Received:
@@ -327,7 +339,7 @@ class Connection:
         """
         with trio.move_on_after(timeout_s):
             while self.close_info is None:
-                if self._library.control_delivered(self._quic, trio.current_time()):
+                if self._engine.stream_delivered(CONTROL_STREAM_ID, trio.current_time()):
                     return True
                 await trio.sleep(0.005)
         return False
@@ -343,8 +355,8 @@ class Connection:
             return
         self._set_closed(info)
         try:
-            self._quic.close(error_code=info.error_code, reason_phrase=info.reason)
-        except self._library.errors:
+            self._engine.close(info.error_code, info.reason)
+        except QuicLibraryError:
             return
         self._request_flush(self)
 
@@ -359,17 +371,18 @@ class Connection:
         self.datagram_handler = None
         if not self._released:
             self._released = True
-            self._library.release(self._quic)
+            self._engine.release()
 
     # ------------------------------------------------- driven by the endpoint
 
     def receive_udp(self, datagrams: list[Datagram], now: float) -> None:
         """Feed the library this connection's UDP datagrams from one wake-up."""
-        if not (self._handshake_done and self._library.has_receive_many):
+        engine = self._engine
+        if not (self._handshake_done and engine.receives_many):
             for data, address in datagrams:
-                self._call(self._quic.receive_datagram, data, address, now)
+                self._call(engine.receive_datagram, data, address, now)
             return
-        receive_many = self._quic.receive_many_datagrams
+        receive_many = engine.receive_many_datagrams
         # One library call per run of datagrams from one address (qh3 only):
         # its per-datagram Python facade costs more than the packet itself.
         for address, run in runs_by_address(datagrams):
@@ -383,11 +396,12 @@ class Connection:
             return
         if self._handshake_done and now - self._last_send_at >= self.settings.keepalive_interval_s:
             self._ping_uid += 1
-            self._call(self._quic.send_ping, self._ping_uid)
-        self._call(self._quic.handle_timer, now)
+            self._call(self._engine.send_ping, self._ping_uid)
+        self._call(self._engine.handle_timer, now)
 
     def timer_at(self) -> float | None:
-        timer: float | None = self._quic.get_timer()
+        """When ``handle_timer`` is due: the library's timer or our own deadlines."""
+        timer = self._engine.timer_at()
         if self._handshake_done and self.close_info is None:
             keepalive_at = self._last_send_at + self.settings.keepalive_interval_s
             return keepalive_at if timer is None else min(timer, keepalive_at)
@@ -396,14 +410,25 @@ class Connection:
             return deadline if timer is None else min(timer, deadline)
         return timer
 
+    def timer(self) -> tuple[float, TimerKind | None] | None:
+        """``timer_at`` and, when the library's timer is the one due, its kind if known.
+
+        The kind is None for our own deadlines (keep-alive, handshake) and
+        for a library that does not say (aioquic).
+        """
+        at = self.timer_at()
+        if at is None:
+            return None
+        library_timer = self._engine.timer()
+        if library_timer is not None and library_timer[0] == at:
+            return library_timer
+        return at, None
+
     def process_events(self) -> None:
         """Handle every event the library has queued."""
-        next_event = self._quic.next_event
-        handlers = self._handlers
-        while (event := next_event()) is not None:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(self, event)
+        handlers = _EVENT_HANDLERS
+        for event in self._engine.events():
+            handlers[type(event)](self, event)
 
     def transmit(self, now: float) -> list[Datagram]:
         """Hand queued frames to the library as it has room; return UDP datagrams."""
@@ -417,8 +442,8 @@ class Connection:
                 self._send_room_event.set()
                 self._send_room_event = None
         try:
-            datagrams: list[Datagram] = self._quic.datagrams_to_send(now)
-        except self._library.errors as exc:
+            datagrams = self._engine.datagrams_to_send(now)
+        except QuicLibraryError as exc:
             self._fail(exc)
             if self.terminated:
                 return []
@@ -428,8 +453,8 @@ class Connection:
         return datagrams
 
     def _feed_library(self, queue: collections.deque[bytes]) -> None:
-        budget = self._library.send_budget_bytes(self._quic)
-        send = self._quic.send_datagram_frame
+        budget = self._engine.send_budget_bytes()
+        send = self._engine.send_datagram_frame
         counters = self.counters
         try:
             while queue and budget > 0:
@@ -438,23 +463,26 @@ class Connection:
                 budget -= len(payload) + _PACKET_OVERHEAD_BYTES
                 counters.tx_frames += 1
                 counters.tx_bytes += len(payload)
-        except self._library.errors as exc:
+        except QuicLibraryError as exc:
             self._fail(exc)
 
     # ----------------------------------------------------------- event handlers
 
-    def _on_datagram(self, event: Any) -> None:
-        data: bytes = event.data
+    def _on_datagrams(self, event: DatagramsReceived) -> None:
         counters = self.counters
-        if len(self._received) >= self.settings.receive_queue_frames:
-            counters.count_drop(DropReason.RECEIVE_QUEUE_FULL)
-            return
-        counters.rx_frames += 1
-        counters.rx_bytes += len(data)
-        self._received.append(data)
-        self._received_event.set()
+        received = self._received
+        limit = self.settings.receive_queue_frames
+        for data in event.payloads:
+            if len(received) >= limit:
+                counters.count_drop(DropReason.RECEIVE_QUEUE_FULL)
+                continue
+            counters.rx_frames += 1
+            counters.rx_bytes += len(data)
+            received.append(data)
+        if received:
+            self._received_event.set()
 
-    def _on_stream_data(self, event: Any) -> None:
+    def _on_stream_data(self, event: StreamDataReceived) -> None:
         if event.stream_id != CONTROL_STREAM_ID or self._control_error is not None:
             return
         self._control_stream_open = True
@@ -475,11 +503,11 @@ class Connection:
                 )
             )
 
-    def _on_handshake_completed(self, event: Any) -> None:
+    def _on_handshake_completed(self, event: HandshakeCompleted) -> None:
         if event.alpn_protocol != self.settings.alpn:
             self.close(CLOSE_REFUSED, f"ALPN {event.alpn_protocol!r} is not {self.settings.alpn}")
             return
-        peer_limit = self._library.peer_max_datagram_frame_size(self._quic)
+        peer_limit = self._engine.peer_max_datagram_frame_size()
         self.max_datagram_payload = max_payload_for(self.settings.max_udp_payload_bytes, peer_limit)
         if self.max_datagram_payload == 0:
             self.close(CLOSE_REFUSED, "the peer does not accept QUIC DATAGRAM frames")
@@ -487,53 +515,52 @@ class Connection:
         self._handshake_done = True
         self._established.set()
 
-    def _on_terminated(self, event: Any) -> None:
-        """The library's ConnectionTerminated (or the close it has pending)."""
+    def _on_terminated(self, event: ConnectionTerminated) -> None:
+        """The library's termination (or the close it has pending)."""
         if self.close_info is None:
-            reason = str(event.reason_phrase or "")
-            idle = "idle" in reason.lower()
+            idle = event.idle_timeout
             self._set_closed(
                 CloseInfo(
-                    error_code=int(event.error_code),
-                    reason=reason,
+                    error_code=event.error_code,
+                    reason=event.reason,
                     by_peer=not idle,
                     idle_timeout=idle,
                 )
             )
         self.terminated = True
 
-    def _on_connection_id_issued(self, event: Any) -> None:
-        self.issued_connection_ids.append(bytes(event.connection_id))
+    def _on_connection_id_issued(self, event: ConnectionIdIssued) -> None:
+        self.issued_connection_ids.append(event.connection_id)
 
-    def _on_connection_id_retired(self, event: Any) -> None:
-        self.retired_connection_ids.append(bytes(event.connection_id))
+    def _on_connection_id_retired(self, event: ConnectionIdRetired) -> None:
+        self.retired_connection_ids.append(event.connection_id)
 
     # ---------------------------------------------------------------- helpers
 
-    def _call(self, operation: Callable[..., Any], *args: Any) -> None:
+    def _call(self, operation: Callable[[*_Args], None], *args: *_Args) -> None:
         """Call into the library; an exception closes the connection (see ``_fail``)."""
         try:
             operation(*args)
-        except self._library.errors as exc:
+        except QuicLibraryError as exc:
             self._fail(exc)
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: QuicLibraryError) -> None:
         """The library raised: record it and close; a second failure ends it."""
         # A peer's close may stand behind the exception ("connection is
         # closed"): then that close is the real story, not a library failure.
         self.process_events()
-        pending_close = getattr(self._quic, "_close_event", None)
+        pending_close = self._engine.pending_close()
         if self.close_info is None and pending_close is not None:
             self._on_terminated(pending_close)
         if self.close_info is not None:
             self.terminated = True
             return
-        reason = f"QUIC library error ({type(exc).__name__}: {exc})"
+        reason = f"QUIC library error ({exc})"
         self._set_closed(CloseInfo(error_code=CLOSE_REFUSED, reason=reason, by_peer=False))
         try:
             # The next transmit carries the close to the peer.
-            self._quic.close(error_code=CLOSE_REFUSED, reason_phrase="internal error")
-        except self._library.errors:
+            self._engine.close(CLOSE_REFUSED, "internal error")
+        except QuicLibraryError:
             self.terminated = True
 
     def _set_closed(self, info: CloseInfo) -> None:
@@ -551,14 +578,13 @@ class Connection:
             raise ConnectionClosedError(self.close_info)
 
 
-@functools.cache
-def _event_handlers(events: ModuleType) -> dict[type, Callable[[Connection, Any], None]]:
-    """Which ``Connection`` method handles each of a library's event types."""
-    return {
-        events.DatagramFrameReceived: Connection._on_datagram,
-        events.StreamDataReceived: Connection._on_stream_data,
-        events.HandshakeCompleted: Connection._on_handshake_completed,
-        events.ConnectionTerminated: Connection._on_terminated,
-        events.ConnectionIdIssued: Connection._on_connection_id_issued,
-        events.ConnectionIdRetired: Connection._on_connection_id_retired,
-    }
+# Which ``Connection`` method handles each event; shared by all connections
+# (plain functions, so a connection holds no cycle through them).
+_EVENT_HANDLERS: dict[type[QuicEvent], Callable[[Connection, Any], None]] = {
+    DatagramsReceived: Connection._on_datagrams,
+    StreamDataReceived: Connection._on_stream_data,
+    HandshakeCompleted: Connection._on_handshake_completed,
+    ConnectionTerminated: Connection._on_terminated,
+    ConnectionIdIssued: Connection._on_connection_id_issued,
+    ConnectionIdRetired: Connection._on_connection_id_retired,
+}

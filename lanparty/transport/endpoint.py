@@ -25,7 +25,6 @@ import itertools
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 import trio
@@ -39,7 +38,7 @@ from lanparty.transport.admission import (
     InitialDrop,
     SendRetry,
 )
-from lanparty.transport.backend import QuicLibrary, load_library
+from lanparty.transport.backend import QuicLibrary, ServerConfiguration, load_library
 from lanparty.transport.certs import ServerIdentity
 from lanparty.transport.connection import Connection
 from lanparty.transport.settings import TransportSettings
@@ -96,13 +95,14 @@ class Endpoint:
         self._sequence = itertools.count()
         self._wake_at = math.inf
         self._wait_scope: trio.CancelScope | None = None
-        self._server_configuration: Any = None
+        self._server_configuration: ServerConfiguration | None = None
         self.admission: Admission | None = None
         if identity is not None:
-            # Loaded once: every new connection shares the parsed certificate and key.
-            self._server_configuration = self._configuration(is_client=False)
-            self.library.load_identity(
-                self._server_configuration, identity.cert_pem, identity.key_pem
+            self._server_configuration = self.library.server_configuration(
+                settings,
+                identity.cert_pem,
+                identity.key_pem,
+                connection_id_bytes=CONNECTION_ID_BYTES,
             )
             self.admission = Admission(
                 settings,
@@ -129,36 +129,16 @@ class Endpoint:
 
     # ------------------------------------------------------------ connections
 
-    def _configuration(self, *, is_client: bool, server_name: str | None = None) -> Any:
-        settings = self.settings
-        configuration = self.library.configuration_class(
-            is_client=is_client,
-            alpn_protocols=[settings.alpn],
-            idle_timeout=settings.idle_timeout_s,
-            max_datagram_size=settings.max_udp_payload_bytes,
-            max_datagram_frame_size=65536,
-            connection_id_length=CONNECTION_ID_BYTES,
-        )
-        if is_client:
-            # Trust is decided by lanparty.transport.trust after the handshake;
-            # the library still checks the handshake signature.
-            configuration.verify_mode = 0  # ssl.CERT_NONE
-            configuration.server_name = server_name
-            if hasattr(configuration, "probe_datagram_size"):
-                configuration.probe_datagram_size = False
-        return configuration
-
     def connect(self, address: Address, server_name: str) -> Connection:
         """Start a client connection to ``address`` (the handshake runs in the pump)."""
-        configuration = self._configuration(is_client=True, server_name=server_name)
-        quic = self.library.connection_class(configuration=configuration)
-        connection = Connection(
-            self.library, quic, self.settings, address, self.flush, is_client=True
+        engine = self.library.client_connection(
+            self.settings, server_name, connection_id_bytes=CONNECTION_ID_BYTES
         )
+        connection = Connection(engine, self.settings, address, self.flush, is_client=True)
         connection.local_address = self.udp.local_address()
         self._connections.add(connection)
         self._add_connection_id(connection, connection.host_connection_id)
-        quic.connect(address, now=trio.current_time())
+        engine.connect(address, trio.current_time())
         self.flush(connection)
         return connection
 
@@ -199,14 +179,13 @@ class Endpoint:
             oldest = next(iter(self._handshaking))
             oldest.abort("too many handshakes at once")
             self._forget(oldest)
-        quic = self.library.connection_class(
-            configuration=self._server_configuration,
-            original_destination_connection_id=admit.original_destination_cid,
-            retry_source_connection_id=admit.retry_source_cid,
+        assert self._server_configuration is not None
+        engine = self.library.server_connection(
+            self._server_configuration,
+            original_destination_cid=admit.original_destination_cid,
+            retry_source_cid=admit.retry_source_cid,
         )
-        connection = Connection(
-            self.library, quic, self.settings, address, self.flush, is_client=False
-        )
+        connection = Connection(engine, self.settings, address, self.flush, is_client=False)
         connection.local_address = self.udp.local_address()
         connection.source_key = admit.source
         connection.address_validated = admit.retry_source_cid is not None

@@ -317,8 +317,8 @@ async def test_a_library_exception_closes_only_that_connection(
         def explode(*_args: object) -> None:
             raise RuntimeError("simulated library failure")
 
-        victim._quic.receive_datagram = explode
-        victim._quic.receive_many_datagrams = explode
+        victim._engine._quic.receive_datagram = explode
+        victim._engine._quic.receive_many_datagrams = explode
         doomed.send_datagram(b"\x10" + bytes(63))
         with trio.fail_after(10):
             info = await doomed.wait_closed()
@@ -392,7 +392,7 @@ async def test_fin_on_the_control_stream_is_an_ordinary_close(
             await started.wait()
         if with_message:
             connection.send_control(CONTROL_MESSAGE)
-        connection._quic.send_stream_data(0, b"", end_stream=True)
+        connection._engine._quic.send_stream_data(0, b"", end_stream=True)
         connection.flush()
         with trio.fail_after(10):
             info = await connection.wait_closed()

@@ -211,7 +211,7 @@ async def test_a_forgotten_connection_is_freed_without_the_cyclic_gc(
             await wait_until(lambda: len(server.connections) == 1)
             (server_side,) = server.connections
             server_connection = weakref.ref(server_side)
-            server_quic = weakref.ref(server_side._quic)
+            server_quic = weakref.ref(server_side._engine._quic)
             del server_side
             client_connection = weakref.ref(client)
             del client
