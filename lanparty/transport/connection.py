@@ -401,28 +401,36 @@ class Connection:
 
     def timer_at(self) -> float | None:
         """When ``handle_timer`` is due: the library's timer or our own deadlines."""
-        timer = self._engine.timer_at()
-        if self._handshake_done and self.close_info is None:
-            keepalive_at = self._last_send_at + self.settings.keepalive_interval_s
-            return keepalive_at if timer is None else min(timer, keepalive_at)
-        deadline = self.handshake_deadline
-        if deadline is not None and not self._handshake_done and self.close_info is None:
-            return deadline if timer is None else min(timer, deadline)
-        return timer
+        deadline = self.timer()
+        return None if deadline is None else deadline[0]
 
     def timer(self) -> tuple[float, TimerKind | None] | None:
         """``timer_at`` and, when the library's timer is the one due, its kind if known.
 
         The kind is None for our own deadlines (keep-alive, handshake) and
-        for a library that does not say (aioquic).
+        for a library that does not say (aioquic). A lone delayed ACK of
+        1-RTT packets waits ``settings.ack_wait_s`` longer than the library
+        asks, for a second packet to acknowledge with it (see
+        ``TransportSettings.ack_wait_s``).
         """
-        at = self.timer_at()
-        if at is None:
-            return None
         library_timer = self._engine.timer()
-        if library_timer is not None and library_timer[0] == at:
-            return library_timer
-        return at, None
+        if self._handshake_done and self.close_info is None:
+            keepalive_at = self._last_send_at + self.settings.keepalive_interval_s
+            if library_timer is None:
+                return keepalive_at, None
+            at, kind = library_timer
+            if kind is TimerKind.ACK_APPLICATION:
+                at += self.settings.ack_wait_s
+            return (at, kind) if at <= keepalive_at else (keepalive_at, None)
+        deadline = self.handshake_deadline
+        handshaking = not self._handshake_done and self.close_info is None
+        if (
+            deadline is not None
+            and handshaking
+            and (library_timer is None or deadline < library_timer[0])
+        ):
+            return deadline, None
+        return library_timer
 
     def process_events(self) -> None:
         """Handle every event the library has queued."""

@@ -307,3 +307,64 @@ def test_a_client_offering_an_unknown_alpn_never_gets_a_connection(
     assert pair.client.is_closed
     assert pair.server.is_closed
     assert pair.client._handshake_done is False
+
+
+def quiet(pair: ConnectionPair) -> None:
+    """Let every pending ACK and timer of the handshake play out."""
+    pair.run_until(pair.now + 1.0)
+
+
+def test_a_lone_ack_waits_ack_wait_s_longer_than_the_library_asks(
+    dev_identity: ServerIdentity,
+) -> None:
+    pair = established(QuicBackend.QH3, dev_identity, ack_wait_s=0.02)
+    quiet(pair)
+    pair.server.send_datagram(b"one frame")
+    pair.now += 0.0005
+    received_at = pair.now
+    pair.step()  # the client receives it; the library delays its ACK
+    library_timer = pair.client._engine.timer()
+    assert library_timer is not None
+    assert library_timer[1] is TimerKind.ACK_APPLICATION
+    assert pair.client.timer() == (library_timer[0] + 0.02, TimerKind.ACK_APPLICATION)
+    client_sends = len(pair.sent_at[pair.client])
+    pair.run_until(library_timer[0] + 0.02)
+    sends = pair.sent_at[pair.client][client_sends:]
+    # The lone ACK went out once its wait was over, no earlier, and within the
+    # 25 ms max_ack_delay the libraries announce.
+    assert sends[0] == library_timer[0] + 0.02
+    assert sends[0] - received_at <= 0.025
+
+
+def test_a_second_packet_within_the_wait_is_acknowledged_with_the_first_at_once(
+    dev_identity: ServerIdentity,
+) -> None:
+    pair = established(QuicBackend.QH3, dev_identity, ack_wait_s=0.02)
+    quiet(pair)
+    pair.server.send_datagram(b"first")
+    pair.now += 0.0005
+    pair.step()
+    client_sends = len(pair.sent_at[pair.client])
+    pair.run_until(pair.now + 0.010)  # the next frame of a game, or the next ping
+    pair.server.send_datagram(b"second")
+    pair.now += 0.0005
+    pair.step()
+    # One ACK for both, sent on arrival of the second: no timer wake-up for it.
+    assert pair.sent_at[pair.client][client_sends:] == [pair.now]
+    timer = pair.client.timer()
+    assert timer is None or timer[1] is not TimerKind.ACK_APPLICATION
+
+
+def test_with_no_ack_wait_the_library_timer_is_kept(dev_identity: ServerIdentity) -> None:
+    pair = established(QuicBackend.QH3, dev_identity, ack_wait_s=0.0)
+    quiet(pair)
+    pair.server.send_datagram(b"one frame")
+    pair.now += 0.0005
+    pair.step()
+    assert pair.client.timer() == pair.client._engine.timer()
+
+
+@pytest.mark.parametrize("ack_wait_s", [-0.001, 0.021, 0.5])
+def test_an_ack_wait_beyond_the_announced_max_ack_delay_is_refused(ack_wait_s: float) -> None:
+    with pytest.raises(ValueError, match="ack_wait_s"):
+        TransportSettings(ack_wait_s=ack_wait_s)
