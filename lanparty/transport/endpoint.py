@@ -92,6 +92,8 @@ class Endpoint:
         self._timers: list[tuple[float, int]] = []
         self._timer_owner: dict[int, Connection] = {}
         self._scheduled: dict[Connection, tuple[float, int]] = {}
+        # Each scheduled connection's real deadline, which its heap entry may precede.
+        self._due: dict[Connection, float] = {}
         self._sequence = itertools.count()
         self._wake_at = math.inf
         self._wait_scope: trio.CancelScope | None = None
@@ -330,16 +332,23 @@ class Endpoint:
     # ----------------------------------------------------------------- timers
 
     def _schedule(self, connection: Connection) -> None:
+        """Note the connection's deadline; called after every call into it."""
         at = connection.timer_at()
         if at is None:
             self._unschedule(connection)
             return
+        self._due[connection] = at
         scheduled = self._scheduled.get(connection)
-        # Only an earlier deadline needs a heap entry: a later one is found
-        # when the earlier entry fires and asks the connection again.
+        # Only an earlier deadline needs a heap entry: a later one replaces
+        # the earlier entry when that reaches the top (_drop_stale_timers).
         if scheduled is not None and scheduled[0] <= at:
             return
-        self._unschedule(connection)
+        self._push_timer(connection, at)
+
+    def _push_timer(self, connection: Connection, at: float) -> None:
+        scheduled = self._scheduled.get(connection)
+        if scheduled is not None:
+            del self._timer_owner[scheduled[1]]
         sequence = next(self._sequence)
         self._scheduled[connection] = (at, sequence)
         self._timer_owner[sequence] = connection
@@ -354,7 +363,9 @@ class Endpoint:
 
         A connection whose deadline moved later (an ACK came, a delayed ACK
         went out with a packet) leaves its earlier entry behind; waking up
-        for it would cost a wake-up for nothing, at every packet.
+        for it would cost a wake-up for nothing, at every packet. Every call
+        into a connection ends with ``_schedule``, so ``_due`` holds its real
+        deadline and the library need not be asked again.
         """
         timers = self._timers
         while timers:
@@ -363,19 +374,19 @@ class Endpoint:
             if connection is None:
                 heapq.heappop(timers)
                 continue
-            real_at = connection.timer_at()
-            if real_at is not None and real_at <= at:
+            due = self._due[connection]
+            if due <= at:
                 break
             heapq.heappop(timers)
             del self._timer_owner[sequence]
             del self._scheduled[connection]
-            if real_at is not None:
-                self._schedule(connection)
+            self._push_timer(connection, due)
         self._wake_at = timers[0][0] if timers else math.inf
         if self._wait_scope is not None and self._wait_scope.deadline != self._wake_at:
             self._wait_scope.deadline = self._wake_at
 
     def _unschedule(self, connection: Connection) -> None:
+        self._due.pop(connection, None)
         scheduled = self._scheduled.pop(connection, None)
         if scheduled is not None:
             del self._timer_owner[scheduled[1]]

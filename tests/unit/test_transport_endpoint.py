@@ -120,12 +120,16 @@ def test_a_deadline_that_moved_later_does_not_wake_the_pump() -> None:
     endpoint._schedule(cast(Any, kept))
     assert endpoint._wake_at == 1.0
     moved.at = 3.0  # e.g. the ACK it waited to send went out with a packet
-    endpoint._drop_stale_timers()
+    endpoint._schedule(cast(Any, moved))  # as after every call into a connection
+    assert endpoint._wake_at == 1.0  # the earlier entry is still there...
+    endpoint._drop_stale_timers()  # ...until the pump is about to sleep
     assert endpoint._wake_at == 3.0
     moved.at = None
+    endpoint._schedule(cast(Any, moved))
     endpoint._drop_stale_timers()
     assert endpoint._wake_at == 5.0
     kept.at = None
+    endpoint._schedule(cast(Any, kept))
     endpoint._drop_stale_timers()
     assert endpoint._wake_at == float("inf")
     assert not endpoint._timers
