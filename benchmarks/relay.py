@@ -59,7 +59,8 @@ def start_relay(
 ) -> tuple[subprocess.Popen[str], RelayEndpoint]:
     """A relay on CPU 0 with the per-client limits lifted: this measures forwarding."""
     lifted = ["--client-bps", "100G", "--client-burst-bytes", str(64 * 2**20),
-              "--client-pps", "1e7", "--client-pps-burst", "1e7"]  # fmt: skip
+              "--client-pps", "1e7", "--client-pps-burst", "1e7",
+              "--max-rooms-per-source", "100000"]  # fmt: skip
     return launch_relay(state_dir, [*lifted, *extra])
 
 

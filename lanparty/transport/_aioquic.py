@@ -159,9 +159,11 @@ class AioquicEngine:
         except _ERRORS as exc:
             raise _library_error(exc) from exc
 
-    def send_datagram_frame(self, payload: bytes) -> None:
+    def send_datagram_frames(self, payloads: Sequence[bytes]) -> None:
+        send = self._quic.send_datagram_frame
         try:
-            self._quic.send_datagram_frame(payload)
+            for payload in payloads:
+                send(payload)
         except _ERRORS as exc:
             raise _library_error(exc) from exc
 

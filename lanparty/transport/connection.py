@@ -462,17 +462,21 @@ class Connection:
 
     def _feed_library(self, queue: collections.deque[bytes]) -> None:
         budget = self._engine.send_budget_bytes()
-        send = self._engine.send_datagram_frame
-        counters = self.counters
+        batch: list[bytes] = []
+        batch_bytes = 0
+        while queue and budget > 0:
+            payload = queue.popleft()
+            batch.append(payload)
+            batch_bytes += len(payload)
+            budget -= len(payload) + _PACKET_OVERHEAD_BYTES
         try:
-            while queue and budget > 0:
-                payload = queue.popleft()
-                send(payload)
-                budget -= len(payload) + _PACKET_OVERHEAD_BYTES
-                counters.tx_frames += 1
-                counters.tx_bytes += len(payload)
+            self._engine.send_datagram_frames(batch)
         except QuicLibraryError as exc:
             self._fail(exc)
+            return
+        counters = self.counters
+        counters.tx_frames += len(batch)
+        counters.tx_bytes += batch_bytes
 
     # ----------------------------------------------------------- event handlers
 

@@ -74,9 +74,9 @@ def test_the_peer_chain_is_the_server_certificate_as_der(
 def test_datagram_frames_in_a_row_come_as_one_event_in_order(pair: EnginePair) -> None:
     pair.server.events()
     for index in range(3):
-        pair.client.send_datagram_frame(bytes([index]) * 10)
+        pair.client.send_datagram_frames([bytes([index]) * 10])
     pair.client.send_stream_data(0, b"control")
-    pair.client.send_datagram_frame(b"after")
+    pair.client.send_datagram_frames([b"after"])
     pair.exchange()
     events = [e for e in pair.server.events() if not isinstance(e, ConnectionIdIssued)]
     # The libraries choose the order of frames in a packet; the frames keep theirs.
