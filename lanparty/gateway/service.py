@@ -34,8 +34,8 @@ from lanparty.gateway.bridge import GatewayBridge
 from lanparty.gateway.cam import DEFAULT_REFRESH_INTERVAL_S, CamRefresher
 from lanparty.gateway.offloads import receive_offloads_off
 from lanparty.gateway.packet_socket import PacketSocket
-from lanparty.obs import DropReason, events
-from lanparty.proto import format_mac, parse_mac
+from lanparty.obs import events
+from lanparty.proto import DropReason, format_mac, parse_mac
 from lanparty.transport import TransportSettings
 
 log = structlog.get_logger(component="gateway")

@@ -1,7 +1,6 @@
 """Observability shared by every role: logging set-up, event names, traffic counters.
 
-``DropReason`` lives in ``lanparty.proto`` (it is a wire enum); it is
-re-exported here only for modules that still import it from ``obs``.
+The reasons counters count (``DropReason``) are wire strings: ``lanparty.proto``.
 """
 
 from lanparty.obs import events
@@ -13,11 +12,9 @@ from lanparty.obs.logs import (
     get_logger,
     parse_log_level,
 )
-from lanparty.proto.drops import DropReason
 
 __all__ = [
     "LOG_LEVELS",
-    "DropReason",
     "TrafficCounters",
     "TrafficSnapshot",
     "add_log_level_argument",

@@ -14,8 +14,7 @@ import attrs
 
 from lanparty.proto.drops import DropReason
 
-# DropReason is re-exported for modules not yet importing it from lanparty.proto (transport).
-__all__ = ["DropReason", "TrafficCounters", "TrafficSnapshot"]
+__all__ = ["TrafficCounters", "TrafficSnapshot"]
 
 
 @attrs.frozen(kw_only=True)

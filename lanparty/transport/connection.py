@@ -40,7 +40,8 @@ import trio
 
 from lanparty.ctrl import ControlDecoder, Message, Received, Side, encode_message
 from lanparty.errors import LanpartyError, ProtocolError, TransportError
-from lanparty.obs.counters import DropReason, TrafficCounters
+from lanparty.obs.counters import TrafficCounters
+from lanparty.proto import DropReason
 from lanparty.transport.backend import (
     ConnectionIdIssued,
     ConnectionIdRetired,

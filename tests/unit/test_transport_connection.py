@@ -11,7 +11,7 @@ import itertools
 import pytest
 
 from lanparty.ctrl import Disconnect
-from lanparty.obs.counters import DropReason
+from lanparty.proto import DropReason
 from lanparty.transport import (
     CLOSE_NORMAL,
     CLOSE_REFUSED,
