@@ -38,5 +38,7 @@ def test_drop_reasons_are_the_wire_strings() -> None:
     }
 
 
-def test_the_old_import_paths_name_the_same_enum() -> None:
-    assert obs.DropReason is counters.DropReason is proto.DropReason is DropReason
+def test_drop_reasons_have_one_home() -> None:
+    assert proto.DropReason is DropReason
+    assert not hasattr(obs, "DropReason")
+    assert not hasattr(counters, "DropReason") or counters.DropReason is DropReason
