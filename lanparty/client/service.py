@@ -33,9 +33,11 @@ The status text comes from ``ClientStatus.describe`` (no I/O).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
@@ -170,7 +172,9 @@ async def run_client(
             room=config.room_name or config.room,
             log=log,
         )
-        async with supervisor.admitted() as first:
+        # Its own exit stack: left once it is lost (leave_first), or at the end at the latest.
+        async with contextlib.AsyncExitStack() as first_session:
+            first = await first_session.enter_async_context(supervisor.admitted())
             mtu = first.mtu
             before_tap = await hostnet.best_route(relay_address)
             async with platform.open_adapter(
@@ -211,7 +215,10 @@ async def run_client(
                         )
                     task_status.started(tap.name)
                     await _Client(config, tap, guards, keeper).run(
-                        trio.Event() if stop is None else stop, supervisor, first
+                        trio.Event() if stop is None else stop,
+                        supervisor,
+                        first,
+                        first_session.aclose,
                     )
 
 
@@ -251,12 +258,22 @@ class _Client:
         self._drained = trio.Event()
         self._drained.set()
 
-    async def run(self, stop: trio.Event, supervisor: SessionSupervisor, first: Session) -> None:
+    async def run(
+        self,
+        stop: trio.Event,
+        supervisor: SessionSupervisor,
+        first: Session,
+        leave_first: Callable[[], Awaitable[object]],
+    ) -> None:
         """The tasks, until cancelled, or until ``stop`` is set (then the lease is released)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(functools.partial(supervisor.run, self.carry, first=first))
+                nursery.start_soon(
+                    functools.partial(
+                        supervisor.run, self.carry, first=first, leave_first=leave_first
+                    )
+                )
                 nursery.start_soon(self.guards.tap_routes.run)
                 nursery.start_soon(self.watchdog)
                 nursery.start_soon(self.report)

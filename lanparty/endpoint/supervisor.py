@@ -112,13 +112,28 @@ class SessionSupervisor:
                 yield session
             return
 
-    async def run(self, run_session: RunSession, *, first: Session | None = None) -> NoReturn:
+    async def run(
+        self,
+        run_session: RunSession,
+        *,
+        first: Session | None = None,
+        leave_first: Callable[[], Awaitable[object]] | None = None,
+    ) -> NoReturn:
         """Run ``run_session`` on ``first`` (if given), then on each new session, reconnecting
         after a loss. Raises what ended it: ``EvictedError``, a device's error, a permanent
         ``RejectedError``.
+
+        ``leave_first`` closes the context ``first`` came from (its connection, its UDP
+        socket and pump) once it is lost, as every later session is closed, rather than
+        when the caller's context ends.
         """
         if first is not None:
-            await self._after(await run_session(first))
+            end = await run_session(first)
+            if leave_first is not None:
+                # Leaving a session already lost may fail: it is gone either way.
+                with contextlib.suppress(TransportError, ProtocolError):
+                    await leave_first()
+            await self._after(end)
         while True:
             try:
                 async with self.admitted() as session:

@@ -3,6 +3,7 @@ session or raises the next scripted error; the mock clock jumps over the backoff
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -215,3 +216,49 @@ def test_the_end_of_a_session_is_typed_from_its_error() -> None:
     assert session_end_of(gone) == DeviceFailed(gone)
     assert session_end_of(TransportError("idle timeout")) == SessionLost("idle timeout")
     assert session_end_of(ProtocolError("garbage")) == SessionLost("garbage")
+
+
+async def test_the_first_session_is_left_once_it_is_lost_not_when_the_caller_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The client keeps the TAP for its whole run; the first session's connection must not
+    stay open (socket, pump) behind the sessions that follow it."""
+    first, second = FakeSession("first"), FakeSession("second")
+    relay = ScriptedRelay(first, second)
+    left_before_second: list[bool] = []
+    remaining: list[SessionEnd] = [SessionLost("relay gone"), Evicted(evicted())]
+
+    async def run_session(session: Session) -> SessionEnd:
+        if session is cast(Session, second):
+            left_before_second.append(first.left)
+        await trio.lowlevel.checkpoint()
+        return remaining.pop(0)
+
+    sessions = supervisor(relay)
+
+    async def client() -> None:
+        async with contextlib.AsyncExitStack() as first_stack:
+            admitted = await first_stack.enter_async_context(sessions.admitted())
+            await sessions.run(run_session, first=admitted, leave_first=first_stack.aclose)
+
+    with pytest.raises(EvictedError):
+        await client()
+    assert left_before_second == [True]
+    assert second.left
+
+
+async def test_leaving_a_lost_first_session_that_fails_still_reconnects(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    first, second = FakeSession("first"), FakeSession("second")
+    relay = ScriptedRelay(second)
+    ran, run_session = ending(SessionLost("relay gone"), Evicted(evicted()))
+
+    async def leave_fails() -> None:
+        raise TransportError("the connection is already closed")
+
+    with pytest.raises(EvictedError):
+        await supervisor(relay).run(
+            run_session, first=cast(Session, first), leave_first=leave_fails
+        )
+    assert ran == [first, second]
