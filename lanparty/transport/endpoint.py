@@ -63,6 +63,8 @@ MIN_FEED_SHARE = 16
 # Datagrams waiting for one connection beyond which its newest are dropped
 # (more than one read can bring: recvmmsg and GRO give up to ~2000 at once).
 MAX_CONNECTION_BACKLOG = 16 * RECEIVE_BATCH_LIMIT
+# Heap entries of forgotten or moved deadlines tolerated beyond twice the live ones.
+_ORPHANED_TIMERS_KEPT = 64
 
 
 class Endpoint:
@@ -352,7 +354,14 @@ class Endpoint:
         sequence = next(self._sequence)
         self._scheduled[connection] = (at, sequence)
         self._timer_owner[sequence] = connection
-        heapq.heappush(self._timers, (at, sequence))
+        timers = self._timers
+        if len(timers) > 2 * len(self._timer_owner) + _ORPHANED_TIMERS_KEPT:
+            # Entries whose deadline moved earlier wait in the heap until their own
+            # time (seconds away for a keep-alive): one per packet under load.
+            owner = self._timer_owner
+            timers[:] = [entry for entry in timers if entry[1] in owner]
+            heapq.heapify(timers)
+        heapq.heappush(timers, (at, sequence))
         if at < self._wake_at:
             self._wake_at = at
             if self._wait_scope is not None:

@@ -147,3 +147,19 @@ def test_a_deadline_that_moved_earlier_is_kept_and_fires() -> None:
     endpoint._fire_timers(2.0, touched)
     assert connection.timers_handled == [2.0]
     assert set(touched) == {connection}
+
+
+def test_deadlines_that_keep_moving_earlier_do_not_grow_the_heap() -> None:
+    endpoint = endpoint_with({})
+    connection = TimedConnection(10.0)
+    endpoint._schedule(cast(Any, connection))
+    # A keep-alive 10 s away, then a delayed ACK before it, packet after packet.
+    for packet in range(10_000):
+        connection.at = 10.0 - packet * 0.0001
+        endpoint._schedule(cast(Any, connection))
+    assert len(endpoint._timers) <= 2 * 1 + 64 + 1
+    endpoint._drop_stale_timers()
+    assert endpoint._wake_at == connection.at
+    touched: dict[Any, None] = {}
+    endpoint._fire_timers(connection.at, touched)
+    assert connection.timers_handled == [connection.at]
