@@ -33,7 +33,6 @@ The status text comes from ``ClientStatus.describe`` (no I/O).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 import socket
@@ -172,9 +171,16 @@ async def run_client(
             room=config.room_name or config.room,
             log=log,
         )
-        # Its own exit stack: left once it is lost (leave_first), or at the end at the latest.
-        async with contextlib.AsyncExitStack() as first_session:
-            first = await first_session.enter_async_context(supervisor.admitted())
+        # The first session lives in a task of its own, which leaves it once it is lost
+        # (leave_first) or at the end at the latest: a session's pump and cancel scopes
+        # must be left by the task that entered them.
+        async with trio.open_nursery() as first_session:
+            first_lost = trio.Event()
+            first: Session = await first_session.start(_hold_first_session, supervisor, first_lost)
+
+            async def leave_first() -> None:
+                first_lost.set()
+
             mtu = first.mtu
             before_tap = await hostnet.best_route(relay_address)
             async with platform.open_adapter(
@@ -218,8 +224,21 @@ async def run_client(
                         trio.Event() if stop is None else stop,
                         supervisor,
                         first,
-                        first_session.aclose,
+                        leave_first,
                     )
+            first_lost.set()
+
+
+async def _hold_first_session(
+    supervisor: SessionSupervisor,
+    lost: trio.Event,
+    *,
+    task_status: trio.TaskStatus[Session] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Open the first session (the room MTU comes from it) and hold it until ``lost``."""
+    async with supervisor.admitted() as first:
+        task_status.started(first)
+        await lost.wait()
 
 
 async def _resolve(host: str) -> IPAddress:

@@ -142,6 +142,7 @@ class FakeSession:
         self.connection = FakeConnection()
         self.sent: list[bytes] = []
         self.handler: Callable[[list[bytes]], None] | None = None
+        self.left = False
         self._send_event, self._events = trio.open_memory_channel[RelayEvent](10)
 
     def send_frames(self, frames: Sequence[bytes]) -> int:
@@ -180,7 +181,13 @@ class FakeRelay:
         await self._admissions.acquire()
         session = FakeSession()
         self.sessions.append(session)
-        yield session
+        # As the real one: the connection's pump runs in a nursery of the session's context,
+        # which only the task that entered it may leave.
+        async with trio.open_nursery():
+            try:
+                yield session
+            finally:
+                session.left = True
 
 
 @pytest.fixture
@@ -303,6 +310,7 @@ async def test_frames_sent_while_reconnecting_are_discarded_not_carried_late(
         first.relay_disconnects()
         await trio.testing.wait_all_tasks_blocked()
         assert adapter.discarding
+        assert first.left  # its connection closed at once, not when the client ends
         adapter.pc_sends(frame(2), frame(3))  # nobody to send them to
         await trio.testing.wait_all_tasks_blocked()
         assert adapter.unread == []  # read all the same: not left for the next session
