@@ -2,9 +2,10 @@
 
 run_client
 ├── load the identity (the virtual MAC); restore what a killed run left (journal)
-├── the first session (``SessionSupervisor.admitted``): tried, with capped
-│   exponential backoff and jitter, until the relay admits us (a permanent
-│   reject ends the client); it gives the room MTU
+├── the first session (``SessionSupervisor.admitted``, held by a task of its
+│   own and left once lost): tried, with capped exponential backoff and
+│   jitter, until the relay admits us (a permanent reject ends the client);
+│   it gives the room MTU
 └── host set-up, once, kept across reconnects:
     ├── the host's best route to the relay, asked before the TAP exists
     ├── the TAP device, opened with the room MTU, its link still down
