@@ -1,8 +1,9 @@
 """The qh3 adapter: ``QuicEngine`` and ``QuicLibrary`` over qh3's ``QuicConnection``.
 
 Checked against qh3 2.1.0: the private fields read here (``_core``,
-``_tls``, ``_remote_max_datagram_frame_size``, ``_close_event``) and the
-native core's timer kinds may change in any release.
+``_tls``, ``_remote_max_datagram_frame_size``, ``_close_event``,
+``_quic_logger``) and the native core's timer kinds may change in any
+release.
 """
 
 from __future__ import annotations
@@ -80,8 +81,19 @@ class Qh3Engine:
             raise _library_error(exc) from exc
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
+        quic = self._quic
+        core = quic._core
         try:
-            return self._quic.datagrams_to_send(now)
+            if core is None or quic._quic_logger is not None:
+                return quic.datagrams_to_send(now)
+            # What QuicConnection.datagrams_to_send does with no QUIC logger, less
+            # its logging calls, which parse every packet's header and copy the
+            # packet even when there is no logger to give them to (1-2 us a datagram).
+            poll_transmit = core.poll_transmit
+            datagrams: list[Datagram] = []
+            while (transmit := poll_transmit(now)) is not None:
+                datagrams.append((transmit[0], transmit[1]))
+            return datagrams
         except _ERRORS as exc:
             raise _library_error(exc) from exc
 
