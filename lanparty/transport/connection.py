@@ -230,8 +230,12 @@ class Connection:
             return False
         queue = self._send_queue
         if len(queue) >= self.settings.send_queue_frames:
-            queue.popleft()
-            self.counters.count_drop(DropReason.SEND_QUEUE_FULL)
+            # A full queue is first handed to the library: the queue bounds
+            # what waits for congestion window, not a batch's size.
+            self._request_flush(self)
+            if len(queue) >= self.settings.send_queue_frames:
+                queue.popleft()
+                self.counters.count_drop(DropReason.SEND_QUEUE_FULL)
         queue.append(payload)
         return True
 
