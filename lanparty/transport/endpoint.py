@@ -7,12 +7,15 @@ Sends from user tasks (``Connection.send_datagram``) flush synchronously, so
 a frame never waits for the pump.
 
 Fairness: a wake-up feeds each connection at most an even share of the
-datagrams waiting (at least ``MIN_FEED_SHARE``); a busier connection's rest
-waits for the next round, which comes at once, and a connection with
-``MAX_CONNECTION_BACKLOG`` waiting has its newest datagrams dropped
-(counted). One busy peer cannot hold the others' frames back, and a lone
-peer, or peers equally busy, still get whole batches (a batch read with
-GRO can hold a thousand datagrams and more for one connection).
+datagrams waiting (at least ``MIN_FEED_SHARE``, at most ``MAX_FEED_SHARE``);
+a busier connection's rest waits for the next round, which comes at once,
+and a connection with ``MAX_CONNECTION_BACKLOG`` waiting has its newest
+datagrams dropped (counted), before any decryption. One busy peer cannot
+hold the others' frames back. The upper bound matters under a flood: a read
+with GRO can bring two thousand datagrams for one connection, and a round
+that fed them all lasted 20-56 ms (every other peer's frame waited behind
+it) and came to the relay's rate limits at a single ``now``, so a client
+under a 10 Gbit/s limit was cut to its 256 KiB burst per round.
 
 A datagram for an unknown connection ID goes to ``Admission`` before any
 connection state exists: it becomes a connection, a Retry, or a counted drop.
@@ -60,6 +63,11 @@ CONNECTION_ID_BYTES = 8
 _LONG_HEADER_BIT = 0x80
 # The least a connection with datagrams waiting is fed per wake-up.
 MIN_FEED_SHARE = 16
+# The most a connection is fed per wake-up: a round stays a few ms long under
+# a flood, and what one round feeds a connection (128 full datagrams, about
+# 190 KB of frames) stays under the relay's default byte-bucket burst (256
+# KiB), which is refilled once per round.
+MAX_FEED_SHARE = 128
 # Datagrams waiting for one connection beyond which its newest are dropped
 # (more than one read can bring: recvmmsg and GRO give up to ~2000 at once).
 MAX_CONNECTION_BACKLOG = 16 * RECEIVE_BATCH_LIMIT
@@ -268,7 +276,7 @@ class Endpoint:
         if not backlog:
             return
         waiting_total = sum(len(waiting) for waiting in backlog.values())
-        share = max(MIN_FEED_SHARE, -(-waiting_total // len(backlog)))
+        share = min(MAX_FEED_SHARE, max(MIN_FEED_SHARE, -(-waiting_total // len(backlog))))
         for connection, waiting in list(backlog.items()):
             if connection.terminated:
                 del backlog[connection]

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any, cast
 
 from lanparty.transport import TransportSettings
-from lanparty.transport.endpoint import MAX_CONNECTION_BACKLOG, MIN_FEED_SHARE, Endpoint
+from lanparty.transport.endpoint import (
+    MAX_CONNECTION_BACKLOG,
+    MAX_FEED_SHARE,
+    MIN_FEED_SHARE,
+    Endpoint,
+)
 from lanparty.transport.udp import RECEIVE_BATCH_LIMIT, Address, Datagram
 
 PEER: Address = ("192.0.2.1", 1)
@@ -51,23 +56,29 @@ def test_one_busy_connection_gets_an_even_share_and_the_others_all_theirs() -> N
     # The rest waits for the next round, which the pump starts at once.
     assert len(endpoint._backlog[cast(Any, busy)]) == 250 - share
     endpoint._feed(0.0, {})
-    assert busy.fed == [share, 250 - share]  # alone now: a whole batch
+    assert busy.fed == [share, MAX_FEED_SHARE]  # alone now: as much as a round takes
+    endpoint._feed(0.0, {})
+    assert busy.fed == [share, MAX_FEED_SHARE, 250 - share - MAX_FEED_SHARE]
     assert not endpoint._backlog
 
 
-def test_a_lone_connection_and_equally_busy_ones_keep_whole_batches() -> None:
+def test_a_round_feeds_a_connection_at_most_the_largest_share_and_loses_nothing() -> None:
     lone = FakeConnection()
     endpoint = endpoint_with({b"l": lone})
     # One read with GRO can bring far more than RECEIVE_BATCH_LIMIT.
     endpoint._demux(datagrams(b"l", 6 * RECEIVE_BATCH_LIMIT), now=0.0)
-    endpoint._feed(0.0, {})
-    assert lone.fed == [6 * RECEIVE_BATCH_LIMIT]
+    rounds = 0
+    while endpoint._backlog:
+        endpoint._feed(0.0, {})
+        rounds += 1
+    assert lone.fed == [MAX_FEED_SHARE] * rounds
+    assert sum(lone.fed) == 6 * RECEIVE_BATCH_LIMIT
     assert endpoint.counters.receive_backlog_dropped == 0
     first, second = FakeConnection(), FakeConnection()
     endpoint = endpoint_with({b"1": first, b"2": second})
-    endpoint._demux(datagrams(b"1", 700) + datagrams(b"2", 700), now=0.0)
+    endpoint._demux(datagrams(b"1", 100) + datagrams(b"2", 100), now=0.0)
     endpoint._feed(0.0, {})
-    assert first.fed == second.fed == [700]
+    assert first.fed == second.fed == [100]
 
 
 def test_many_connections_each_get_at_least_the_minimum_share() -> None:
