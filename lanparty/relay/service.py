@@ -414,7 +414,7 @@ class Relay:
             room=member.room.id,
             peer_id=member.peer_id,
             reason=str(reason),
-            **member.counters.snapshot().log_fields(),
+            **_traffic_fields(member),
         )
 
     async def _disconnect(self, member: Member, reason: str, code: int) -> None:
@@ -467,3 +467,18 @@ def _log_decision(
         reason=str(decision) if dropped else None,
         targets=0 if dropped else len(decision),
     )
+
+
+def _traffic_fields(member: Member) -> dict[str, object]:
+    """A member's traffic for the log: what it sent (the switch counts it) and
+    what it was sent (its connection counts it), and the drops of both."""
+    received = member.counters
+    sent = member.handle.counters
+    drops = received.drops + sent.drops
+    return {
+        "rx_frames": received.rx_frames,
+        "rx_bytes": received.rx_bytes,
+        "tx_frames": sent.tx_frames,
+        "tx_bytes": sent.tx_bytes,
+        "drops": {str(reason): count for reason, count in sorted(drops.items()) if count},
+    }

@@ -304,6 +304,23 @@ async def test_safety_filters_drop_a_clients_dhcp_server_reply(relay: RelayProce
         assert relay.drops("switch_control") == 1
 
 
+async def test_peer_left_logs_what_the_member_sent_and_was_sent(tmp_path: Path) -> None:
+    log_path = tmp_path / "relay.log"
+    with relay_process(tmp_path, "--log-level", "info", log_path=log_path) as relay:
+        await open_room(relay)
+        async with member(relay, CLIENT_A) as a, member(relay, CLIENT_B) as b:
+            to_b = [frame(mac(CLIENT_B), mac(CLIENT_A), bytes([n]) * 60) for n in range(3)]
+            a.send_frames(to_b)
+            assert await receive_until(b, to_b[-1]) == to_b
+    events = [json.loads(line) for line in log_path.read_text().splitlines() if line[:1] == "{"]
+    mac_of = {e["peer_id"]: e["mac"] for e in events if e["event"] == "peer_joined"}
+    left = {mac_of[e["peer_id"]]: e for e in events if e["event"] == "peer_left"}
+    sender, receiver = left[CLIENT_A], left[CLIENT_B]
+    assert (sender["rx_frames"], sender["tx_frames"]) == (3, 0)
+    assert (receiver["rx_frames"], receiver["tx_frames"]) == (0, 3)
+    assert receiver["tx_bytes"] == sender["rx_bytes"] > sum(len(f) for f in to_b)
+
+
 async def test_client_broadcast_rate_limit(tmp_path: Path) -> None:
     with relay_process(
         tmp_path, "--client-broadcast-pps", "10", "--client-broadcast-burst", "20"
