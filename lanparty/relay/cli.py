@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pending-hellos",
         type=int,
         default=MAX_PENDING_HELLOS,
-        help="connections waiting to say hello, in all (default %(default)s)",
+        help="connections waiting to say hello, in all; when full, a newcomer takes the "
+        "oldest slot of the source holding the most (default %(default)s)",
     )
     rooms.add_argument(
         "--max-pending-hellos-per-source",
@@ -242,7 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.client_bps,
         help="total rate per client, e.g. 100M (default 100M)",
     )
-    limits.add_argument("--client-burst-bytes", type=float, default=defaults.client_burst_bytes)
+    limits.add_argument(
+        "--client-burst-bytes",
+        type=float,
+        default=defaults.client_burst_bytes,
+        help="bytes a client may send at once above --client-bps (default %(default)g); "
+        "below ~200 KB it also caps the rate, being refilled once per wake-up",
+    )
     limits.add_argument(
         "--client-pps",
         type=float,

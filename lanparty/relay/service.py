@@ -19,7 +19,6 @@ this module moves bytes and messages and keeps time:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import math
@@ -54,6 +53,7 @@ from lanparty.proto import DropReason, format_mac
 from lanparty.proto.ethernet import DESTINATION, SOURCE
 from lanparty.proto.overlay import FRAME
 from lanparty.relay.metrics import MetricsSnapshot, SnapshotCollector
+from lanparty.relay.pending import PendingHellos
 from lanparty.relay.switch import Eviction, Member, RelayLimits, Switch
 from lanparty.tasks import TasksThatEndTogether, open_tasks_that_end_together
 from lanparty.transport import (
@@ -112,7 +112,9 @@ class Relay:
         # What the metrics exporter's thread reads: snapshots made on the Trio thread.
         self.metrics = SnapshotCollector(self._snapshot_from_another_thread)
         self._trio_token: trio.lowlevel.TrioToken | None = None
-        self._pending_hellos: collections.Counter[SourceKey] = collections.Counter()
+        self._pending_hellos = PendingHellos[_WaitingForHello](
+            config.max_pending_hellos, config.max_pending_hellos_per_source
+        )
         # Set when a room may have started its grace period: the reaper looks again.
         self._grace_started = trio.Event()
 
@@ -138,23 +140,22 @@ class Relay:
         self.switch.drops[DropReason.NOT_ESTABLISHED] += connection.discard_received()
         connection.datagram_handler = self._drop_early_frames
         source = source_key(connection.peer_address)
-        pending = self._pending_hellos
-        config = self.config
-        if (
-            pending.total() >= config.max_pending_hellos
-            or pending[source] >= config.max_pending_hellos_per_source
-        ):
-            log.info(events.PEER_REJECTED, code="too_many_pending", address=connection.peer_address)
-            connection.close(CLOSE_REFUSED, "too many connections waiting for hello")
+        waiting = _WaitingForHello(connection)
+        admitted, evicted = self._pending_hellos.add(source, waiting)
+        if evicted is not None:
+            evicted.scope.cancel()
+        if not admitted:
+            _refuse_waiting(connection)
             return
-        pending[source] += 1
+        member: Member | None = None
         try:
-            member = await self._admit(connection, source)
+            with waiting.scope:
+                member = await self._admit(connection, source)
         finally:
-            pending[source] -= 1
-            if not pending[source]:
-                del pending[source]
+            self._pending_hellos.remove(source, waiting)
         if member is None:
+            if waiting.scope.cancelled_caught:
+                _refuse_waiting(connection)
             return
         # The first of the member's loops to end decides why it left. Not the endpoints'
         # SessionSupervisor and bridge: a member is served, not kept (no reconnect), and
@@ -467,6 +468,19 @@ def _log_decision(
         reason=str(decision) if dropped else None,
         targets=0 if dropped else len(decision),
     )
+
+
+@attrs.frozen(eq=False)
+class _WaitingForHello:
+    """A connection holding a pending-hello slot; cancelled when a newcomer takes it."""
+
+    connection: Connection
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+
+def _refuse_waiting(connection: Connection) -> None:
+    log.info(events.PEER_REJECTED, code="too_many_pending", address=connection.peer_address)
+    connection.close(CLOSE_REFUSED, "too many connections waiting for hello")
 
 
 def _traffic_fields(member: Member) -> dict[str, object]:

@@ -32,6 +32,8 @@ from lanparty.transport import (
     TransportSettings,
     open_connection,
 )
+from lanparty.transport import client as transport_client
+from lanparty.transport.udp import UdpSocket
 from tests.integration.relay_harness import (
     BROADCAST,
     RelayProcess,
@@ -535,6 +537,44 @@ async def test_connections_that_never_say_hello_are_capped_per_source(tmp_path: 
             await trio.sleep(0.2)
             async with member(relay, GATEWAY, role=Role.GATEWAY):
                 pass
+
+
+async def test_a_full_pending_hello_table_gives_a_newcomer_the_greediest_source_s_oldest_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = {"host": "127.0.0.2"}
+
+    class SourceBound(UdpSocket):
+        @classmethod
+        def bind(cls, host: str, port: int, *, batch_io: bool = True) -> UdpSocket:
+            return UdpSocket.bind(source["host"], port, batch_io=batch_io)
+
+    monkeypatch.setattr(transport_client, "UdpSocket", SourceBound)
+    with relay_process(tmp_path, "--max-pending-hellos", "2") as relay:
+        async with contextlib.AsyncExitStack() as stack:
+            silent = [
+                await stack.enter_async_context(
+                    open_connection(relay.host, relay.port, relay.endpoint.trust)
+                )
+                for _ in range(2)
+            ]
+            await trio.sleep(0.2)  # both hold a slot: the table is full
+            source["host"] = "127.0.0.3"
+            async with member(relay, GATEWAY, role=Role.GATEWAY):
+                pass
+            with trio.fail_after(10):
+                info = await silent[0].wait_closed()
+            assert info.error_code == CLOSE_REFUSED
+            assert not silent[1].is_closed
+            # full again, one slot each: a source holding as many as any cannot take one
+            await stack.enter_async_context(
+                open_connection(relay.host, relay.port, relay.endpoint.trust)
+            )
+            await trio.sleep(0.2)
+            source["host"] = "127.0.0.2"
+            async with open_connection(relay.host, relay.port, relay.endpoint.trust) as third:
+                with trio.fail_after(10):
+                    assert (await third.wait_closed()).error_code == CLOSE_REFUSED
 
 
 async def test_one_address_opens_a_bounded_number_of_rooms(tmp_path: Path) -> None:
