@@ -17,7 +17,9 @@ ARP and neighbour discovery, and the DHCP server, routers and DNS servers
 its DHCP replies name. A client may then not speak ARP or neighbour
 discovery for an address it does not hold, nor claim one the LAN or
 another client holds (``arp_spoof``, ``nd_spoof``); its DHCP requests must
-carry its own MAC (``dhcp_spoof``) and come at a few per second
+carry its own MAC and its DHCPv6 messages its own DUID (the first it used,
+not one a LAN host or another client uses; ``dhcp_spoof``), and they come
+at a few per second
 (``rate_limited_dhcp``); VLAN-tagged frames (a VID other than 0) from
 clients are dropped (``vlan_tagged``) unless the relay allows them.
 
@@ -32,8 +34,9 @@ reconnects keeps its addresses, its lease and its DHCP budget, and nobody
 takes its address while it is away. An address the LAN is seen to hold is
 taken from any client that claimed it first. What a room remembers is
 bounded: ``MAX_LAN_ADDRESSES`` per family, and ``MAX_ADDRESSES_PER_CLIENT``
-per client and family (its oldest goes first); client ids are bounded by
-the switch's MAC bindings.
+per client and family (its oldest goes first), ``MAX_LAN_ADDRESSES`` LAN
+DUIDs, one DUID per client id; client ids are bounded by the switch's MAC
+bindings.
 """
 
 from __future__ import annotations
@@ -102,6 +105,10 @@ _ETHERNET_HLEN = bytes([1, 6])
 _ZERO_CHADDR_TAIL = bytes(10)
 _DHCPOFFER, _DHCPACK, _DHCPRELEASE = 2, 5, 7
 _DHCPV6_REPLY = 7
+_DHCPV6_RELAY_MESSAGES = (12, 13)  # relay-forward, relay-reply: relay agents only
+_DHCPV6_CLIENT_ID = 1
+# RFC 8415 11.1: a DUID is a 2-byte type and at most 128 bytes after it.
+_MAX_DUID_BYTES = 130
 _DHCPV6_IA_NA = 3
 _DHCPV6_IAADDR = 5
 
@@ -116,13 +123,15 @@ class GuardedClient(Protocol):
 class ClientBindings:
     """One client's addresses, whether the LAN's DHCP server gave it one, its DHCP budget."""
 
-    __slots__ = ("dhcp_bucket", "ipv4", "ipv6", "leased")
+    __slots__ = ("dhcp_bucket", "dhcpv6_duid", "ipv4", "ipv6", "leased")
 
     def __init__(self) -> None:
         # Insertion-ordered: the oldest goes first when full.
         self.ipv4: dict[bytes, None] = {}
         self.ipv6: dict[bytes, None] = {}
         self.leased = False
+        # The DUID its DHCPv6 messages carry: the first one it used, for the room's life.
+        self.dhcpv6_duid: bytes | None = None
         self.dhcp_bucket = TokenBucket(DHCP_MESSAGES_PER_S, DHCP_MESSAGES_BURST)
 
 
@@ -132,8 +141,10 @@ class RoomGuard:
     __slots__ = (
         "allow_vlan_tags",
         "clients",
+        "duid_owners",
         "ipv4_owners",
         "ipv6_owners",
+        "lan_duids",
         "lan_ipv4",
         "lan_ipv6",
     )
@@ -149,6 +160,9 @@ class RoomGuard:
         # Addresses seen on the LAN's side.
         self.lan_ipv4: set[bytes] = set()
         self.lan_ipv6: set[bytes] = set()
+        # DHCPv6 DUIDs: the client (id) using each, and those the LAN's hosts use.
+        self.duid_owners: dict[bytes, ClientBindings] = {}
+        self.lan_duids: set[bytes] = set()
 
     # ----------------------------------------------------------- bindings
 
@@ -228,7 +242,7 @@ class RoomGuard:
             if frame_class.ip_version == 4 and port == DHCP_SERVER_PORT:
                 return self._client_dhcp(client, data, start, frame_class, now)
             if frame_class.ip_version == 6 and port == DHCPV6_SERVER_PORT:
-                return None if client.guard.dhcp_bucket.take(now) else _RATE_LIMITED_DHCP
+                return self._client_dhcpv6(client, data, start, frame_class, now)
             return None
         if protocol == IPPROTO_ICMPV6 and frame_class.icmpv6_type in (
             _ICMPV6_NEIGHBOR_SOLICITATION,
@@ -331,6 +345,48 @@ class RoomGuard:
 
     # ---------------------------------------------------- the LAN's side
 
+    def _client_dhcpv6(
+        self, client: GuardedClient, data: bytes, start: int, frame_class: FrameClass, now: float
+    ) -> DropReason | None:
+        """A client's DHCPv6 message must carry its own DUID, as a DHCP request its own MAC.
+
+        Servers key leases on the DUID: with made-up ones a player empties the
+        pool, and with another's it releases or declines that host's lease.
+        """
+        if not client.guard.dhcp_bucket.take(now):
+            return _RATE_LIMITED_DHCP
+        body = start + frame_class.l4_offset + UDP_HEADER_BYTES
+        if len(data) < body + 4:
+            return _SUSPICIOUS
+        if data[body] in _DHCPV6_RELAY_MESSAGES:
+            return _DHCP_SPOOF  # it could carry any client's message inside
+        duids = [
+            value
+            for code, value in _dhcpv6_options(data, body + 4, len(data))
+            if code == _DHCPV6_CLIENT_ID
+        ]
+        if not duids:
+            return None  # an information-request may leave it out; no lease is keyed on it
+        duid = duids[0]
+        if len(duids) > 1 or not 3 <= len(duid) <= _MAX_DUID_BYTES:
+            return _DHCP_SPOOF
+        bindings = client.guard
+        if bindings.dhcpv6_duid is None:
+            if duid in self.lan_duids or duid in self.duid_owners:
+                return _DHCP_SPOOF
+            bindings.dhcpv6_duid = duid
+            self.duid_owners[duid] = bindings
+            return None
+        return None if duid == bindings.dhcpv6_duid else _DHCP_SPOOF
+
+    def _lan_duid(self, duid: bytes) -> None:
+        """A LAN host uses ``duid``: no client may, whatever it used before."""
+        owner = self.duid_owners.pop(duid, None)
+        if owner is not None:
+            owner.dhcpv6_duid = None
+        if len(self.lan_duids) < MAX_LAN_ADDRESSES:
+            self.lan_duids.add(duid)
+
     def learn_from_gateway(
         self, data: bytes, start: int, clients: Mapping[bytes, GuardedClient]
     ) -> None:
@@ -376,6 +432,16 @@ class RoomGuard:
                 client = clients.get(data[start : start + 6])
                 if client is not None:
                     self._lan_dhcpv6(data, upper + UDP_HEADER_BYTES, client)
+            elif (
+                next_header == IPPROTO_UDP
+                and len(data) >= upper + UDP_HEADER_BYTES + 4
+                and data[upper + 2] << 8 | data[upper + 3] == DHCPV6_SERVER_PORT
+                and data[upper + UDP_HEADER_BYTES] not in _DHCPV6_RELAY_MESSAGES
+            ):
+                body = upper + UDP_HEADER_BYTES
+                for code, value in _dhcpv6_options(data, body + 4, len(data)):
+                    if code == _DHCPV6_CLIENT_ID and len(value) <= _MAX_DUID_BYTES:
+                        self._lan_duid(value)
 
     def _lan_dhcp(self, data: bytes, body: int, clients: Mapping[bytes, GuardedClient]) -> None:
         if len(data) < body + _DHCP_OPTIONS:

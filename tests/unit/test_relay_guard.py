@@ -304,6 +304,82 @@ def test_dhcpv6_replies_bind_their_addresses_to_the_client() -> None:
     assert party.forward(bob, client_na(bob, leased)) is DropReason.ND_SPOOF
 
 
+def dhcpv6_message(message_type: int, *duids: bytes) -> bytes:
+    options = b"".join(struct.pack("!HH", 1, len(duid)) + duid for duid in duids)
+    return bytes([message_type]) + b"\x00\x00\x01" + options
+
+
+def client_dhcpv6(member: Member, body: bytes) -> bytes:
+    udp = struct.pack("!HHHH", 546, 547, 8 + len(body), 0) + body
+    return ether(BROADCAST, member.mac, 0x86DD, ipv6("fe80::a", "ff02::1:2", 17, udp) + udp)
+
+
+ALICE_DUID = bytes.fromhex("00030001") + bytes.fromhex("02000000000a")
+BOB_DUID = bytes.fromhex("00030001") + bytes.fromhex("02000000000b")
+SOLICIT, RELEASE, INFORMATION_REQUEST, RELAY_FORWARD = 1, 8, 11, 12
+
+
+def test_a_dhcpv6_client_keeps_the_first_duid_it_used() -> None:
+    party = Party()
+    alice, bob = party.alice, party.bob
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(SOLICIT, ALICE_DUID))), tuple
+    )
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(RELEASE, ALICE_DUID))), tuple
+    )
+    # a made-up DUID would take a second lease, another's would release theirs
+    for duid in (BOB_DUID, ALICE_DUID + b"\x01"):
+        frame = client_dhcpv6(alice, dhcpv6_message(SOLICIT, duid))
+        assert party.forward(alice, frame) is DropReason.DHCP_SPOOF
+    frame = client_dhcpv6(bob, dhcpv6_message(RELEASE, ALICE_DUID))
+    assert party.forward(bob, frame) is DropReason.DHCP_SPOOF
+    assert isinstance(
+        party.forward(bob, client_dhcpv6(bob, dhcpv6_message(SOLICIT, BOB_DUID))), tuple
+    )
+
+
+def test_a_dhcpv6_message_cannot_hide_or_double_its_duid() -> None:
+    party = Party()
+    alice = party.alice
+    for body in (
+        dhcpv6_message(SOLICIT, ALICE_DUID, BOB_DUID),
+        dhcpv6_message(SOLICIT, b"\x00\x01"),
+        dhcpv6_message(SOLICIT, bytes(131)),
+        dhcpv6_message(RELAY_FORWARD, BOB_DUID),
+    ):
+        assert party.forward(alice, client_dhcpv6(alice, body)) is DropReason.DHCP_SPOOF
+    assert party.forward(alice, client_dhcpv6(alice, b"\x01\x00")) is DropReason.SUSPICIOUS
+    # an information-request without a DUID keys no lease
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(INFORMATION_REQUEST))), tuple
+    )
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(SOLICIT, ALICE_DUID))), tuple
+    )
+
+
+def test_a_lan_host_s_duid_is_its_own() -> None:
+    party = Party()
+    alice, bob = party.alice, party.bob
+    lan_duid = bytes.fromhex("0001000100000001") + LAN_HOST
+    # alice used it first: the LAN host's own solicit takes it back
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(SOLICIT, lan_duid))), tuple
+    )
+    body = dhcpv6_message(SOLICIT, lan_duid)
+    udp = struct.pack("!HHHH", 546, 547, 8 + len(body), 0) + body
+    solicit = ether(BROADCAST, LAN_HOST, 0x86DD, ipv6(LAN_HOST_V6, "ff02::1:2", 17, udp) + udp)
+    assert isinstance(party.forward(party.gateway, solicit), tuple)
+    for member in (alice, bob):
+        frame = client_dhcpv6(member, dhcpv6_message(RELEASE, lan_duid))
+        assert party.forward(member, frame) is DropReason.DHCP_SPOOF
+    # alice may start again with a DUID of her own
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(SOLICIT, ALICE_DUID))), tuple
+    )
+
+
 # ------------------------------------------------------------------ VLAN
 
 
