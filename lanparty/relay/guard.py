@@ -372,8 +372,15 @@ class RoomGuard:
             return _DHCP_SPOOF
         bindings = client.guard
         if bindings.dhcpv6_duid is None:
-            if duid in self.lan_duids or duid in self.duid_owners:
+            if duid in self.lan_duids:
                 return _DHCP_SPOOF
+            squatter = self.duid_owners.get(duid)
+            if squatter is not None:
+                # A DUID built from this client's own MAC (DUID-LL or -LLT, which
+                # anyone in the room can compute) is its own, whoever used it first.
+                if _duid_link_address(duid) != client.mac:
+                    return _DHCP_SPOOF
+                squatter.dhcpv6_duid = None
             bindings.dhcpv6_duid = duid
             self.duid_owners[duid] = bindings
             return None
@@ -540,6 +547,15 @@ def _dhcp_options(data: bytes, body: int) -> dict[int, bytes]:
         options.setdefault(code, data[at + 2 : at + 2 + length])
         at += 2 + length
     return options
+
+
+def _duid_link_address(duid: bytes) -> bytes | None:
+    """The Ethernet address inside a DUID-LLT (type 1) or DUID-LL (type 3), if any."""
+    if duid[:4] == b"\x00\x01\x00\x01" and len(duid) == 14:
+        return duid[8:]
+    if duid[:4] == b"\x00\x03\x00\x01" and len(duid) == 10:
+        return duid[4:]
+    return None
 
 
 def _dhcpv6_options(data: bytes, at: int, end: int) -> list[tuple[int, bytes]]:

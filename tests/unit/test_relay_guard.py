@@ -359,6 +359,23 @@ def test_a_dhcpv6_message_cannot_hide_or_double_its_duid() -> None:
     )
 
 
+def test_a_duid_built_from_a_player_s_mac_is_its_own_whoever_used_it_first() -> None:
+    party = Party()
+    alice, bob = party.alice, party.bob
+    # bob knows alice's MAC, so her DUID-LL and could try to squat it before she asks
+    alice_ll = bytes.fromhex("00030001") + alice.mac
+    squat = client_dhcpv6(bob, dhcpv6_message(SOLICIT, alice_ll))
+    assert isinstance(party.forward(bob, squat), tuple)
+    frame = client_dhcpv6(alice, dhcpv6_message(SOLICIT, alice_ll))
+    assert isinstance(party.forward(alice, frame), tuple)
+    assert party.forward(bob, squat) is DropReason.DHCP_SPOOF
+    # bob, who lost the squatted one, may still use his own, a DUID-LLT (with a time)
+    bob_llt = bytes.fromhex("000100010a0b0c0d") + bob.mac
+    assert isinstance(
+        party.forward(bob, client_dhcpv6(bob, dhcpv6_message(SOLICIT, bob_llt))), tuple
+    )
+
+
 def test_a_lan_host_s_duid_is_its_own() -> None:
     party = Party()
     alice, bob = party.alice, party.bob
