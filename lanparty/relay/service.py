@@ -94,7 +94,7 @@ class RelayConfig:
     # SHA-256 hex of the operator tokens that may open rooms (None: any gateway).
     operator_token_hashes: frozenset[str] | None = None
     # Connections past their handshake that have not said hello yet: in all, and per
-    # source (an address, an IPv6 /64). Beyond them a connection is closed at once.
+    # source (an address, an IPv6 /64); see relay/pending.py for who gets a slot when full.
     max_pending_hellos: int = MAX_PENDING_HELLOS
     max_pending_hellos_per_source: int = MAX_PENDING_HELLOS_PER_SOURCE
 
@@ -188,6 +188,8 @@ class Relay:
             if outcome.verdict is not Verdict.ACCEPT or not isinstance(message, Hello):
                 await self._refuse(connection, RejectCode.MALFORMED, outcome.reason)
                 return None
+            if connection.is_closed:
+                return None  # a hello sent with FIN (or a close right behind it)
             try:
                 admission = self.switch.admit(
                     message,
@@ -202,7 +204,15 @@ class Relay:
             for eviction in admission.evicted:
                 self._evicted(eviction)
             member = admission.member
-            connection.send_control(admission.welcome)
+            try:
+                connection.send_control(admission.welcome)
+            except BaseException as exc:
+                # Admitted but never served: without this it would stay in its
+                # room for good, and with it the room and a seat (a ghost member).
+                self._leave(member, PeerLeftReason.CLOSED)
+                if isinstance(exc, ConnectionClosedError):
+                    return None
+                raise
             joined = PeerJoined(peer_id=member.peer_id, role=member.role, mac=member.mac_text)
             for other in admission.joined:
                 _send_control(other, joined)

@@ -24,11 +24,20 @@ from lanparty.ctrl import (
     Stats,
     encode_message,
 )
-from lanparty.endpoint.session import RejectedError, RelayEndpoint, Session, open_session
+from lanparty.endpoint.session import (
+    RejectedError,
+    RelayEndpoint,
+    Session,
+    hello_for,
+    open_session,
+)
+from lanparty.relay.service import Relay, RelayConfig
 from lanparty.transport import (
     CLOSE_REFUSED,
     ConnectionClosedError,
     PinnedCertificate,
+    ServerIdentity,
+    SpkiPin,
     TransportSettings,
     open_connection,
 )
@@ -598,3 +607,31 @@ async def test_metrics_count_what_the_endpoint_kept_from_any_connection(tmp_path
             pass
         samples = relay.metrics()
         assert samples['lanparty_transport_events_total{kind="retries_sent"}'] >= 1
+
+
+async def test_a_hello_sent_with_fin_leaves_no_member_behind(dev_identity: ServerIdentity) -> None:
+    # The connection is closed by the time the hello is read; a member admitted
+    # then could never be served, and stayed in its room for good (its seat, and
+    # the room with it, counted against the relay's limits).
+    relay = Relay(RelayConfig(host="127.0.0.1", port=0, identity=dev_identity))
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(relay.serve)
+        host, port = server.address[:2]
+        for index in range(3):
+            async with open_connection(host, port, SpkiPin.parse(dev_identity.spki_pin)) as c:
+                hello = hello_for(
+                    gateway_credentials(f"fin{index}"),
+                    mac=f"00:16:3e:00:01:{index:02x}",
+                    max_datagram=1400,
+                    software="test",
+                )
+                c._engine.send_stream_data(0, encode_message(hello), True)
+                c.flush()
+                with trio.fail_after(10):
+                    await c.wait_closed()
+        with trio.fail_after(10):
+            while server.connections:
+                await trio.sleep(0.01)
+        members = [m for room in relay.switch.rooms.values() for m in room.members.values()]
+        nursery.cancel_scope.cancel()
+    assert members == []
