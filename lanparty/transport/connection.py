@@ -231,8 +231,11 @@ class Connection:
         queue = self._send_queue
         if len(queue) >= self.settings.send_queue_frames:
             # A full queue is first handed to the library: the queue bounds
-            # what waits for congestion window, not a batch's size.
-            self._request_flush(self)
+            # what waits for congestion window, not a batch's size. Only when
+            # the library has room: a flush per frame towards a peer that
+            # never acknowledges would cost the relay for nothing.
+            if self._engine.send_budget_bytes() > 0:
+                self._request_flush(self)
             if len(queue) >= self.settings.send_queue_frames:
                 queue.popleft()
                 self.counters.count_drop(DropReason.SEND_QUEUE_FULL)

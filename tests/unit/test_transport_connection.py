@@ -115,6 +115,29 @@ def test_with_no_room_left_a_full_send_queue_drops_the_oldest_frames_and_counts_
     assert list(pair.client._send_queue) == frames[-4:]
 
 
+def test_a_full_queue_towards_a_peer_with_no_room_is_not_flushed_per_frame(
+    backend: QuicBackend, dev_identity: ServerIdentity
+) -> None:
+    pair = established(backend, dev_identity)
+    pair.deliver = lambda receiver, data: False  # never acknowledges
+    sender = pair.client
+    for _ in range(5000):
+        sender.queue_datagram(b"x" * 200)
+    flushes = 0
+    flush = sender._request_flush
+
+    def counting(connection: Connection) -> None:
+        nonlocal flushes
+        flushes += 1
+        flush(connection)
+
+    sender._request_flush = counting
+    for _ in range(1000):
+        sender.queue_datagram(b"y" * 200)
+    assert flushes <= 10
+    assert sender.counters.drops[DropReason.SEND_QUEUE_FULL] >= 990
+
+
 def test_the_receive_queue_is_bounded_and_counts_what_it_drops(
     backend: QuicBackend, dev_identity: ServerIdentity
 ) -> None:
