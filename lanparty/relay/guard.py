@@ -18,8 +18,10 @@ its DHCP replies name. A client may then not speak ARP or neighbour
 discovery for an address it does not hold, nor claim one the LAN or
 another client holds (``arp_spoof``, ``nd_spoof``); its DHCP requests must
 carry its own MAC and its DHCPv6 messages its own DUID (the first it used,
-not one a LAN host or another client uses; ``dhcp_spoof``), and they come
-at a few per second
+not one a LAN host or another client uses), one identity association of
+each kind and at most ``MAX_IAIDS_PER_CLIENT`` IAIDs, every option readable
+by the guard and no IP fragment (``dhcp_spoof``, ``suspicious``), and they
+come at a few per second
 (``rate_limited_dhcp``); VLAN-tagged frames (a VID other than 0) from
 clients are dropped (``vlan_tagged``) unless the relay allows them.
 
@@ -105,8 +107,13 @@ _ETHERNET_HLEN = bytes([1, 6])
 _ZERO_CHADDR_TAIL = bytes(10)
 _DHCPOFFER, _DHCPACK, _DHCPRELEASE = 2, 5, 7
 _DHCPV6_REPLY = 7
-_DHCPV6_RELAY_MESSAGES = (12, 13)  # relay-forward, relay-reply: relay agents only
 _DHCPV6_CLIENT_ID = 1
+# Client messages (solicit .. information-request); relay messages are refused.
+_DHCPV6_CLIENT_MESSAGES = range(1, 12)
+# Identity associations (IA_NA, IA_TA, IA_PD): each leases addresses or prefixes.
+_DHCPV6_IA_OPTIONS = (3, 4, 25)
+# IAIDs one client may use for the room's life (one interface needs one or two).
+MAX_IAIDS_PER_CLIENT = 8
 # RFC 8415 11.1: a DUID is a 2-byte type and at most 128 bytes after it.
 _MAX_DUID_BYTES = 130
 _DHCPV6_IA_NA = 3
@@ -123,15 +130,28 @@ class GuardedClient(Protocol):
 class ClientBindings:
     """One client's addresses, whether the LAN's DHCP server gave it one, its DHCP budget."""
 
-    __slots__ = ("dhcp_bucket", "dhcpv6_duid", "ipv4", "ipv6", "leased")
+    __slots__ = (
+        "dhcp_bucket",
+        "dhcpv6_duid",
+        "dhcpv6_iaids",
+        "duid_since",
+        "ipv4",
+        "ipv6",
+        "joined",
+        "leased",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, joined: int = 0) -> None:
         # Insertion-ordered: the oldest goes first when full.
         self.ipv4: dict[bytes, None] = {}
         self.ipv6: dict[bytes, None] = {}
         self.leased = False
-        # The DUID its DHCPv6 messages carry: the first one it used, for the room's life.
+        # The DUID its DHCPv6 messages carry: the first one it used, for the room's life,
+        # and when (in the room's order of events, as ``joined``).
         self.dhcpv6_duid: bytes | None = None
+        self.duid_since = 0
+        self.dhcpv6_iaids: set[bytes] = set()
+        self.joined = joined
         self.dhcp_bucket = TokenBucket(DHCP_MESSAGES_PER_S, DHCP_MESSAGES_BURST)
 
 
@@ -142,6 +162,7 @@ class RoomGuard:
         "allow_vlan_tags",
         "clients",
         "duid_owners",
+        "events",
         "ipv4_owners",
         "ipv6_owners",
         "lan_duids",
@@ -162,7 +183,8 @@ class RoomGuard:
         self.lan_ipv6: set[bytes] = set()
         # DHCPv6 DUIDs: the client (id) using each, and those the LAN's hosts use.
         self.duid_owners: dict[bytes, ClientBindings] = {}
-        self.lan_duids: set[bytes] = set()
+        self.lan_duids: dict[bytes, None] = {}  # insertion-ordered: the oldest goes first
+        self.events = 0
 
     # ----------------------------------------------------------- bindings
 
@@ -170,7 +192,8 @@ class RoomGuard:
         """A client id's bindings (made the first time it joins; kept for the room's life)."""
         bindings = self.clients.get(client_id)
         if bindings is None:
-            bindings = self.clients[client_id] = ClientBindings()
+            self.events += 1
+            bindings = self.clients[client_id] = ClientBindings(self.events)
         return bindings
 
     def bind_ipv4(self, client: GuardedClient, address: bytes) -> None:
@@ -240,8 +263,12 @@ class RoomGuard:
         if protocol == IPPROTO_UDP:
             port = frame_class.udp_destination_port
             if frame_class.ip_version == 4 and port == DHCP_SERVER_PORT:
+                if frame_class.fragment is not _UNFRAGMENTED:
+                    return _SUSPICIOUS  # the rest, unread, could name anyone
                 return self._client_dhcp(client, data, start, frame_class, now)
             if frame_class.ip_version == 6 and port == DHCPV6_SERVER_PORT:
+                if frame_class.fragment is not _UNFRAGMENTED:
+                    return _SUSPICIOUS
                 return self._client_dhcpv6(client, data, start, frame_class, now)
             return None
         if protocol == IPPROTO_ICMPV6 and frame_class.icmpv6_type in (
@@ -355,44 +382,71 @@ class RoomGuard:
         """
         if not client.guard.dhcp_bucket.take(now):
             return _RATE_LIMITED_DHCP
-        body = start + frame_class.l4_offset + UDP_HEADER_BYTES
+        udp = start + frame_class.l4_offset
+        body = udp + UDP_HEADER_BYTES
         if len(data) < body + 4:
             return _SUSPICIOUS
-        if data[body] in _DHCPV6_RELAY_MESSAGES:
-            return _DHCP_SPOOF  # it could carry any client's message inside
-        duids = [
-            value
-            for code, value in _dhcpv6_options(data, body + 4, len(data))
-            if code == _DHCPV6_CLIENT_ID
-        ]
+        end = udp + (data[udp + 4] << 8 | data[udp + 5])  # what a server reads: the UDP length
+        if not body + 4 <= end <= len(data):
+            return _SUSPICIOUS
+        if data[body] not in _DHCPV6_CLIENT_MESSAGES:
+            return _DHCP_SPOOF  # a relay message could carry any client's message inside
+        options = _dhcpv6_client_options(data, body + 4, end)
+        if options is None:
+            return _DHCP_SPOOF  # options a server reads and the guard would not
+        duids = [value for code, value in options if code == _DHCPV6_CLIENT_ID]
+        ias = [(code, value[:4]) for code, value in options if code in _DHCPV6_IA_OPTIONS]
+        if len(duids) > 1 or len({code for code, _ in ias}) != len(ias):
+            return _DHCP_SPOOF  # one client id, and one IA of each kind
         if not duids:
-            return None  # an information-request may leave it out; no lease is keyed on it
+            # An information-request may leave the DUID out; it asks for no lease.
+            return _DHCP_SPOOF if ias else None
         duid = duids[0]
-        if len(duids) > 1 or not 3 <= len(duid) <= _MAX_DUID_BYTES:
+        if not 3 <= len(duid) <= _MAX_DUID_BYTES or any(len(iaid) < 4 for _, iaid in ias):
             return _DHCP_SPOOF
         bindings = client.guard
+        iaids = bindings.dhcpv6_iaids
+        new_iaids = {iaid for _, iaid in ias} - iaids
+        if len(iaids) + len(new_iaids) > MAX_IAIDS_PER_CLIENT:
+            return _DHCP_SPOOF  # fresh IAIDs would take a lease each
         if bindings.dhcpv6_duid is None:
             if duid in self.lan_duids:
                 return _DHCP_SPOOF
             squatter = self.duid_owners.get(duid)
             if squatter is not None:
-                # A DUID built from this client's own MAC (DUID-LL or -LLT, which
-                # anyone in the room can compute) is its own, whoever used it first.
-                if _duid_link_address(duid) != client.mac:
+                # A DUID built from this client's MAC (DUID-LL or -LLT, which anyone
+                # in the room can compute) is taken back from whoever used it
+                # after this client joined. Not from one who used it before: a
+                # newcomer could pick that MAC (a Windows DUID-LLT names the
+                # physical NIC, not the room MAC) to steal a player's DUID.
+                if _duid_link_address(duid) != client.mac or squatter.duid_since < bindings.joined:
                     return _DHCP_SPOOF
                 squatter.dhcpv6_duid = None
+            self.events += 1
             bindings.dhcpv6_duid = duid
+            bindings.duid_since = self.events
             self.duid_owners[duid] = bindings
-            return None
-        return None if duid == bindings.dhcpv6_duid else _DHCP_SPOOF
+        elif duid != bindings.dhcpv6_duid:
+            return _DHCP_SPOOF
+        iaids |= new_iaids
+        return None
 
-    def _lan_duid(self, duid: bytes) -> None:
-        """A LAN host uses ``duid``: no client may, whatever it used before."""
+    def _lan_duid(self, duid: bytes, clients: Mapping[bytes, GuardedClient]) -> None:
+        """A LAN host uses ``duid``: no client may, whatever it used before.
+
+        Except a DUID built from a room client's own MAC: a LAN guest could
+        otherwise lock a player out of DHCPv6 for the room's life.
+        """
+        if _duid_link_address(duid) in clients:
+            return
         owner = self.duid_owners.pop(duid, None)
         if owner is not None:
             owner.dhcpv6_duid = None
-        if len(self.lan_duids) < MAX_LAN_ADDRESSES:
-            self.lan_duids.add(duid)
+        lan_duids = self.lan_duids
+        lan_duids.pop(duid, None)
+        lan_duids[duid] = None
+        if len(lan_duids) > MAX_LAN_ADDRESSES:
+            del lan_duids[next(iter(lan_duids))]
 
     def learn_from_gateway(
         self, data: bytes, start: int, clients: Mapping[bytes, GuardedClient]
@@ -443,12 +497,13 @@ class RoomGuard:
                 next_header == IPPROTO_UDP
                 and len(data) >= upper + UDP_HEADER_BYTES + 4
                 and data[upper + 2] << 8 | data[upper + 3] == DHCPV6_SERVER_PORT
-                and data[upper + UDP_HEADER_BYTES] not in _DHCPV6_RELAY_MESSAGES
+                and data[upper + UDP_HEADER_BYTES] in _DHCPV6_CLIENT_MESSAGES
             ):
                 body = upper + UDP_HEADER_BYTES
-                for code, value in _dhcpv6_options(data, body + 4, len(data)):
-                    if code == _DHCPV6_CLIENT_ID and len(value) <= _MAX_DUID_BYTES:
-                        self._lan_duid(value)
+                options = _dhcpv6_client_options(data, body + 4, len(data)) or []
+                duids = [value for code, value in options if code == _DHCPV6_CLIENT_ID]
+                if len(duids) == 1 and 3 <= len(duids[0]) <= _MAX_DUID_BYTES:
+                    self._lan_duid(duids[0], clients)
 
     def _lan_dhcp(self, data: bytes, body: int, clients: Mapping[bytes, GuardedClient]) -> None:
         if len(data) < body + _DHCP_OPTIONS:
@@ -556,6 +611,24 @@ def _duid_link_address(duid: bytes) -> bytes | None:
     if duid[:4] == b"\x00\x03\x00\x01" and len(duid) == 10:
         return duid[4:]
     return None
+
+
+def _dhcpv6_client_options(data: bytes, at: int, end: int) -> list[tuple[int, bytes]] | None:
+    """Every option of a client's message, or None if the guard cannot read them all.
+
+    A server reads every option: one past the guard's cap on options, one cut
+    short, or bytes after the last must not hide a client identifier from it.
+    """
+    found: list[tuple[int, bytes]] = []
+    while at < end:
+        if at + 4 > end or len(found) >= _MAX_OPTIONS:
+            return None
+        length = data[at + 2] << 8 | data[at + 3]
+        if at + 4 + length > end:
+            return None
+        found.append((data[at] << 8 | data[at + 1], data[at + 4 : at + 4 + length]))
+        at += 4 + length
+    return found
 
 
 def _dhcpv6_options(data: bytes, at: int, end: int) -> list[tuple[int, bytes]]:

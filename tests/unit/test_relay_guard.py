@@ -359,7 +359,7 @@ def test_a_dhcpv6_message_cannot_hide_or_double_its_duid() -> None:
     )
 
 
-def test_a_duid_built_from_a_player_s_mac_is_its_own_whoever_used_it_first() -> None:
+def test_a_duid_built_from_a_player_s_mac_is_taken_back_from_a_later_squatter() -> None:
     party = Party()
     alice, bob = party.alice, party.bob
     # bob knows alice's MAC, so her DUID-LL and could try to squat it before she asks
@@ -394,6 +394,94 @@ def test_a_lan_host_s_duid_is_its_own() -> None:
     # alice may start again with a DUID of her own
     assert isinstance(
         party.forward(alice, client_dhcpv6(alice, dhcpv6_message(SOLICIT, ALICE_DUID))), tuple
+    )
+
+
+FILLER = struct.pack("!HH", 0xFF00, 0)
+
+
+def client_id(duid: bytes) -> bytes:
+    return struct.pack("!HH", 1, len(duid)) + duid
+
+
+def ia_na(iaid: int) -> bytes:
+    return struct.pack("!HHIII", 3, 12, iaid, 0, 0)
+
+
+def test_a_duid_the_guard_cannot_read_is_not_passed() -> None:
+    party = Party()
+    alice, bob = party.alice, party.bob
+    assert isinstance(
+        party.forward(bob, client_dhcpv6(bob, dhcpv6_message(SOLICIT, BOB_DUID))), tuple
+    )
+    header = bytes([RELEASE]) + b"\x00\x00\x01"
+    for body in (
+        header + FILLER * 64 + client_id(BOB_DUID),  # past the guard's cap on options
+        header + client_id(BOB_DUID)[:-1],  # cut short
+        header + FILLER + b"\x00\x01",  # bytes after the last option
+    ):
+        assert party.forward(alice, client_dhcpv6(alice, body)) is DropReason.DHCP_SPOOF
+
+
+def test_a_fragmented_dhcp_message_from_a_client_is_dropped() -> None:
+    party = Party()
+    alice = party.alice
+    head = bytes([RELEASE]) + b"\x00\x00\x01" + FILLER
+    udp = struct.pack("!HHHH", 546, 547, 8 + len(head) + len(client_id(BOB_DUID)), 0) + head
+    first = struct.pack("!BBHI", 17, 0, 1, 0xBEEF) + udp  # more fragments follow
+    frame = ether(BROADCAST, alice.mac, 0x86DD, ipv6("fe80::a", "ff02::1:2", 44, first) + first)
+    assert party.forward(alice, frame) is DropReason.SUSPICIOUS
+
+
+def test_a_newcomer_cannot_take_a_player_s_duid_by_choosing_the_mac_inside_it() -> None:
+    party = Party()
+    alice = party.alice
+    nic = bytes.fromhex("001b21aabbcc")  # Windows names the physical NIC, not the room MAC
+    duid = bytes.fromhex("000100012c3d4e5f") + nic
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(SOLICIT, duid))), tuple
+    )
+    mallory = party.join(nic.hex(":"))
+    frame = client_dhcpv6(mallory, dhcpv6_message(RELEASE, duid))
+    assert party.forward(mallory, frame) is DropReason.DHCP_SPOOF
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(RELEASE, duid)), 1.0), tuple
+    )
+
+
+def test_one_duid_cannot_take_leases_without_bound() -> None:
+    party = Party()
+    alice = party.alice
+    duid = client_id(ALICE_DUID)
+    header = bytes([SOLICIT]) + b"\x00\x00\x01"
+    two_of_a_kind = header + duid + ia_na(1) + ia_na(2)
+    assert party.forward(alice, client_dhcpv6(alice, two_of_a_kind)) is DropReason.DHCP_SPOOF
+    results = [
+        party.forward(alice, client_dhcpv6(alice, header + duid + ia_na(iaid)), float(iaid))
+        for iaid in range(1, 12)
+    ]
+    assert all(isinstance(result, tuple) for result in results[:8])
+    assert results[8:] == [DropReason.DHCP_SPOOF] * 3
+    # the IAIDs it has are still its own
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, header + duid + ia_na(1)), 20.0), tuple
+    )
+
+
+def test_the_lan_cannot_reserve_a_player_s_own_duid_nor_teach_an_ambiguous_one() -> None:
+    party = Party()
+    alice, bob = party.alice, party.bob
+    alice_ll = bytes.fromhex("00030001") + alice.mac
+    lan_duid = bytes.fromhex("0001000100000001") + LAN_HOST
+    for body in (dhcpv6_message(SOLICIT, alice_ll), dhcpv6_message(SOLICIT, lan_duid, BOB_DUID)):
+        udp = struct.pack("!HHHH", 546, 547, 8 + len(body), 0) + body
+        lan = ether(BROADCAST, LAN_HOST, 0x86DD, ipv6(LAN_HOST_V6, "ff02::1:2", 17, udp) + udp)
+        assert isinstance(party.forward(party.gateway, lan), tuple)
+    assert isinstance(
+        party.forward(alice, client_dhcpv6(alice, dhcpv6_message(SOLICIT, alice_ll))), tuple
+    )
+    assert isinstance(
+        party.forward(bob, client_dhcpv6(bob, dhcpv6_message(SOLICIT, BOB_DUID))), tuple
     )
 
 
