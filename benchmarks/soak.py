@@ -11,7 +11,13 @@ file descriptors (/proc/PID/fd), its CPU over the interval and the joins so
 far; at the end a summary, including a sample taken 10 s after the last
 client left.
 
-    python -m benchmarks.soak --minutes 30 [--rooms 50] [--concurrency 60]
+    python -m benchmarks.soak --minutes 30 [--rooms 50] [--concurrency 60] [--returning 4]
+
+``--returning N``: each slot is N players who come back (its own N MACs and
+identities) instead of a new MAC per join. Rooms keep their MAC bindings for
+their life and refuse newcomers when full (8 per seat), so fresh MACs stop
+being admitted after 50 x 512 joins; returning players keep the churn going
+with the tables full, which is what shows whether anything else grows.
 
 Bounded: --minutes of churn and at most --max-joins joins.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import random
 import sys
 import tempfile
@@ -56,8 +63,9 @@ def gateway_mac(room: int) -> bytes:
 class Churn:
     """What the client slots did so far."""
 
-    def __init__(self, rooms: int) -> None:
+    def __init__(self, rooms: int, returning: int = 0) -> None:
         self.rooms = rooms
+        self.returning = returning
         self.joins = 0
         self.leaves = 0
         self.failures: collections.Counter[str] = collections.Counter()
@@ -100,8 +108,11 @@ async def client_slot(
     with source_host(f"127.0.2.{slot % 250 + 1}"):
         while trio.current_time() < deadline and churn.joins < max_joins:
             room = rng.randrange(churn.rooms)
-            number = churn.next_mac
-            churn.next_mac += 1
+            if churn.returning:
+                number = slot * churn.returning + rng.randrange(churn.returning) + 1
+            else:
+                number = churn.next_mac
+                churn.next_mac += 1
             mac = bytes([0x02, 0x00]) + number.to_bytes(4, "big")
             started = trio.current_time()
             try:
@@ -150,9 +161,15 @@ def print_row(row: dict[str, Any]) -> None:
 
 
 async def soak(
-    minutes: float, rooms: int, concurrency: int, sample_s: float, max_joins: int
+    minutes: float,
+    rooms: int,
+    concurrency: int,
+    sample_s: float,
+    max_joins: int,
+    *,
+    returning: int = 0,
 ) -> int:
-    churn = Churn(rooms)
+    churn = Churn(rooms, returning)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as state:
         relay, endpoint = launch_relay(state)
@@ -237,11 +254,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=60)
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--max-joins", type=int, default=1_000_000)
+    parser.add_argument("--returning", type=int, default=0)
     args = parser.parse_args()
     configure_logging("error")
     pin_to_cpu(1)
     sys.exit(
-        trio.run(soak, args.minutes, args.rooms, args.concurrency, args.sample_s, args.max_joins)
+        trio.run(
+            functools.partial(soak, returning=args.returning),
+            args.minutes,
+            args.rooms,
+            args.concurrency,
+            args.sample_s,
+            args.max_joins,
+        )
     )
 
 
