@@ -185,9 +185,17 @@ ROOM_OPENER_MAC = "00:16:3e:00:00:f0"
 
 
 async def open_room(relay: RelayProcess, room: str = "party") -> None:
-    """Let the room's gateway open ``room`` and leave: the room stays for the grace period."""
+    """Let the room's gateway open ``room`` and leave: the room stays for the grace period.
+
+    Returns once the relay has seen it leave, so that its ``peer_left`` is not
+    what the next member hears first (it raced the next join under load).
+    """
+    before = relay.metrics()["lanparty_peers"]
     async with member(relay, ROOM_OPENER_MAC, role=Role.GATEWAY, room=room):
         pass
+    with trio.fail_after(10):
+        while relay.metrics()["lanparty_peers"] > before:
+            await trio.sleep(0.01)
 
 
 async def receive_until(session: Session, marker: bytes, timeout_s: float = 10) -> list[bytes]:
